@@ -1,0 +1,53 @@
+#include "ac_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int ac_err_set(ac_err *err, ac_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return (int)code;
+}
+
+int ac_err_prefix(ac_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return AC_E_INTERNAL;
+    char prefix[AC_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    char old[AC_ERR_MSG_MAX];
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    return (int)err->code;
+}
+
+void ac_err_clear(ac_err *err)
+{
+    if (err) {
+        err->code = AC_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+const char *ac_status_name(ac_status code)
+{
+    switch (code) {
+    case AC_OK: return "ok";
+    case AC_E_INVALID: return "invalid";
+    case AC_E_UNSUPPORTED: return "unsupported";
+    case AC_E_IO: return "io";
+    case AC_E_NOMEM: return "out of memory";
+    case AC_E_INTERNAL: return "internal";
+    }
+    return "unknown";
+}
