@@ -1,1 +1,186 @@
-/* being written */
+#include "ac_exec.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ac_ops.h"
+
+struct ac_exec {
+    const ac_graph *g;
+    void **buf;          /* per tensor: owned buffer for activations, NULL for constants */
+    const void **in_ptr; /* scratch pointer arrays, sized for the widest node */
+    void **out_ptr;
+    int max_io;
+    void *scratch;
+    size_t scratch_bytes;
+    int nthreads;
+    int scratch_nth;     /* thread count the scratch was sized for */
+};
+
+static int max_threads(const ac_exec *e)
+{
+    return e->nthreads > 0 ? e->nthreads : omp_get_max_threads();
+}
+
+/* Scratch is sized for the largest need over all nodes at the run's thread count. */
+static int ensure_scratch(ac_exec *e, int nth, ac_err *err)
+{
+    if (e->scratch_nth == nth)
+        return 0;
+    size_t need = 0;
+    for (int i = 0; i < e->g->nnodes; i++) {
+        const ac_op_def *def = ac_op_def_get(e->g->nodes[i].op);
+        if (def && def->scratch_bytes) {
+            size_t b = def->scratch_bytes(e->g, &e->g->nodes[i], nth);
+            if (b > need)
+                need = b;
+        }
+    }
+    free(e->scratch);
+    e->scratch = NULL;
+    e->scratch_bytes = 0;
+    if (need && posix_memalign(&e->scratch, 64, need) != 0) {
+        e->scratch = NULL;
+        return ac_err_set(err, AC_E_NOMEM, "out of memory for %zu bytes of kernel scratch", need);
+    }
+    e->scratch_bytes = need;
+    e->scratch_nth = nth;
+    return 0;
+}
+
+ac_exec *ac_exec_new(const ac_graph *g, ac_err *err)
+{
+    ac_exec *e = calloc(1, sizeof *e);
+    if (!e) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory creating executor");
+        return NULL;
+    }
+    e->g = g;
+    e->buf = calloc((size_t)(g->ntensors ? g->ntensors : 1), sizeof(void *));
+    if (!e->buf)
+        goto nomem;
+    for (int i = 0; i < g->nnodes; i++) {
+        const ac_node *n = &g->nodes[i];
+        if (!ac_op_def_get(n->op)) {
+            ac_err_set(err, AC_E_UNSUPPORTED, "node '%s' (%s, opset %d): operator not supported",
+                       n->name, n->op_type, g->opset);
+            ac_exec_destroy(&e);
+            return NULL;
+        }
+        if (n->ninputs > e->max_io)
+            e->max_io = n->ninputs;
+        if (n->noutputs > e->max_io)
+            e->max_io = n->noutputs;
+        for (int j = 0; j < n->noutputs; j++) {
+            int t = n->outputs[j];
+            if (t < 0 || ac_tensor_is_const(&g->tensors[t]))
+                continue;
+            int64_t numel = ac_tensor_numel(&g->tensors[t]);
+            if (numel < 0) {
+                ac_err_set(err, AC_E_INVALID, "tensor '%s' (output of '%s') has no inferred shape",
+                           g->tensors[t].name, n->name);
+                ac_exec_destroy(&e);
+                return NULL;
+            }
+            size_t bytes = ac_tensor_bytes(&g->tensors[t]);
+            if (posix_memalign(&e->buf[t], 64, bytes ? bytes : 1) != 0) {
+                e->buf[t] = NULL;
+                goto nomem;
+            }
+        }
+    }
+    e->in_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
+    e->out_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
+    if (!e->in_ptr || !e->out_ptr)
+        goto nomem;
+    return e;
+nomem:
+    ac_err_set(err, AC_E_NOMEM, "out of memory allocating tensors of '%s'", g->name);
+    ac_exec_destroy(&e);
+    return NULL;
+}
+
+void ac_exec_destroy(ac_exec **p)
+{
+    if (!p || !*p)
+        return;
+    ac_exec *e = *p;
+    if (e->buf)
+        for (int i = 0; i < e->g->ntensors; i++)
+            free(e->buf[i]);
+    free(e->buf);
+    free(e->in_ptr);
+    free(e->out_ptr);
+    free(e->scratch);
+    free(e);
+    *p = NULL;
+}
+
+void ac_exec_set_threads(ac_exec *e, int nthreads)
+{
+    e->nthreads = nthreads > 0 ? nthreads : 0;
+}
+
+const void *ac_exec_tensor(const ac_exec *e, int t)
+{
+    if (t < 0 || t >= e->g->ntensors)
+        return NULL;
+    if (ac_tensor_is_const(&e->g->tensors[t]))
+        return e->g->tensors[t].data;
+    return e->buf[t];
+}
+
+int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
+{
+    const ac_graph *g = e->g;
+    for (int i = 0; i < g->ninputs; i++) {
+        int t = g->inputs[i];
+        if (!inputs[i])
+            return ac_err_set(err, AC_E_INVALID, "graph input '%s' was not given", g->tensors[t].name);
+        /* Inputs are copied so a caller's buffer is never aliased by a later run. */
+        size_t bytes = ac_tensor_bytes(&g->tensors[t]);
+        if (!e->buf[t] && posix_memalign(&e->buf[t], 64, bytes ? bytes : 1) != 0) {
+            e->buf[t] = NULL;
+            return ac_err_set(err, AC_E_NOMEM, "out of memory for input '%s'", g->tensors[t].name);
+        }
+        memcpy(e->buf[t], inputs[i], bytes);
+    }
+    int nth = max_threads(e);
+    if (ensure_scratch(e, nth, err))
+        return err ? (int)err->code : AC_E_NOMEM;
+
+    int failed_node = -1;
+    /* One parallel region for the whole run; every thread walks all nodes. */
+#pragma omp parallel num_threads(nth)
+    {
+        int ith = omp_get_thread_num();
+        int nthr = omp_get_num_threads();
+        for (int i = 0; i < g->nnodes; i++) {
+            const ac_node *n = &g->nodes[i];
+            const ac_op_def *def = ac_op_def_get(n->op);
+#pragma omp single
+            {
+                for (int j = 0; j < n->ninputs; j++)
+                    e->in_ptr[j] = n->inputs[j] >= 0 ? ac_exec_tensor(e, n->inputs[j]) : NULL;
+                for (int j = 0; j < n->noutputs; j++)
+                    e->out_ptr[j] = n->outputs[j] >= 0 ? e->buf[n->outputs[j]] : NULL;
+            } /* implicit barrier: pointers are ready for all threads */
+            int rc = def->run(g, n, e->in_ptr, e->out_ptr, e->scratch, ith, nthr);
+            if (rc) {
+#pragma omp critical
+                {
+                    if (failed_node < 0 || i < failed_node)
+                        failed_node = i;
+                }
+            }
+#pragma omp barrier
+        }
+    }
+    if (failed_node >= 0) {
+        const ac_node *n = &g->nodes[failed_node];
+        return ac_err_set(err, AC_E_INVALID, "node '%s' (%s): run failed on its input data",
+                          n->name, n->op_type);
+    }
+    return 0;
+}
