@@ -365,7 +365,7 @@ int ac_graph_toposort(ac_graph *g, ac_err *err)
                 break;
         }
     } else {
-        ac_node *sorted = malloc(sizeof(ac_node) * (size_t)(n ? n : 1));
+        ac_node *sorted = malloc(sizeof(ac_node) * (size_t)(n > 0 ? n : 1));
         if (!sorted) {
             rc = ac_err_set(err, AC_E_NOMEM, "out of memory sorting %d nodes", n);
         } else {
@@ -407,11 +407,15 @@ void ac_graph_prune(ac_graph *g)
     }
     for (int i = g->nnodes - 1; i >= 0; i--) {
         ac_node *n = &g->nodes[i];
-        int used = 0;
-        for (int j = 0; j < n->noutputs; j++)
+        int used = 0, folded = 1;
+        for (int j = 0; j < n->noutputs; j++) {
             if (n->outputs[j] >= 0 && need[n->outputs[j]])
                 used = 1;
-        if (!used)
+            if (n->outputs[j] >= 0 && !ac_tensor_is_const(&g->tensors[n->outputs[j]]))
+                folded = 0;
+        }
+        /* A node whose outputs were all constant-folded has nothing left to compute. */
+        if (!used || folded)
             continue;
         keep[i] = 1;
         for (int j = 0; j < n->ninputs; j++)

@@ -141,7 +141,8 @@ int ac_graph_toposort(ac_graph *g, ac_err *err);
 /* Number of nodes that read tensor t (+1 if it is a graph output). */
 int ac_graph_uses(const ac_graph *g, int t);
 
-/* Drop nodes whose outputs no graph output needs. Tensors keep their indices. */
+/* Drop nodes whose outputs no graph output needs, and nodes whose outputs were
+ * all constant-folded. Tensors keep their indices. */
 void ac_graph_prune(ac_graph *g);
 
 #endif

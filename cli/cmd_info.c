@@ -1,0 +1,107 @@
+/* autocalib info MODEL: what a user needs to know before quantizing. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ac_args.h"
+#include "ac_cli.h"
+#include "ac_model.h"
+#include "ac_ops.h"
+
+static void print_shape(const ac_tensor *t)
+{
+    printf("[");
+    for (int i = 0; i < t->ndim; i++)
+        printf("%s%lld", i ? "," : "", (long long)t->dims[i]);
+    printf("]");
+}
+
+static void print_io(const ac_graph *g, const char *title, int n, const int *idx)
+{
+    printf("%s:\n", title);
+    for (int i = 0; i < n; i++) {
+        const ac_tensor *t = &g->tensors[idx[i]];
+        printf("  %-24s %-8s ", t->name, ac_dtype_name(t->dtype));
+        print_shape(t);
+        printf("\n");
+    }
+}
+
+static void print_op_histogram(const ac_graph *g)
+{
+    int count[AC_OP_COUNT] = {0};
+    for (int i = 0; i < g->nnodes; i++)
+        count[g->nodes[i].op]++;
+    printf("ops (%d nodes):", g->nnodes);
+    for (int op = 1; op < AC_OP_COUNT; op++)
+        if (count[op])
+            printf(" %s %d,", ac_op_name((ac_op)op), count[op]);
+    printf("\n");
+}
+
+static void print_layers(const ac_graph *g)
+{
+    int64_t total = 0;
+    printf("layers:\n  %-32s %-18s %-20s %14s\n", "name", "op", "output", "MACs");
+    for (int i = 0; i < g->nnodes; i++) {
+        const ac_node *n = &g->nodes[i];
+        int64_t macs = ac_node_macs(g, n);
+        total += macs;
+        printf("  %-32s %-18s ", n->name, ac_op_name(n->op));
+        char shape[64] = "";
+        const ac_tensor *t = &g->tensors[n->outputs[0]];
+        int len = 0;
+        for (int d = 0; d < t->ndim && len < (int)sizeof shape - 12; d++)
+            len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", d ? "x" : "",
+                            (long long)t->dims[d]);
+        printf("%-20s %14lld\n", shape, (long long)macs);
+    }
+    printf("total MACs: %lld (%.3f G)\n", (long long)total, (double)total / 1e9);
+}
+
+int ac_cmd_info(int argc, char **argv)
+{
+    const char *shapes = NULL, *weights = NULL, *model = NULL;
+    bool raw = false, help = false;
+    ac_arg_spec specs[] = {
+        {"model", NULL, AC_ARG_STRING, &model, "model file (or give it as the first argument)"},
+        {"weights", NULL, AC_ARG_STRING, &weights, "weights file of two-file formats"},
+        {"input_data_shape", NULL, AC_ARG_STRING, &shapes, "input shape(s), e.g. '(1,3,224,224)'"},
+        {"raw", NULL, AC_ARG_FLAG, &raw, "show the graph as imported, before simplification passes"},
+    };
+    const char *pos[1];
+    int npos = 0;
+    ac_err err = {0};
+    int nspecs = (int)(sizeof specs / sizeof specs[0]);
+    if (ac_args_parse(argc, argv, 2, specs, nspecs, pos, 1, &npos, &help, &err)) {
+        fprintf(stderr, "autocalib info: %s\n", err.msg);
+        return 2;
+    }
+    if (help) {
+        ac_args_print_help("usage: autocalib info MODEL [--input_data_shape S]", specs, nspecs);
+        return 0;
+    }
+    if (npos)
+        model = pos[0];
+    if (!model) {
+        fprintf(stderr, "autocalib info: no model given (autocalib info MODEL)\n");
+        return 2;
+    }
+    ac_model_options opt = {.weights = weights, .input_shapes = shapes, .no_simplify = raw};
+    ac_passes_stats st = {0};
+    ac_graph *g = ac_model_load(model, &opt, &st, &err);
+    if (!g)
+        return ac_cli_fail("info", err.msg);
+    printf("model: %s (%s, opset %d)\n", model, ac_model_format_name(ac_model_detect(model)), g->opset);
+    print_io(g, "inputs", g->ninputs, g->inputs);
+    print_io(g, "outputs", g->noutputs, g->outputs);
+    print_op_histogram(g);
+    printf("parameters: %lld\n", (long long)ac_graph_param_count(g));
+    if (!raw)
+        printf("passes: %d BatchNormalization folded, %d Identity/Dropout dropped, %d ReLU6/ReLU "
+               "from Clip, %d SiLU recognised, %d nodes pruned\n",
+               st.bn_folded, st.identities_dropped, st.relu6_recognised, st.silu_recognised,
+               st.nodes_pruned);
+    print_layers(g);
+    ac_graph_destroy(&g);
+    return 0;
+}

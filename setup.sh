@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Sets up everything autocalib needs on a fresh Debian 12 machine, then builds it.
+# Idempotent: packages already present are not reinstalled, the venv is reused,
+# the build is incremental. Run as root (or with sudo available).
+#
+#   ./setup.sh                  install + configure + build into build/
+#   AC_BUILD_DIR=build-asan AC_SANITIZE=ON ./setup.sh   ASan/UBSan build
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BUILD_DIR=${AC_BUILD_DIR:-build}
+SANITIZE=${AC_SANITIZE:-OFF}
+
+# Debian packages: build tools, the C libraries autocalib links, the Python
+# packages the tests and the training script use, and test data.
+APT_PACKAGES=(
+  build-essential cmake pkg-config git ca-certificates
+  libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev
+  libturbojpeg0-dev libpng-dev zlib1g-dev
+  libprotobuf-c-dev protobuf-c-compiler
+  libonnx-dev libonnx-testdata
+  clang libclang-rt-14-dev
+  python3 python3-venv python3-pip python3-numpy python3-pytest python3-onnx
+  python3-torch python3-torchvision python3-pil
+  python3-lmdb python3-msgpack python3-zmq
+  dataset-fashion-mnist
+)
+# Extra packages other modules add (datasets, benchmarks) are listed in this file
+# so there is one place to look.
+if [ -f scripts/apt-packages.txt ]; then
+  while read -r p; do
+    case "$p" in ""|\#*) ;; *) APT_PACKAGES+=("$p") ;; esac
+  done < scripts/apt-packages.txt
+fi
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup.sh: need root to install Debian packages (run as root or install sudo)" >&2; exit 1
+  fi
+}
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python: Debian's interpreter with its packages (torch, numpy, onnx ...) plus the
+# PyPI-only ones (onnxruntime, the reference runtime) in a venv that sees both.
+# numpy stays Debian's (<2) because Debian's torch is built against it.
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv --system-site-packages .venv
+fi
+if ! .venv/bin/python -c "import onnxruntime" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
+fi
+
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAC_SANITIZE="$SANITIZE" >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"
+test -x "$BUILD_DIR/cli/autocalib"
+echo "setup.sh: built $BUILD_DIR/cli/autocalib"
