@@ -1,25 +1,613 @@
-/* Fast fp32 convolution and GEMM (first version: delegates to the __ref kernels;
- * the blocked SIMD path replaces these bodies). */
+/* Fast fp32 convolution and GEMM.
+ *
+ * Both ops run on one blocked SGEMM driver: Y[M][N] (+)= A[M][K] * B[K][N].
+ *  - conv: per (image, group) A = weights [c_out/g][c_in/g*kh*kw], B = the
+ *    im2col of the input ([c_in/g*kh*kw][h_out*w_out]), built block by block
+ *    in scratch; a 1x1 stride-1 unpadded conv reads the input directly as B.
+ *  - gemm: A and B are the operands, transposes handled by strides.
+ * Depthwise convs (groups == c_in == c_out) take a direct kernel instead.
+ *
+ * Determinism for any nth: work is split into output tiles (image, group,
+ * row block, column block). Every output element is computed the same way
+ * whatever tile it lands in: K is cut into fixed KC-sized blocks (never
+ * depending on nth or tile sizes); for each block the micro-kernel sums the
+ * block in K order into a register (one FMA chain per element), then adds
+ * that to the element (Y = block0, Y += block1, ...). Partial tiles run the
+ * same micro-kernel on zero-padded panels. The only things that vary with nth
+ * are which thread computes a tile and how much scratch is needed.
+ *
+ * Scratch: thread ith uses slice ith of the caller's buffer, sized by
+ * *_scratch_bytes(s, nth); nothing is allocated here. */
 #include "ac_conv_f32.h"
+#include "ac_conv_f32_internal.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+enum {
+    MR = 6,    /* micro-tile rows (output channels / Y rows) */
+    NR = 16,   /* micro-tile columns (output pixels / Y columns) */
+    KC = 256,  /* K block: fixed, part of the numerical definition (see above) */
+    NB = 256,  /* column block: packed B (KC x NB floats) stays in L2 */
+    MB = 96,   /* largest row block */
+    MB_MIN = 24,
+    ALIGN = 64
+};
+
+/* ---- micro-kernels ----------------------------------------------------------
+ * c[MR][NR] (row stride ldc) = (accumulate ? c : 0) + sum_k a[k][r] * b[k][j]
+ * with a packed as kc x MR and b packed as kc x NR. */
+typedef void (*ukernel_fn)(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                           int accumulate);
+
+static void ukernel_6x16_portable(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                                  int accumulate)
+{
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++) {
+        for (int r = 0; r < MR; r++) {
+            const float av = a[r];
+            for (int j = 0; j < NR; j++)
+                acc[r][j] += av * b[j];
+        }
+        a += MR;
+        b += NR;
+    }
+    for (int r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        for (int j = 0; j < NR; j++)
+            cr[j] = accumulate ? cr[j] + acc[r][j] : acc[r][j];
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void
+ukernel_6x16_avx2(int kc, const float *a, const float *b, float *c, int64_t ldc, int accumulate)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        const __m256 b1 = _mm256_loadu_ps(b + 8);
+        __m256 av;
+        av = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(av, b0, c00);
+        c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+        a += MR;
+        b += NR;
+    }
+#define AC_STORE_ROW(r, lo, hi)                                                    \
+    do {                                                                           \
+        float *cr = c + (r) * ldc;                                                 \
+        if (accumulate) {                                                          \
+            lo = _mm256_add_ps(_mm256_loadu_ps(cr), lo);                           \
+            hi = _mm256_add_ps(_mm256_loadu_ps(cr + 8), hi);                       \
+        }                                                                          \
+        _mm256_storeu_ps(cr, lo);                                                  \
+        _mm256_storeu_ps(cr + 8, hi);                                              \
+    } while (0)
+    AC_STORE_ROW(0, c00, c01);
+    AC_STORE_ROW(1, c10, c11);
+    AC_STORE_ROW(2, c20, c21);
+    AC_STORE_ROW(3, c30, c31);
+    AC_STORE_ROW(4, c40, c41);
+    AC_STORE_ROW(5, c50, c51);
+#undef AC_STORE_ROW
+}
+
+bool ac_conv_isa_avx2_available(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static ac_conv_isa resolve_isa(ac_conv_isa isa)
+{
+    if (isa == AC_CONV_ISA_PORTABLE)
+        return AC_CONV_ISA_PORTABLE;
+    return ac_conv_isa_avx2_available() ? AC_CONV_ISA_AVX2 : AC_CONV_ISA_PORTABLE;
+}
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int iclamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static int round_up(int v, int to) { return (v + to - 1) / to * to; }
+static int div_up(int v, int by) { return (v + by - 1) / by; }
+
+static float *align_ptr(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return (float *)((u + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+}
+
+/* ---- packing -------------------------------------------------------------------- */
+
+/* dst[kk][r] (kc x MR) = A(i0 + r, k0 + kk), A(i, k) = a[i*rs + k*cs]; rows r >= mr are 0. */
+static void pack_a(float *dst, const float *a, int64_t rs, int64_t cs, int i0, int mr, int k0,
+                   int kc)
+{
+    if (mr < MR)
+        memset(dst, 0, sizeof(float) * MR * kc);
+    if (cs == 1) {
+        for (int r = 0; r < mr; r++) {
+            const float *src = a + (int64_t)(i0 + r) * rs + k0;
+            for (int kk = 0; kk < kc; kk++)
+                dst[kk * MR + r] = src[kk];
+        }
+    } else {
+        for (int kk = 0; kk < kc; kk++) {
+            const float *src = a + (int64_t)i0 * rs + (int64_t)(k0 + kk) * cs;
+            for (int r = 0; r < mr; r++)
+                dst[kk * MR + r] = src[r * rs];
+        }
+    }
+}
+
+/* Panels of B for rows [k0, k0+kc) and columns [j0, j0+nb): panel p holds
+ * dst[p][kk][jj] (kc x NR) = B(k0 + kk, j0 + p*NR + jj), B(k, j) = b[k*rs + j*cs];
+ * columns past nb are 0. */
+static void pack_b(float *dst, const float *b, int64_t rs, int64_t cs, int k0, int kc, int j0,
+                   int nb)
+{
+    for (int p = 0; p * NR < nb; p++) {
+        float *d = dst + (int64_t)p * kc * NR;
+        const int jb = j0 + p * NR;
+        const int nr = imin(NR, nb - p * NR);
+        if (cs == 1) {
+            for (int kk = 0; kk < kc; kk++) {
+                const float *src = b + (int64_t)(k0 + kk) * rs + jb;
+                memcpy(d + kk * NR, src, sizeof(float) * nr);
+                if (nr < NR)
+                    memset(d + kk * NR + nr, 0, sizeof(float) * (NR - nr));
+            }
+        } else {
+            if (nr < NR)
+                memset(d, 0, sizeof(float) * NR * kc);
+            for (int jj = 0; jj < nr; jj++) {
+                const float *src = b + (int64_t)(jb + jj) * cs + (int64_t)k0 * rs;
+                for (int kk = 0; kk < kc; kk++)
+                    d[kk * NR + jj] = src[kk * rs];
+            }
+        }
+    }
+}
+
+/* im2col rows [k0, k0+kc) x output pixels [j0, j0+nb) of one (image, group)
+ * into cols (row-major, row stride nb). Row k is (ci, ky, kx) in OIHW order. */
+static void im2col_block(float *cols, const ac_conv2d_shape *s, const float *xg, int k0, int kc,
+                         int j0, int nb)
+{
+    const int ksz = s->kh * s->kw;
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    for (int kk = 0; kk < kc; kk++) {
+        const int k = k0 + kk;
+        const int ci = k / ksz, ky = (k % ksz) / s->kw, kx = k % s->kw;
+        const float *xc = xg + ci * plane_in;
+        float *row = cols + (int64_t)kk * nb;
+        int j = j0;
+        while (j < j0 + nb) {
+            const int oh = j / s->w_out;
+            const int ow_a = j % s->w_out;
+            const int ow_b = imin(s->w_out, ow_a + (j0 + nb - j)); /* end of this output row segment */
+            float *d = row + (j - j0);
+            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
+            const int len = ow_b - ow_a;
+            if (ih < 0 || ih >= s->h_in) {
+                memset(d, 0, sizeof(float) * len);
+            } else {
+                const float *src = xc + (int64_t)ih * s->w_in;
+                const int off = kx * s->dil_w - s->pad_left; /* iw = ow*sw + off */
+                if (s->stride_w == 1) {
+                    /* valid ow: 0 <= ow + off < w_in */
+                    const int va = iclamp(-off, ow_a, ow_b);
+                    const int vb = iclamp(s->w_in - off, va, ow_b);
+                    memset(d, 0, sizeof(float) * (va - ow_a));
+                    memcpy(d + (va - ow_a), src + va + off, sizeof(float) * (vb - va));
+                    memset(d + (vb - ow_a), 0, sizeof(float) * (ow_b - vb));
+                } else {
+                    for (int ow = ow_a; ow < ow_b; ow++) {
+                        const int iw = ow * s->stride_w + off;
+                        d[ow - ow_a] = (iw >= 0 && iw < s->w_in) ? src[iw] : 0.0f;
+                    }
+                }
+            }
+            j += len;
+        }
+    }
+}
+
+/* ---- the blocked driver ---------------------------------------------------------- */
+
+typedef struct {
+    int m, n, k;
+    const float *a; /* A(i, k) = a[i*a_rs + k*a_cs] */
+    int64_t a_rs, a_cs;
+    const float *b; /* B(k, j) = b[k*b_rs + j*b_cs], when conv == NULL or direct */
+    int64_t b_rs, b_cs;
+    const ac_conv2d_shape *conv; /* im2col source when set and b == NULL */
+    const float *xg;
+    float *y; /* Y(i, j) = y[i*ldy + j] */
+    int64_t ldy;
+} gemm_job;
+
+typedef struct {
+    float *apack; /* MR x KC */
+    float *bpack; /* KC x NB (rounded to NR) */
+    float *cols;  /* KC x NB im2col staging */
+} scratch_slice;
+
+static void scratch_sizes(int k, int n, bool need_cols, size_t *a_f, size_t *b_f, size_t *c_f)
+{
+    const int kc = imin(k, KC) > 0 ? imin(k, KC) : 1;
+    const int nb = round_up(imin(n, NB) > 0 ? imin(n, NB) : 1, NR);
+    *a_f = (size_t)MR * kc;
+    *b_f = (size_t)kc * nb;
+    *c_f = need_cols ? (size_t)kc * nb : 0;
+}
+
+static size_t slice_bytes(int k, int n, bool need_cols)
+{
+    size_t a_f, b_f, c_f;
+    scratch_sizes(k, n, need_cols, &a_f, &b_f, &c_f);
+    return (a_f + b_f + c_f) * sizeof(float) + 3 * ALIGN;
+}
+
+static scratch_slice slice_get(void *scratch, int k, int n, bool need_cols, int ith)
+{
+    size_t a_f, b_f, c_f;
+    scratch_sizes(k, n, need_cols, &a_f, &b_f, &c_f);
+    char *base = (char *)scratch + (size_t)ith * slice_bytes(k, n, need_cols);
+    scratch_slice sl;
+    sl.apack = align_ptr(base);
+    sl.bpack = align_ptr(sl.apack + a_f);
+    sl.cols = need_cols ? align_ptr(sl.bpack + b_f) : NULL;
+    return sl;
+}
+
+/* Y rows [m0, m0+mb) x columns [j0, j0+nb) = A * B over the full K. */
+static void gemm_tile(const gemm_job *job, int m0, int mb, int j0, int nb, const scratch_slice *sl,
+                      ukernel_fn uk)
+{
+    if (job->k == 0) {
+        for (int i = m0; i < m0 + mb; i++)
+            memset(job->y + i * job->ldy + j0, 0, sizeof(float) * nb);
+        return;
+    }
+    for (int k0 = 0; k0 < job->k; k0 += KC) {
+        const int kc = imin(KC, job->k - k0);
+        const int accumulate = k0 > 0;
+        if (job->b) {
+            pack_b(sl->bpack, job->b, job->b_rs, job->b_cs, k0, kc, j0, nb);
+        } else {
+            im2col_block(sl->cols, job->conv, job->xg, k0, kc, j0, nb);
+            pack_b(sl->bpack, sl->cols, nb, 1, 0, kc, 0, nb);
+        }
+        for (int i = m0; i < m0 + mb; i += MR) {
+            const int mr = imin(MR, m0 + mb - i);
+            pack_a(sl->apack, job->a, job->a_rs, job->a_cs, i, mr, k0, kc);
+            for (int p = 0; p * NR < nb; p++) {
+                const int nr = imin(NR, nb - p * NR);
+                const float *bp = sl->bpack + (int64_t)p * kc * NR;
+                float *c = job->y + i * job->ldy + j0 + p * NR;
+                if (mr == MR && nr == NR) {
+                    uk(kc, sl->apack, bp, c, job->ldy, accumulate);
+                } else {
+                    /* Edge tile: same kernel on a full local tile, valid part copied. */
+                    float tile[MR * NR];
+                    memset(tile, 0, sizeof tile);
+                    if (accumulate)
+                        for (int r = 0; r < mr; r++)
+                            memcpy(tile + r * NR, c + r * job->ldy, sizeof(float) * nr);
+                    uk(kc, sl->apack, bp, tile, NR, accumulate);
+                    for (int r = 0; r < mr; r++)
+                        memcpy(c + r * job->ldy, tile + r * NR, sizeof(float) * nr);
+                }
+            }
+        }
+    }
+}
+
+/* Row block size for an M x N problem with `outer` independent (image, group)
+ * problems: at most MB rows, cut smaller (down to MB_MIN) while there are too
+ * few tiles to keep nth threads busy. Affects speed only, never results. */
+static int row_block(int m, int n, int outer, int nth)
+{
+    int nmb = div_up(m, MB);
+    int mb = round_up(div_up(m, nmb), MR);
+    const int64_t nnb = div_up(n, NB);
+    while (mb > MB_MIN && (int64_t)outer * nnb * div_up(m, mb) < 4 * nth)
+        mb = round_up(mb / 2, MR);
+    return mb;
+}
+
+/* ---- depthwise -------------------------------------------------------------------- */
+
+/* One output row of a depthwise conv, scalar: taps in (ky, kx) order, bias last. */
+static void dw_row_scalar(const ac_conv2d_shape *s, const float *xc, const float *wc, float bias,
+                          float *yrow, int oh, int ow_a, int ow_b)
+{
+    for (int ow = ow_a; ow < ow_b; ow++) {
+        float acc = 0.0f;
+        for (int ky = 0; ky < s->kh; ky++) {
+            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
+            if (ih < 0 || ih >= s->h_in)
+                continue;
+            for (int kx = 0; kx < s->kw; kx++) {
+                const int iw = ow * s->stride_w - s->pad_left + kx * s->dil_w;
+                if (iw < 0 || iw >= s->w_in)
+                    continue;
+                acc += xc[(int64_t)ih * s->w_in + iw] * wc[ky * s->kw + kx];
+            }
+        }
+        yrow[ow] = acc + bias;
+    }
+}
+
+/* Interior columns [*lo, *hi) where 8 consecutive outputs can be computed with
+ * full-width loads (every tap in bounds, including the extra element a
+ * stride-2 deinterleave reads). */
+static void dw_vector_range(const ac_conv2d_shape *s, int *lo, int *hi)
+{
+    const int sw = s->stride_w;
+    int a = div_up(s->pad_left, sw);
+    /* last index read by the block starting at ow: ow*sw - pl + (kw-1)*dw + 7*sw (+1 for sw 2) */
+    const int tail = -s->pad_left + (s->kw - 1) * s->dil_w + 7 * sw + (sw == 2 ? 1 : 0);
+    int b = a;
+    /* largest ow with ow*sw + tail <= w_in - 1, plus one */
+    const int lim = s->w_in - 1 - tail;
+    if (lim >= 0)
+        b = lim / sw + 1 + 7; /* blocks may start up to lim/sw; they cover 8 outputs */
+    if (b > s->w_out)
+        b = s->w_out;
+    if (a > s->w_out)
+        a = s->w_out;
+    *lo = a;
+    *hi = b > a ? b : a;
+}
+
+__attribute__((target("avx2,fma"))) static int
+dw_row_avx2(const ac_conv2d_shape *s, const float *xc, const float *wc, float bias, float *yrow,
+            int oh, int lo, int hi)
+{
+    const int sw = s->stride_w;
+    int ow = lo;
+    for (; ow + 8 <= hi; ow += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int ky = 0; ky < s->kh; ky++) {
+            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
+            if (ih < 0 || ih >= s->h_in)
+                continue;
+            const float *xr = xc + (int64_t)ih * s->w_in + ow * sw - s->pad_left;
+            for (int kx = 0; kx < s->kw; kx++) {
+                const float *p = xr + kx * s->dil_w;
+                __m256 xv;
+                if (sw == 1) {
+                    xv = _mm256_loadu_ps(p);
+                } else {
+                    const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+                    const __m256 ev = _mm256_shuffle_ps(v0, v1, 0x88); /* 0 2 8 10 | 4 6 12 14 */
+                    xv = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(wc[ky * s->kw + kx]), xv, acc);
+            }
+        }
+        _mm256_storeu_ps(yrow + ow, _mm256_add_ps(acc, _mm256_set1_ps(bias)));
+    }
+    return ow;
+}
+
+static void conv_depthwise(const ac_conv2d_shape *s, const float *x, const float *w,
+                           const float *bias, float *y, int ith, int nth, ac_conv_isa isa)
+{
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    const int ksz = s->kh * s->kw;
+    int lo = 0, hi = 0;
+    const bool vec = isa == AC_CONV_ISA_AVX2 && (s->stride_w == 1 || s->stride_w == 2);
+    if (vec)
+        dw_vector_range(s, &lo, &hi);
+    /* Work item = one output row (image, channel, oh). */
+    const int64_t rows = (int64_t)s->n * s->c_out * s->h_out;
+    const int64_t begin = rows * ith / nth, end = rows * (ith + 1) / nth;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t plane = item / s->h_out; /* image * c_out + channel */
+        const int oh = (int)(item % s->h_out);
+        const int c = (int)(plane % s->c_out);
+        const float *xc = x + plane * plane_in; /* c_in == c_out */
+        const float *wc = w + (int64_t)c * ksz;
+        const float bv = bias ? bias[c] : 0.0f;
+        float *yrow = y + plane * plane_out + (int64_t)oh * s->w_out;
+        int done = 0;
+        if (vec && hi - lo >= 8) {
+            dw_row_scalar(s, xc, wc, bv, yrow, oh, 0, lo);
+            done = dw_row_avx2(s, xc, wc, bv, yrow, oh, lo, hi);
+        }
+        dw_row_scalar(s, xc, wc, bv, yrow, oh, done, s->w_out);
+    }
+}
+
+static bool conv_is_depthwise(const ac_conv2d_shape *s)
+{
+    return s->groups > 1 && s->groups == s->c_in && s->groups == s->c_out;
+}
+
+/* 1x1, stride 1, no padding: the input planes are B as they are. */
+static bool conv_is_pointwise(const ac_conv2d_shape *s)
+{
+    return s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 &&
+           s->pad_left == 0 && s->h_out == s->h_in && s->w_out == s->w_in;
+}
+
+/* ---- conv ------------------------------------------------------------------------------ */
 
 size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth)
 {
-    return 0;
+    if (nth < 1)
+        nth = 1;
+    if (conv_is_depthwise(s))
+        return 0;
+    const int k = s->c_in / s->groups * s->kh * s->kw;
+    const int n = s->h_out * s->w_out;
+    return (size_t)nth * slice_bytes(k, n, !conv_is_pointwise(s));
+}
+
+void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
+                       const float *bias, float *y, void *scratch, int ith, int nth,
+                       ac_conv_isa isa)
+{
+    isa = resolve_isa(isa);
+    if (nth < 1) {
+        nth = 1;
+        ith = 0;
+    }
+    if (conv_is_depthwise(s)) {
+        conv_depthwise(s, x, w, bias, y, ith, nth, isa);
+        return;
+    }
+    if (s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0)
+        return;
+    const ukernel_fn uk = isa == AC_CONV_ISA_AVX2 ? ukernel_6x16_avx2 : ukernel_6x16_portable;
+    const int cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
+    const int k = cin_g * s->kh * s->kw;
+    const int n = s->h_out * s->w_out;
+    const bool direct = conv_is_pointwise(s);
+    const scratch_slice sl = slice_get(scratch, k, n, !direct, ith);
+    const int outer = s->n * s->groups;
+    const int mb = row_block(cout_g, n, outer, nth);
+    const int nmb = div_up(cout_g, mb), nnb = div_up(n, NB);
+    const int64_t per_outer = (int64_t)nmb * nnb;
+    const int64_t tiles = outer * per_outer;
+    const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+
+    for (int64_t t = begin; t < end; t++) {
+        const int o = (int)(t / per_outer);
+        const int b = o / s->groups, g = o % s->groups;
+        const int mbi = (int)(t % per_outer / nnb), nbi = (int)(t % nnb);
+        const int m0 = mbi * mb, mrows = imin(mb, cout_g - m0);
+        const int j0 = nbi * NB, ncols = imin(NB, n - j0);
+        gemm_job job;
+        memset(&job, 0, sizeof job);
+        job.m = cout_g;
+        job.n = n;
+        job.k = k;
+        job.a = w + (int64_t)g * cout_g * k;
+        job.a_rs = k;
+        job.a_cs = 1;
+        job.xg = x + ((int64_t)b * s->c_in + (int64_t)g * cin_g) * plane_in;
+        if (direct) {
+            job.b = job.xg;
+            job.b_rs = plane_in;
+            job.b_cs = 1;
+        } else {
+            job.conv = s;
+        }
+        job.y = y + ((int64_t)b * s->c_out + (int64_t)g * cout_g) * n;
+        job.ldy = n;
+        gemm_tile(&job, m0, mrows, j0, ncols, &sl, uk);
+        if (bias) {
+            for (int i = m0; i < m0 + mrows; i++) {
+                const float bv = bias[g * cout_g + i];
+                float *yr = job.y + (int64_t)i * n + j0;
+                for (int j = 0; j < ncols; j++)
+                    yr[j] += bv;
+            }
+        }
+    }
 }
 
 void ac_conv2d_f32(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, void *scratch, int ith, int nth)
 {
-    ac_conv2d_f32__ref(s, x, w, bias, y, ith, nth);
+    if (ac_kernels_ref_forced() || (!scratch && ac_conv2d_f32_scratch_bytes(s, nth) > 0)) {
+        ac_conv2d_f32__ref(s, x, w, bias, y, ith, nth);
+        return;
+    }
+    ac_conv2d_f32_isa(s, x, w, bias, y, scratch, ith, nth, AC_CONV_ISA_AUTO);
 }
+
+/* ---- gemm ------------------------------------------------------------------------------ */
 
 size_t ac_gemm_f32_scratch_bytes(const ac_gemm_shape *s, int nth)
 {
-    return 0;
+    if (nth < 1)
+        nth = 1;
+    return (size_t)nth * slice_bytes(s->k, s->n, false);
+}
+
+void ac_gemm_f32_isa(const ac_gemm_shape *s, const float *a, const float *b, const float *c,
+                     float *y, void *scratch, int ith, int nth, ac_conv_isa isa)
+{
+    isa = resolve_isa(isa);
+    if (nth < 1) {
+        nth = 1;
+        ith = 0;
+    }
+    if (s->m <= 0 || s->n <= 0)
+        return;
+    const ukernel_fn uk = isa == AC_CONV_ISA_AVX2 ? ukernel_6x16_avx2 : ukernel_6x16_portable;
+    const scratch_slice sl = slice_get(scratch, s->k, s->n, false, ith);
+    gemm_job job;
+    memset(&job, 0, sizeof job);
+    job.m = s->m;
+    job.n = s->n;
+    job.k = s->k;
+    job.a = a;
+    job.a_rs = s->trans_a ? 1 : s->k;
+    job.a_cs = s->trans_a ? s->m : 1;
+    job.b = b;
+    job.b_rs = s->trans_b ? 1 : s->n;
+    job.b_cs = s->trans_b ? s->k : 1;
+    job.y = y;
+    job.ldy = s->n;
+
+    const int mb = row_block(s->m, s->n, 1, nth);
+    const int nmb = div_up(s->m, mb), nnb = div_up(s->n, NB);
+    const int64_t tiles = (int64_t)nmb * nnb;
+    const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
+    const bool use_c = c && s->beta != 0.0f; /* as in __ref: beta == 0 ignores C */
+    for (int64_t t = begin; t < end; t++) {
+        const int m0 = (int)(t / nnb) * mb, mrows = imin(mb, s->m - m0);
+        const int j0 = (int)(t % nnb) * NB, ncols = imin(NB, s->n - j0);
+        gemm_tile(&job, m0, mrows, j0, ncols, &sl, uk);
+        for (int i = m0; i < m0 + mrows; i++) {
+            float *yr = y + (int64_t)i * s->n;
+            const float *cr = use_c ? c + (int64_t)(s->c_rows == 1 ? 0 : i) * s->c_cols : NULL;
+            for (int j = j0; j < j0 + ncols; j++) {
+                float v = s->alpha * yr[j];
+                if (cr)
+                    v += s->beta * cr[s->c_cols == 1 ? 0 : j];
+                yr[j] = v;
+            }
+        }
+    }
 }
 
 void ac_gemm_f32(const ac_gemm_shape *s, const float *a, const float *b, const float *c, float *y,
                  void *scratch, int ith, int nth)
 {
-    ac_gemm_f32__ref(s, a, b, c, y, ith, nth);
+    if (ac_kernels_ref_forced() || !scratch) {
+        ac_gemm_f32__ref(s, a, b, c, y, ith, nth);
+        return;
+    }
+    ac_gemm_f32_isa(s, a, b, c, y, scratch, ith, nth, AC_CONV_ISA_AUTO);
 }
