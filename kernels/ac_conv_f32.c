@@ -494,17 +494,21 @@ void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
     const int outer = s->n * s->groups;
     const int mb = row_block(cout_g, n, outer, nth);
     const int nmb = div_up(cout_g, mb), nnb = div_up(n, NB);
-    const int64_t per_outer = (int64_t)nmb * nnb;
-    const int64_t tiles = outer * per_outer;
+    /* Tiles ordered (image*group, column block, row block); a thread's run of
+     * tiles in one column block is done in one pass so its B block is built once. */
+    const int64_t tiles = (int64_t)outer * nnb * nmb;
     const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
 
-    for (int64_t t = begin; t < end; t++) {
-        const int o = (int)(t / per_outer);
+    for (int64_t t = begin; t < end;) {
+        const int64_t col_block = t / nmb; /* o * nnb + nbi */
+        const int64_t run_end = end < (col_block + 1) * nmb ? end : (col_block + 1) * nmb;
+        const int o = (int)(col_block / nnb), nbi = (int)(col_block % nnb);
         const int b = o / s->groups, g = o % s->groups;
-        const int mbi = (int)(t % per_outer / nnb), nbi = (int)(t % nnb);
-        const int m0 = mbi * mb, mrows = imin(mb, cout_g - m0);
+        const int m0 = (int)(t % nmb) * mb;
+        const int mrows = imin((int)(run_end - t) * mb, cout_g - m0);
         const int j0 = nbi * NB, ncols = imin(NB, n - j0);
+        t = run_end;
         gemm_job job;
         memset(&job, 0, sizeof job);
         job.m = cout_g;
@@ -582,12 +586,17 @@ void ac_gemm_f32_isa(const ac_gemm_shape *s, const float *a, const float *b, con
 
     const int mb = row_block(s->m, s->n, 1, nth);
     const int nmb = div_up(s->m, mb), nnb = div_up(s->n, NB);
+    /* Tiles ordered (column block, row block), runs done in one pass as in conv. */
     const int64_t tiles = (int64_t)nmb * nnb;
     const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
     const bool use_c = c && s->beta != 0.0f; /* as in __ref: beta == 0 ignores C */
-    for (int64_t t = begin; t < end; t++) {
-        const int m0 = (int)(t / nnb) * mb, mrows = imin(mb, s->m - m0);
-        const int j0 = (int)(t % nnb) * NB, ncols = imin(NB, s->n - j0);
+    for (int64_t t = begin; t < end;) {
+        const int64_t nbi = t / nmb;
+        const int64_t run_end = end < (nbi + 1) * nmb ? end : (nbi + 1) * nmb;
+        const int m0 = (int)(t % nmb) * mb;
+        const int mrows = imin((int)(run_end - t) * mb, s->m - m0);
+        const int j0 = (int)nbi * NB, ncols = imin(NB, s->n - j0);
+        t = run_end;
         gemm_tile(&job, m0, mrows, j0, ncols, &sl, uk);
         for (int i = m0; i < m0 + mrows; i++) {
             float *yr = y + (int64_t)i * s->n;
