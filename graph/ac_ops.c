@@ -807,7 +807,8 @@ static int infer_conv_transpose(ac_graph *g, ac_node *n, ac_err *err)
             want = in * sp.stride[d];
         }
         if (want >= 0) {
-            int64_t total = full - want;
+            /* A negative total (output larger than the full one) extends the end. */
+            int64_t total = full - want > 0 ? full - want : 0;
             int64_t small = total / 2, big = total - small;
             bool upper = sp.auto_pad == PAD_SAME_UPPER;
             sp.pad_begin[d] = upper ? small : big;

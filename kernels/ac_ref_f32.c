@@ -630,7 +630,8 @@ float ac_resize_coord(ac_coord_mode mode, int64_t x_out, float scale, int64_t le
     case AC_COORD_HALF_PIXEL: return (x + 0.5f) / scale - 0.5f;
     case AC_COORD_PYTORCH_HALF_PIXEL: return len_out > 1 ? (x + 0.5f) / scale - 0.5f : 0.0f;
     case AC_COORD_ALIGN_CORNERS:
-        return len_out > 1 ? x * (float)(len_in - 1) / (float)(len_out - 1) : 0.0f;
+        /* The resized length is len_in * scale, not rounded (as the ONNX reference). */
+        return len_out > 1 ? x * (float)(len_in - 1) / ((float)len_in * scale - 1.0f) : 0.0f;
     case AC_COORD_ASYMMETRIC: return x / scale;
     case AC_COORD_TF_HALF_PIXEL_FOR_NN: return (x + 0.5f) / scale;
     }

@@ -241,7 +241,8 @@ typedef enum {
 } ac_nearest_mode;
 
 /* Input coordinate of output coordinate x_out along one axis (ONNX Resize
- * coordinate_transformation_mode); scale is out / in as given or derived. */
+ * coordinate_transformation_mode); scale is out / in as given or derived
+ * from sizes; len_out is the integer output length. */
 float ac_resize_coord(ac_coord_mode mode, int64_t x_out, float scale, int64_t len_in,
                       int64_t len_out);
 /* Nearest input index for an input coordinate, clamped to [0, len_in). */
