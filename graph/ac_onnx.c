@@ -714,6 +714,63 @@ static int is_batch_name(const char *p)
     return 0;
 }
 
+static int tensor_type_of(const Onnx__TypeProto *tp, const Onnx__TypeProto__Tensor **out);
+
+/* The value the caller binds to input name, or NULL. */
+static const ac_onnx_tensor *find_bound(const loader *L, const char *name)
+{
+    if (!L->opt)
+        return NULL;
+    for (int i = 0; i < L->opt->nbound; i++)
+        if (strcmp(L->opt->bound[i].name, name) == 0)
+            return &L->opt->bound[i];
+    return NULL;
+}
+
+/* A bound input becomes a constant holding the caller's value. */
+static int add_bound_input(loader *L, const Onnx__ValueInfoProto *vi, const ac_onnx_tensor *v)
+{
+    char ctx[AC_ONNX_NAME_MAX + 32];
+    snprintf(ctx, sizeof ctx, "input '%.*s' (bound to a value)", AC_ONNX_NAME_MAX, vi->name);
+    const Onnx__TypeProto__Tensor *tt;
+    if (tensor_type_of(vi->type, &tt))
+        return ac_err_set(L->err, AC_E_UNSUPPORTED, "%s: only tensor inputs are supported", ctx);
+    if (tt->has_elem_type && (int32_t)v->dtype != tt->elem_type)
+        return ac_err_set(L->err, AC_E_INVALID, "%s: the model declares %s, the value is %s", ctx,
+                          onnx_dtype_name(tt->elem_type), ac_dtype_name(v->dtype));
+    if (tt->shape) {
+        int ok = (int)tt->shape->n_dim == v->ndim;
+        for (int i = 0; ok && i < v->ndim; i++)
+            ok = tt->shape->dim[i]->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
+                 tt->shape->dim[i]->dim_value == v->dims[i];
+        if (!ok)
+            return ac_err_set(L->err, AC_E_INVALID, "%s: the value's shape differs from the model's",
+                              ctx);
+    }
+    if (v->ndim < 0 || v->ndim > AC_MAX_DIMS)
+        return ac_err_set(L->err, AC_E_INVALID, "%s: %d dims", ctx, v->ndim);
+    decoded_tensor d = {.dt = v->dtype, .ndim = v->ndim};
+    memcpy(d.dims, v->dims, sizeof d.dims);
+    if (dims_numel(d.dims, d.ndim, &d.numel, ctx, L->err))
+        return L->err->code;
+    d.bytes = (size_t)d.numel * ac_dtype_size(d.dt);
+    if (!ac_dtype_size(d.dt) || d.bytes != v->bytes || (d.bytes && !v->data))
+        return ac_err_set(L->err, AC_E_INVALID, "%s: %zu bytes of data, the shape needs %zu", ctx,
+                          v->bytes, d.bytes);
+    if (d.bytes) {
+        d.data = malloc(d.bytes);
+        if (!d.data)
+            return nomem(L, ctx);
+        memcpy(d.data, v->data, d.bytes);
+    }
+    int t = add_named_tensor(L, vi->name, d.dt, d.ndim, d.dims, "graph inputs: ");
+    if (t < 0) {
+        free(d.data);
+        return L->err->code;
+    }
+    return set_const_from(L, t, &d);
+}
+
 /* Finds the override for real input k (name), or NULL. */
 static const ac_onnx_shape *find_override(loader *L, int k, const char *name)
 {
@@ -737,7 +794,7 @@ static void input_names(loader *L, char *buf, size_t cap)
     for (size_t i = 0; i < L->gp->n_input && used + 1 < cap; i++) {
         const char *nm = str_or_empty(L->gp->input[i]->name);
         int t = map_find(&L->map, nm);
-        if (t >= 0 && ac_tensor_is_const(&L->g->tensors[t]))
+        if ((t >= 0 && ac_tensor_is_const(&L->g->tensors[t])) || find_bound(L, nm))
             continue;
         int w = snprintf(buf + used, cap - used, "%s'%s'", used ? ", " : "", nm);
         if (w < 0)
@@ -870,8 +927,16 @@ static int add_inputs(loader *L, int **inputs, int *ninputs)
         if (!nm || !*nm)
             return ac_err_set(L->err, AC_E_INVALID, "graph input #%zu has no name", i);
         int t = map_find(&L->map, nm);
-        if (!(t >= 0 && ac_tensor_is_const(&L->g->tensors[t])))
+        if (!(t >= 0 && ac_tensor_is_const(&L->g->tensors[t])) && !find_bound(L, nm))
             nreal++;
+    }
+    for (int i = 0; L->opt && i < L->opt->nbound; i++) {
+        int found = 0;
+        for (size_t j = 0; j < gp->n_input && !found; j++)
+            found = strcmp(gp->input[j]->name, L->opt->bound[i].name) == 0;
+        if (!found)
+            return ac_err_set(L->err, AC_E_INVALID, "a value is bound to input '%.*s', which the model "
+                              "does not have", AC_ONNX_NAME_MAX, L->opt->bound[i].name);
     }
     if (check_overrides(L, nreal))
         return L->err ? (int)L->err->code : AC_E_INVALID;
@@ -883,6 +948,12 @@ static int add_inputs(loader *L, int **inputs, int *ninputs)
         int t = map_find(&L->map, gp->input[i]->name);
         if (t >= 0 && ac_tensor_is_const(&L->g->tensors[t]))
             continue; /* an initializer: a constant, not something the caller feeds */
+        const ac_onnx_tensor *v = find_bound(L, gp->input[i]->name);
+        if (v) {
+            if (add_bound_input(L, gp->input[i], v))
+                return L->err->code;
+            continue;
+        }
         if (add_input(L, gp->input[i], k, &(*inputs)[k]))
             return L->err ? (int)L->err->code : AC_E_INVALID;
         k++;

@@ -40,11 +40,20 @@ typedef struct {
     int64_t dims[AC_MAX_DIMS];
 } ac_onnx_shape;
 
+typedef struct ac_onnx_tensor ac_onnx_tensor;
+
 typedef struct {
     /* Input shape overrides. Either all positional (applied to the graph
-     * inputs in order; fewer than the inputs is fine) or all named. */
+     * inputs in order, bound inputs not counted; fewer than the inputs is
+     * fine) or all named. */
     int nshapes;
     const ac_onnx_shape *shapes;
+    /* Graph inputs bound to fixed values (matched by ac_onnx_tensor.name):
+     * they become constants, so inputs that decide shapes (a Reshape's shape,
+     * Slice starts, Resize scales, ...) can be given for a static graph. The
+     * dtype must be the declared one and fixed dims must match. */
+    int nbound;
+    const ac_onnx_tensor *bound;
     /* Return the graph right after toposort, without ac_graph_infer_shapes. */
     int skip_shape_inference;
 } ac_onnx_options;
@@ -71,14 +80,14 @@ ac_graph *ac_onnx_load_buffer(const void *buf, size_t len, const char *name,
 int ac_onnx_op_version(const char *op_type, int opset);
 
 /* A tensor read from a serialized TensorProto (ONNX backend test data). */
-typedef struct {
+struct ac_onnx_tensor {
     char name[AC_ONNX_NAME_MAX];
     ac_dtype dtype;
     int ndim;
     int64_t dims[AC_MAX_DIMS];
     void *data; /* malloc'ed, numel * ac_dtype_size(dtype) bytes (NULL when 0) */
     size_t bytes;
-} ac_onnx_tensor;
+};
 
 int ac_onnx_load_tensor_pb(const char *path, ac_onnx_tensor *t, ac_err *err);
 int ac_onnx_tensor_from_buffer(const void *buf, size_t len, const char *name, ac_onnx_tensor *t,

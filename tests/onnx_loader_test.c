@@ -613,6 +613,44 @@ static void test_tensor_attribute(void)
     bfree(&md.b);
 }
 
+/* A bound input becomes a constant holding the value; an unknown name is an error. */
+static void test_bound_inputs(void)
+{
+    model md;
+    model_init(&md);
+    static float xv[48];
+    for (int i = 0; i < 48; i++)
+        xv[i] = (float)i;
+    ac_onnx_tensor v = {.name = "x", .dtype = AC_DT_F32, .ndim = 4, .dims = {1, 3, 4, 4},
+                        .data = xv, .bytes = sizeof xv};
+    ac_onnx_options o = {.nbound = 1, .bound = &v, .skip_shape_inference = 1};
+    ac_err err;
+    ac_graph *g = model_load(&md, &o, &err);
+    CHECK(g != NULL);
+    if (g) {
+        int t = ac_graph_find_tensor(g, "x");
+        CHECK(g->ninputs == 0 && t >= 0 && ac_tensor_is_const(&g->tensors[t]));
+        CHECK(t >= 0 && ((float *)g->tensors[t].data)[47] == 47.0f);
+    } else {
+        fprintf(stderr, "  %s\n", err.msg);
+    }
+    ac_graph_destroy(&g);
+    bfree(&md.b);
+
+    model_init(&md);
+    v.dims[2] = 5; /* the model's fixed dims are [N,3,4,4] */
+    EXPECT_ERROR(&md, &o, "input 'x' (bound to a value)", "differs");
+
+    model_init(&md);
+    v.dims[2] = 4;
+    v.dtype = AC_DT_I64;
+    EXPECT_ERROR(&md, &o, "input 'x' (bound to a value)", "declares FLOAT");
+
+    model_init(&md);
+    snprintf(v.name, sizeof v.name, "nope");
+    EXPECT_ERROR(&md, &o, "input 'nope'", "does not have");
+}
+
 /* Every prefix of a valid file is either an error or a graph; never a crash. */
 static void test_truncations(void)
 {
@@ -747,6 +785,7 @@ int main(void)
     test_model_errors();
     test_constant_nodes();
     test_tensor_attribute();
+    test_bound_inputs();
     test_truncations();
     test_deep_nesting();
     test_tensor_pb();

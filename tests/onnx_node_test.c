@@ -14,6 +14,7 @@
  * (ctest SKIP) when DATA_DIR is absent. */
 #include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,58 @@ static int compare(const ac_tensor *t, const void *got, const ac_onnx_tensor *wa
     return 0;
 }
 
+/* Input slots whose values decide output shapes: the project compiles static
+ * graphs, so these must be constants (the node tests feed them as inputs). */
+static const struct {
+    ac_op op;
+    unsigned slots; /* bit i: input i */
+} shape_slots[] = {
+    {AC_OP_RESHAPE, 1u << 1},  {AC_OP_SLICE, 0x1eu},   {AC_OP_SQUEEZE, 1u << 1},
+    {AC_OP_UNSQUEEZE, 1u << 1}, {AC_OP_PAD, 0x6u},      {AC_OP_RESIZE, 0xeu},
+    {AC_OP_UPSAMPLE, 1u << 1}, {AC_OP_SPLIT, 1u << 1}, {AC_OP_CONSTANT_OF_SHAPE, 1u},
+    {AC_OP_DROPOUT, 0x6u},
+};
+
+/* Marks in bind[] the test inputs that feed a shape slot (graph input order =
+ * data set input order). Loads the model once without shape inference. */
+static int shape_inputs(const char *model_path, const ac_onnx_tensor *in, int nin, int *bind,
+                        char *msg, size_t cap)
+{
+    ac_onnx_shape shapes[MAX_IO];
+    for (int i = 0; i < nin; i++) {
+        memset(&shapes[i], 0, sizeof shapes[i]);
+        shapes[i].ndim = in[i].ndim;
+        memcpy(shapes[i].dims, in[i].dims, sizeof in[i].dims);
+        bind[i] = 0;
+    }
+    ac_onnx_options opt = {.nshapes = nin, .shapes = shapes, .skip_shape_inference = 1};
+    ac_err err;
+    ac_graph *g = ac_onnx_load(model_path, &opt, &err);
+    if (!g) {
+        snprintf(msg, cap, "load: %.900s", err.msg);
+        return 1;
+    }
+    for (int k = 0; k < g->nnodes; k++) {
+        const ac_node *n = &g->nodes[k];
+        for (size_t s = 0; s < sizeof shape_slots / sizeof shape_slots[0]; s++) {
+            if (shape_slots[s].op != n->op)
+                continue;
+            for (int j = 0; j < n->ninputs && j < 32; j++) {
+                if (!(shape_slots[s].slots & (1u << j)) || n->inputs[j] < 0)
+                    continue;
+                for (int i = 0; i < g->ninputs && i < nin; i++)
+                    if (g->inputs[i] == n->inputs[j])
+                        bind[i] = 1;
+            }
+        }
+    }
+    /* Bound values are matched by the model's input names. */
+    for (int i = 0; i < g->ninputs && i < nin; i++)
+        snprintf(((ac_onnx_tensor *)in)[i].name, sizeof in[i].name, "%s", g->tensors[g->inputs[i]].name);
+    ac_graph_destroy(&g);
+    return 0;
+}
+
 /* Runs one data set; 0 on success, else msg says why. */
 static int run_data_set(const char *model_path, const char *set_dir, char *msg, size_t cap)
 {
@@ -153,35 +206,49 @@ static int run_data_set(const char *model_path, const char *set_dir, char *msg, 
         snprintf(msg, cap, "reading outputs: %.900s", err.msg);
         return 1;
     }
-    /* The test inputs fix every input's shape, as --input_data_shape would. */
-    ac_onnx_shape shapes[MAX_IO];
-    for (int i = 0; i < nin; i++) {
-        memset(&shapes[i], 0, sizeof shapes[i]);
-        shapes[i].ndim = in[i].ndim;
-        memcpy(shapes[i].dims, in[i].dims, sizeof in[i].dims);
-    }
-    ac_onnx_options opt = {.nshapes = nin, .shapes = shapes};
-    ac_graph *g = ac_onnx_load(model_path, &opt, &err);
     ac_exec *e = NULL;
+    ac_graph *g = NULL;
     int rc = 1;
+    int bind[MAX_IO];
+    if (shape_inputs(model_path, in, nin, bind, msg, cap))
+        goto done;
+    /* Shape-deciding inputs become constants holding the test's values; the
+     * others keep their shapes from the data, as --input_data_shape would. */
+    ac_onnx_shape shapes[MAX_IO];
+    ac_onnx_tensor bound[MAX_IO];
+    int nshapes = 0, nbound = 0, fed[MAX_IO];
+    for (int i = 0; i < nin; i++) {
+        if (bind[i]) {
+            bound[nbound++] = in[i];
+            continue;
+        }
+        memset(&shapes[nshapes], 0, sizeof shapes[nshapes]);
+        shapes[nshapes].ndim = in[i].ndim;
+        memcpy(shapes[nshapes].dims, in[i].dims, sizeof in[i].dims);
+        fed[nshapes++] = i;
+    }
+    ac_onnx_options opt = {.nshapes = nshapes, .shapes = shapes, .nbound = nbound, .bound = bound};
+    g = ac_onnx_load(model_path, &opt, &err);
     if (!g) {
         snprintf(msg, cap, "load: %.900s", err.msg);
         goto done;
     }
-    if (g->ninputs != nin || g->noutputs != nout) {
+    if (g->ninputs != nshapes || g->noutputs != nout) {
         snprintf(msg, cap, "model has %d inputs / %d outputs, data set has %d / %d", g->ninputs,
-                 g->noutputs, nin, nout);
+                 g->noutputs, nshapes, nout);
         goto done;
     }
     const void *ptrs[MAX_IO];
-    for (int i = 0; i < nin; i++) {
+    for (int i = 0; i < nshapes; i++) {
         const ac_tensor *t = &g->tensors[g->inputs[i]];
-        if (t->dtype != in[i].dtype) {
+        const ac_onnx_tensor *v = &in[fed[i]];
+        if (t->dtype != v->dtype) {
             snprintf(msg, cap, "input '%s': model dtype %s, data %s", t->name, ac_dtype_name(t->dtype),
-                     ac_dtype_name(in[i].dtype));
+                     ac_dtype_name(v->dtype));
             goto done;
         }
-        ptrs[i] = in[i].data;
+        static const uint8_t empty[8];
+        ptrs[i] = v->data ? v->data : empty; /* a zero-size input still needs a pointer */
     }
     e = ac_exec_new(g, &err);
     if (!e) {
