@@ -28,7 +28,10 @@ static float unary_one(const ac_unary_params *p, float x)
     switch (p->kind) {
     case AC_UNARY_RELU: return x > 0.0f ? x : 0.0f;
     case AC_UNARY_LEAKY_RELU: return x >= 0.0f ? x : p->alpha * x;
-    case AC_UNARY_CLIP: return x < p->alpha ? p->alpha : (x > p->beta ? p->beta : x);
+    case AC_UNARY_CLIP: { /* min first, then max: min > max gives max (ONNX); NaN stays */
+        float v = x < p->alpha ? p->alpha : x;
+        return v > p->beta ? p->beta : v;
+    }
     case AC_UNARY_SIGMOID: return sigmoidf(x);
     case AC_UNARY_TANH: return tanhf(x);
     case AC_UNARY_HARD_SIGMOID: return fmaxf(0.0f, fminf(1.0f, p->alpha * x + p->beta));
