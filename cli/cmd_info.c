@@ -32,9 +32,12 @@ static void print_op_histogram(const ac_graph *g)
     for (int i = 0; i < g->nnodes; i++)
         count[g->nodes[i].op]++;
     printf("ops (%d nodes):", g->nnodes);
+    const char *sep = " ";
     for (int op = 1; op < AC_OP_COUNT; op++)
-        if (count[op])
-            printf(" %s %d,", ac_op_name((ac_op)op), count[op]);
+        if (count[op]) {
+            printf("%s%s %d", sep, ac_op_name((ac_op)op), count[op]);
+            sep = ", ";
+        }
     printf("\n");
 }
 

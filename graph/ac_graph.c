@@ -320,8 +320,11 @@ int ac_graph_toposort(ac_graph *g, ac_err *err)
         free(ready_t);
         return ac_err_set(err, AC_E_NOMEM, "out of memory sorting %d nodes", n);
     }
+    /* Ready from the start: graph inputs and constants. A tensor that nothing
+     * produces and that is neither stays unready and is reported below. */
     for (int t = 0; t < g->ntensors; t++)
-        ready_t[t] = g->tensors[t].producer < 0;
+        ready_t[t] = g->tensors[t].producer < 0 &&
+                     (g->tensors[t].is_input || ac_tensor_is_const(&g->tensors[t]));
     int count = 0;
     int progress = 1;
     while (count < n && progress) {
@@ -371,7 +374,8 @@ int ac_graph_toposort(ac_graph *g, ac_err *err)
         } else {
             for (int i = 0; i < n; i++)
                 sorted[i] = g->nodes[order[i]];
-            memcpy(g->nodes, sorted, sizeof(ac_node) * (size_t)n);
+            if (n > 0) /* g->nodes is NULL in a graph without nodes */
+                memcpy(g->nodes, sorted, sizeof(ac_node) * (size_t)n);
             free(sorted);
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < g->nodes[i].noutputs; j++)

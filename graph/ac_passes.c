@@ -35,7 +35,8 @@ static const float *const_f32(const ac_graph *g, int t)
     return ts->data && ts->dtype == AC_DT_F32 ? ts->data : NULL;
 }
 
-/* Removes nodes marked dead (op set to AC_OP_UNKNOWN with op_type NULL). */
+/* Removes nodes marked dead (op_type NULL) and re-points tensor producers at
+ * the new node indices, which later rewrites in the same pass rely on. */
 static void compact(ac_graph *g)
 {
     int k = 0;
@@ -43,6 +44,12 @@ static void compact(ac_graph *g)
         if (g->nodes[i].op_type)
             g->nodes[k++] = g->nodes[i];
     g->nnodes = k;
+    for (int t = 0; t < g->ntensors; t++)
+        g->tensors[t].producer = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].noutputs; j++)
+            if (g->nodes[i].outputs[j] >= 0)
+                g->tensors[g->nodes[i].outputs[j]].producer = i;
 }
 
 static void kill_node(ac_node *n)
