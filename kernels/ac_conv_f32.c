@@ -5,7 +5,8 @@
  *    im2col of the input ([c_in/g*kh*kw][h_out*w_out]), built block by block
  *    in scratch; a 1x1 stride-1 unpadded conv reads the input directly as B.
  *  - gemm: A and B are the operands, transposes handled by strides.
- * Depthwise convs (groups == c_in == c_out) take a direct kernel instead.
+ * Depthwise convs (groups == c_in == c_out) take a direct kernel instead
+ * (see the depthwise section).
  *
  * Determinism for any nth: work is split into output tiles (image, group,
  * row block, column block). Every output element is computed the same way
@@ -339,13 +340,17 @@ static int row_block(int m, int n, int outer, int nth)
     return mb;
 }
 
-/* ---- depthwise -------------------------------------------------------------------- */
+/* ---- depthwise ----------------------------------------------------------------------
+ * Work item = one (image, channel) plane. The AVX2 path first copies the plane
+ * into a zero-padded buffer wide enough for whole 8-output blocks, so every
+ * output runs the same vector code (taps in (ky, kx) order, padding taps add
+ * 0 * w); the portable path computes each output directly, skipping padding. */
 
 /* One output row of a depthwise conv, scalar: taps in (ky, kx) order, bias last. */
 static void dw_row_scalar(const ac_conv2d_shape *s, const float *xc, const float *wc, float bias,
-                          float *yrow, int oh, int ow_a, int ow_b)
+                          float *yrow, int oh)
 {
-    for (int ow = ow_a; ow < ow_b; ow++) {
+    for (int ow = 0; ow < s->w_out; ow++) {
         float acc = 0.0f;
         for (int ky = 0; ky < s->kh; ky++) {
             const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
@@ -362,86 +367,284 @@ static void dw_row_scalar(const ac_conv2d_shape *s, const float *xc, const float
     }
 }
 
-/* Interior columns [*lo, *hi) where 8 consecutive outputs can be computed with
- * full-width loads (every tap in bounds, including the extra element a
- * stride-2 deinterleave reads). */
-static void dw_vector_range(const ac_conv2d_shape *s, int *lo, int *hi)
+/* Rows and columns of the padded plane: every row a tap can touch, and every
+ * column an 8-output block can load (stride 2 loads one float past the last tap). */
+static void dw_pad_geom(const ac_conv2d_shape *s, int *rows, int *cols)
 {
-    const int sw = s->stride_w;
-    int a = div_up(s->pad_left, sw);
-    /* last index read by the block starting at ow: ow*sw - pl + (kw-1)*dw + 7*sw (+1 for sw 2) */
-    const int tail = -s->pad_left + (s->kw - 1) * s->dil_w + 7 * sw + (sw == 2 ? 1 : 0);
-    int b = a;
-    /* largest ow with ow*sw + tail <= w_in - 1, plus one */
-    const int lim = s->w_in - 1 - tail;
-    if (lim >= 0)
-        b = lim / sw + 1 + 7; /* blocks may start up to lim/sw; they cover 8 outputs */
-    if (b > s->w_out)
-        b = s->w_out;
-    if (a > s->w_out)
-        a = s->w_out;
-    *lo = a;
-    *hi = b > a ? b : a;
+    const int w_out8 = round_up(s->w_out, 8);
+    *rows = (s->h_out - 1) * s->stride_h + (s->kh - 1) * s->dil_h + 1;
+    *cols = round_up((w_out8 - 1) * s->stride_w + (s->kw - 1) * s->dil_w + 2, 8);
 }
 
-__attribute__((target("avx2,fma"))) static int
-dw_row_avx2(const ac_conv2d_shape *s, const float *xc, const float *wc, float bias, float *yrow,
-            int oh, int lo, int hi)
+static size_t dw_slice_bytes(const ac_conv2d_shape *s)
+{
+    int rows, cols;
+    dw_pad_geom(s, &rows, &cols);
+    /* + 8 floats: the last row's tail store may run 8 floats past the row */
+    return ((size_t)rows * cols + 8) * sizeof(float) + ALIGN;
+}
+
+/* 8 consecutive outputs' taps starting at p, for stride sw. */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 dw_load8(const float *p, int sw)
+{
+    if (sw == 1)
+        return _mm256_loadu_ps(p);
+    if (sw == 2) {
+        const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+        const __m256 ev = _mm256_shuffle_ps(v0, v1, 0x88); /* 0 2 8 10 | 4 6 12 14 */
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
+    }
+    return _mm256_set_ps(p[7 * sw], p[6 * sw], p[5 * sw], p[4 * sw], p[3 * sw], p[2 * sw], p[sw],
+                         p[0]);
+}
+
+/* The plane's outputs as blocks of 8 (row by row); 4 blocks at a time so the
+ * four FMA chains overlap (one chain alone is latency bound). */
+__attribute__((target("avx2,fma"))) static void
+dw_plane_avx2(const ac_conv2d_shape *s, const float *pad, int cols, const float *wc, float bias,
+              float *yc)
 {
     const int sw = s->stride_w;
-    int ow = lo;
-    for (; ow + 8 <= hi; ow += 8) {
-        __m256 acc = _mm256_setzero_ps();
+    const int bpr = div_up(s->w_out, 8); /* blocks per output row */
+    const int total = s->h_out * bpr;
+    const __m256 bv = _mm256_set1_ps(bias);
+    for (int bi = 0; bi < total; bi += 4) {
+        const int cnt = imin(4, total - bi);
+        const float *base[4];
+        float *dst[4];
+        int valid[4];
+        for (int u = 0; u < 4; u++) {
+            const int idx = bi + imin(u, cnt - 1); /* spare lanes recompute the last block */
+            const int oh = idx / bpr, ow = idx % bpr * 8;
+            base[u] = pad + (int64_t)oh * s->stride_h * cols + ow * sw;
+            dst[u] = yc + (int64_t)oh * s->w_out + ow;
+            valid[u] = imin(8, s->w_out - ow);
+        }
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         for (int ky = 0; ky < s->kh; ky++) {
-            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
-            if (ih < 0 || ih >= s->h_in)
-                continue;
-            const float *xr = xc + (int64_t)ih * s->w_in + ow * sw - s->pad_left;
             for (int kx = 0; kx < s->kw; kx++) {
-                const float *p = xr + kx * s->dil_w;
-                __m256 xv;
-                if (sw == 1) {
-                    xv = _mm256_loadu_ps(p);
-                } else {
-                    const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
-                    const __m256 ev = _mm256_shuffle_ps(v0, v1, 0x88); /* 0 2 8 10 | 4 6 12 14 */
-                    xv = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
-                }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(wc[ky * s->kw + kx]), xv, acc);
+                const int64_t off = (int64_t)ky * s->dil_h * cols + kx * s->dil_w;
+                const __m256 wv = _mm256_set1_ps(wc[ky * s->kw + kx]);
+                a0 = _mm256_fmadd_ps(wv, dw_load8(base[0] + off, sw), a0);
+                a1 = _mm256_fmadd_ps(wv, dw_load8(base[1] + off, sw), a1);
+                a2 = _mm256_fmadd_ps(wv, dw_load8(base[2] + off, sw), a2);
+                a3 = _mm256_fmadd_ps(wv, dw_load8(base[3] + off, sw), a3);
             }
         }
-        _mm256_storeu_ps(yrow + ow, _mm256_add_ps(acc, _mm256_set1_ps(bias)));
+        if (cnt == 4 && valid[0] == 8 && valid[1] == 8 && valid[2] == 8 && valid[3] == 8) {
+            _mm256_storeu_ps(dst[0], _mm256_add_ps(a0, bv));
+            _mm256_storeu_ps(dst[1], _mm256_add_ps(a1, bv));
+            _mm256_storeu_ps(dst[2], _mm256_add_ps(a2, bv));
+            _mm256_storeu_ps(dst[3], _mm256_add_ps(a3, bv));
+            continue;
+        }
+        float tmp[4][8];
+        _mm256_storeu_ps(tmp[0], _mm256_add_ps(a0, bv));
+        _mm256_storeu_ps(tmp[1], _mm256_add_ps(a1, bv));
+        _mm256_storeu_ps(tmp[2], _mm256_add_ps(a2, bv));
+        _mm256_storeu_ps(tmp[3], _mm256_add_ps(a3, bv));
+        for (int u = 0; u < cnt; u++)
+            for (int j = 0; j < valid[u]; j++)
+                dst[u][j] = tmp[u][j];
     }
-    return ow;
+}
+
+/* One 8-output block of a 3x3 kernel at p (row stride cols). */
+#define AC_DW3X3_BLOCK(a, p, cols, dw, sw)                                                   \
+    do {                                                                                     \
+        const float *q0_ = (p), *q1_ = q0_ + (cols) * dh, *q2_ = q1_ + (cols) * dh;          \
+        a = _mm256_setzero_ps();                                                             \
+        a = _mm256_fmadd_ps(wv[0], dw_load8(q0_, sw), a);                                    \
+        a = _mm256_fmadd_ps(wv[1], dw_load8(q0_ + (dw), sw), a);                             \
+        a = _mm256_fmadd_ps(wv[2], dw_load8(q0_ + 2 * (dw), sw), a);                         \
+        a = _mm256_fmadd_ps(wv[3], dw_load8(q1_, sw), a);                                    \
+        a = _mm256_fmadd_ps(wv[4], dw_load8(q1_ + (dw), sw), a);                             \
+        a = _mm256_fmadd_ps(wv[5], dw_load8(q1_ + 2 * (dw), sw), a);                         \
+        a = _mm256_fmadd_ps(wv[6], dw_load8(q2_, sw), a);                                    \
+        a = _mm256_fmadd_ps(wv[7], dw_load8(q2_ + (dw), sw), a);                             \
+        a = _mm256_fmadd_ps(wv[8], dw_load8(q2_ + 2 * (dw), sw), a);                         \
+    } while (0)
+
+/* 3x3 fast path: the same taps in the same order as dw_plane_avx2 (so the
+ * same results), weights held in registers, 4 blocks of 8 in flight; blocks
+ * run row by row across output rows, so narrow planes (7x7) overlap too.
+ * sw is a literal at each call site, so the loads specialise. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw3x3_blocks_avx2(const ac_conv2d_shape *s, const float *pad, int64_t cols, const __m256 wv[9],
+                  __m256 bv, float *yc, int sw)
+{
+    const int64_t dh = s->dil_h;
+    const int dw = s->dil_w;
+    const int bpr = div_up(s->w_out, 8);
+    const int total = s->h_out * bpr;
+    int oh = 0, ob = 0; /* output row and block within it of the next block */
+    for (int bi = 0; bi < total; bi += 4) {
+        const int cnt = imin(4, total - bi);
+        const float *src[4];
+        float *dst[4];
+        int valid[4];
+        for (int u = 0; u < 4; u++) {
+            src[u] = pad + (int64_t)oh * s->stride_h * cols + ob * 8 * sw;
+            dst[u] = yc + (int64_t)oh * s->w_out + ob * 8;
+            valid[u] = imin(8, s->w_out - ob * 8);
+            if (u + 1 < cnt && ++ob == bpr) { /* spare lanes repeat the last block */
+                ob = 0;
+                oh++;
+            }
+        }
+        if (++ob == bpr) {
+            ob = 0;
+            oh++;
+        }
+        __m256 a0, a1, a2, a3;
+        AC_DW3X3_BLOCK(a0, src[0], cols, dw, sw);
+        AC_DW3X3_BLOCK(a1, src[1], cols, dw, sw);
+        AC_DW3X3_BLOCK(a2, src[2], cols, dw, sw);
+        AC_DW3X3_BLOCK(a3, src[3], cols, dw, sw);
+        a0 = _mm256_add_ps(a0, bv);
+        a1 = _mm256_add_ps(a1, bv);
+        a2 = _mm256_add_ps(a2, bv);
+        a3 = _mm256_add_ps(a3, bv);
+        if (cnt == 4 && valid[0] == 8 && valid[1] == 8 && valid[2] == 8 && valid[3] == 8) {
+            _mm256_storeu_ps(dst[0], a0);
+            _mm256_storeu_ps(dst[1], a1);
+            _mm256_storeu_ps(dst[2], a2);
+            _mm256_storeu_ps(dst[3], a3);
+            continue;
+        }
+        float tmp[4][8];
+        _mm256_storeu_ps(tmp[0], a0);
+        _mm256_storeu_ps(tmp[1], a1);
+        _mm256_storeu_ps(tmp[2], a2);
+        _mm256_storeu_ps(tmp[3], a3);
+        for (int u = 0; u < cnt; u++)
+            for (int j = 0; j < valid[u]; j++)
+                dst[u][j] = tmp[u][j];
+    }
+}
+
+/* Row by row variant for wide planes (less bookkeeping per block than the
+ * flat walk above; identical arithmetic per output). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw3x3_rows_avx2(const ac_conv2d_shape *s, const float *pad, int64_t cols, const __m256 wv[9],
+                __m256 bv, float *yc, int sw)
+{
+    const int64_t dh = s->dil_h;
+    const int dw = s->dil_w;
+    for (int oh = 0; oh < s->h_out; oh++) {
+        const float *row = pad + (int64_t)oh * s->stride_h * cols;
+        float *yrow = yc + (int64_t)oh * s->w_out;
+        int ow = 0;
+        for (; ow + 32 <= s->w_out; ow += 32) {
+            __m256 a0, a1, a2, a3;
+            AC_DW3X3_BLOCK(a0, row + ow * sw, cols, dw, sw);
+            AC_DW3X3_BLOCK(a1, row + (ow + 8) * sw, cols, dw, sw);
+            AC_DW3X3_BLOCK(a2, row + (ow + 16) * sw, cols, dw, sw);
+            AC_DW3X3_BLOCK(a3, row + (ow + 24) * sw, cols, dw, sw);
+            _mm256_storeu_ps(yrow + ow, _mm256_add_ps(a0, bv));
+            _mm256_storeu_ps(yrow + ow + 8, _mm256_add_ps(a1, bv));
+            _mm256_storeu_ps(yrow + ow + 16, _mm256_add_ps(a2, bv));
+            _mm256_storeu_ps(yrow + ow + 24, _mm256_add_ps(a3, bv));
+        }
+        for (; ow < s->w_out; ow += 8) {
+            __m256 a0;
+            AC_DW3X3_BLOCK(a0, row + ow * sw, cols, dw, sw);
+            a0 = _mm256_add_ps(a0, bv);
+            if (ow + 8 <= s->w_out) {
+                _mm256_storeu_ps(yrow + ow, a0);
+            } else {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, a0);
+                for (int j = 0; j < s->w_out - ow; j++)
+                    yrow[ow + j] = tmp[j];
+            }
+        }
+    }
+}
+#undef AC_DW3X3_BLOCK
+
+__attribute__((target("avx2,fma"))) static void
+dw3x3_plane_avx2(const ac_conv2d_shape *s, const float *pad, int cols, const float *wc,
+                 float bias, float *yc)
+{
+    __m256 wv[9];
+    for (int i = 0; i < 9; i++)
+        wv[i] = _mm256_set1_ps(wc[i]);
+    const __m256 bv = _mm256_set1_ps(bias);
+    if (s->w_out >= 32) {
+        if (s->stride_w == 1)
+            dw3x3_rows_avx2(s, pad, cols, wv, bv, yc, 1);
+        else
+            dw3x3_rows_avx2(s, pad, cols, wv, bv, yc, 2);
+    } else {
+        if (s->stride_w == 1)
+            dw3x3_blocks_avx2(s, pad, cols, wv, bv, yc, 1);
+        else
+            dw3x3_blocks_avx2(s, pad, cols, wv, bv, yc, 2);
+    }
+}
+
+/* pad[r][c] = x[r - pad_top][c - pad_left], 0 outside the plane. Vector
+ * stores: planes are small and libc calls per row cost more than the copy. */
+__attribute__((target("avx2,fma"))) static void
+dw_pad_plane_avx2(const ac_conv2d_shape *s, const float *xc, float *pad, int rows, int cols)
+{
+    const int c0 = iclamp(s->pad_left, 0, cols);
+    const int c1 = iclamp(s->pad_left + s->w_in, c0, cols);
+    const int len = c1 - c0;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int r = 0; r < rows; r++) {
+        float *pr = pad + (int64_t)r * cols;
+        for (int c = 0; c < cols; c += 8) /* cols is a multiple of 8 */
+            _mm256_storeu_ps(pr + c, zero);
+        const int ih = r - s->pad_top;
+        if (ih < 0 || ih >= s->h_in)
+            continue;
+        const float *src = xc + (int64_t)ih * s->w_in + (c0 - s->pad_left);
+        float *d = pr + c0;
+        int j = 0;
+        for (; j + 8 <= len; j += 8)
+            _mm256_storeu_ps(d + j, _mm256_loadu_ps(src + j));
+        if (j < len) {
+            /* tail through a small buffer: never reads past the input row */
+            float tmp[8];
+            for (int i = 0; i < 8; i++)
+                tmp[i] = j + i < len ? src[j + i] : 0.0f;
+            /* may spill into the next row (rewritten next) or the slice's 8 spare floats */
+            _mm256_storeu_ps(d + j, _mm256_loadu_ps(tmp));
+        }
+    }
 }
 
 static void conv_depthwise(const ac_conv2d_shape *s, const float *x, const float *w,
-                           const float *bias, float *y, int ith, int nth, ac_conv_isa isa)
+                           const float *bias, float *y, void *scratch, int ith, int nth,
+                           ac_conv_isa isa)
 {
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
     const int64_t plane_out = (int64_t)s->h_out * s->w_out;
     const int ksz = s->kh * s->kw;
-    int lo = 0, hi = 0;
-    const bool vec = isa == AC_CONV_ISA_AVX2 && (s->stride_w == 1 || s->stride_w == 2);
-    if (vec)
-        dw_vector_range(s, &lo, &hi);
-    /* Work item = one output row (image, channel, oh). */
-    const int64_t rows = (int64_t)s->n * s->c_out * s->h_out;
-    const int64_t begin = rows * ith / nth, end = rows * (ith + 1) / nth;
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t plane = item / s->h_out; /* image * c_out + channel */
-        const int oh = (int)(item % s->h_out);
+    int rows = 0, cols = 0;
+    dw_pad_geom(s, &rows, &cols);
+    float *pad = align_ptr((char *)scratch + (size_t)ith * dw_slice_bytes(s));
+    const int64_t planes = (int64_t)s->n * s->c_out;
+    const int64_t begin = planes * ith / nth, end = planes * (ith + 1) / nth;
+    for (int64_t plane = begin; plane < end; plane++) {
         const int c = (int)(plane % s->c_out);
         const float *xc = x + plane * plane_in; /* c_in == c_out */
         const float *wc = w + (int64_t)c * ksz;
         const float bv = bias ? bias[c] : 0.0f;
-        float *yrow = y + plane * plane_out + (int64_t)oh * s->w_out;
-        int done = 0;
-        if (vec && hi - lo >= 8) {
-            dw_row_scalar(s, xc, wc, bv, yrow, oh, 0, lo);
-            done = dw_row_avx2(s, xc, wc, bv, yrow, oh, lo, hi);
+        float *yc = y + plane * plane_out;
+        if (isa == AC_CONV_ISA_AVX2) {
+            dw_pad_plane_avx2(s, xc, pad, rows, cols);
+            if (s->kh == 3 && s->kw == 3 && s->stride_w <= 2)
+                dw3x3_plane_avx2(s, pad, cols, wc, bv, yc);
+            else
+                dw_plane_avx2(s, pad, cols, wc, bv, yc);
+        } else {
+            for (int oh = 0; oh < s->h_out; oh++)
+                dw_row_scalar(s, xc, wc, bv, yc + (int64_t)oh * s->w_out, oh);
         }
-        dw_row_scalar(s, xc, wc, bv, yrow, oh, done, s->w_out);
     }
 }
 
@@ -464,7 +667,7 @@ size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth)
     if (nth < 1)
         nth = 1;
     if (conv_is_depthwise(s))
-        return 0;
+        return (size_t)nth * dw_slice_bytes(s);
     const int k = s->c_in / s->groups * s->kh * s->kw;
     const int n = s->h_out * s->w_out;
     return (size_t)nth * slice_bytes(k, n, !conv_is_pointwise(s));
@@ -479,12 +682,12 @@ void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
         nth = 1;
         ith = 0;
     }
-    if (conv_is_depthwise(s)) {
-        conv_depthwise(s, x, w, bias, y, ith, nth, isa);
-        return;
-    }
     if (s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0)
         return;
+    if (conv_is_depthwise(s)) {
+        conv_depthwise(s, x, w, bias, y, scratch, ith, nth, isa);
+        return;
+    }
     const ukernel_fn uk = isa == AC_CONV_ISA_AVX2 ? ukernel_6x16_avx2 : ukernel_6x16_portable;
     const int cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
     const int k = cin_g * s->kh * s->kw;

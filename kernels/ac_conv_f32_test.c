@@ -191,6 +191,9 @@ static const conv_case k_conv_cases[] = {
     {1, 16, 56, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* N > 256, rows split across blocks */
     {1, 8, 30, 30, 8, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 8},     /* depthwise stride 3 */
     {1, 2, 40, 70, 2, 3, 3, 1, 2, 1, 1, 1, 1, 1, 3, 2},     /* depthwise mixed stride, dil_w 3 */
+    {1, 3, 9, 70, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3},      /* depthwise s2, wide rows (row path) */
+    {2, 4, 11, 77, 4, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 4},     /* depthwise dilated, wide rows */
+    {1, 3, 12, 13, 3, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 3},     /* depthwise unpadded, 11-wide */
 };
 
 static void test_conv_fixed(void)
