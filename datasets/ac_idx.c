@@ -1,0 +1,88 @@
+#include "ac_idx.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+void ac_idx_free(ac_idx *x)
+{
+    if (x) {
+        free(x->data);
+        memset(x, 0, sizeof *x);
+    }
+}
+
+int ac_idx_parse(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (len < 4 || buf[0] || buf[1])
+        return ac_err_set(err, AC_E_INVALID, "%s: not an idx file (magic must start 00 00)", name);
+    if (buf[2] != 0x08)
+        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: idx element type 0x%02x; only 0x08 (unsigned byte) is supported",
+                          name, buf[2]);
+    int nd = buf[3];
+    if (nd < 1 || nd > 4)
+        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: idx with %d dimensions; 1 to 4 are supported", name, nd);
+    if (len < 4 + 4 * (size_t)nd)
+        return ac_err_set(err, AC_E_INVALID, "%s: truncated idx header (%zu bytes)", name, len);
+    size_t total = 1;
+    for (int i = 0; i < nd; i++) {
+        const uint8_t *p = buf + 4 + 4 * i;
+        out->dims[i] = (int64_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+        if (out->dims[i] && total > AC_IDX_MAX_BYTES / (size_t)out->dims[i])
+            return ac_err_set(err, AC_E_INVALID, "%s: idx dimensions give more than %zu bytes", name, AC_IDX_MAX_BYTES);
+        total *= (size_t)out->dims[i];
+    }
+    size_t have = len - 4 - 4 * (size_t)nd;
+    if (have != total)
+        return ac_err_set(err, AC_E_INVALID, "%s: idx header promises %zu data bytes, the file holds %zu", name, total,
+                          have);
+    out->ndim = nd;
+    out->nbytes = total;
+    out->data = malloc(total ? total : 1);
+    if (!out->data)
+        return ac_err_set(err, AC_E_NOMEM, "%s: out of memory for %zu bytes", name, total);
+    memcpy(out->data, buf + 4 + 4 * nd, total);
+    return AC_OK;
+}
+
+int ac_idx_load(const char *path, ac_idx *out, ac_err *err)
+{
+    memset(out, 0, sizeof *out);
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return ac_err_set(err, AC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 20, len = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = AC_OK;
+    while (buf) {
+        if (len == cap) {
+            if (cap > AC_IDX_MAX_BYTES) {
+                rc = ac_err_set(err, AC_E_INVALID, "%s: larger than %zu bytes", path, AC_IDX_MAX_BYTES);
+                break;
+            }
+            uint8_t *nb = realloc(buf, cap * 2);
+            if (!nb)
+                break;
+            buf = nb, cap *= 2;
+        }
+        int n = gzread(f, buf + len, (unsigned)((cap - len) > (1u << 30) ? (1u << 30) : (cap - len)));
+        if (n < 0) {
+            int zerr;
+            const char *m = gzerror(f, &zerr);
+            rc = ac_err_set(err, AC_E_INVALID, "%s: corrupt gzip data: %s", path, m);
+            break;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    gzclose(f);
+    if (!buf)
+        return ac_err_set(err, AC_E_NOMEM, "%s: out of memory", path);
+    if (!rc)
+        rc = ac_idx_parse(buf, len, path, out, err);
+    free(buf);
+    return rc;
+}
