@@ -188,6 +188,15 @@ bool ac_add_params(double c, double s_in, double s_out, int32_t *m, int *r)
     return mm >= 0 && mm <= 127;
 }
 
+/* |m*2^-r - a| for m = round_half_away(a*2^r) >= 0, computed without rounding:
+ * a*2^r is exact, m - a*2^r is exact (|m - a*2^r| <= 1/2, so either m = 0 or
+ * the two operands are within a factor of 2: Sterbenz), and the final scaling
+ * is exact. Comparing errors therefore compares the true errors. */
+static double exact_error(double a, int64_t m, int r)
+{
+    return ldexp(fabs((double)m - ldexp(a, r)), -r);
+}
+
 bool ac_mult_shift(double x, int r_max, int32_t *m, int *r)
 {
     *m = 0;
@@ -205,7 +214,7 @@ bool ac_mult_shift(double x, int r_max, int32_t *m, int *r)
         int64_t mm = ac_round_half_away(ldexp(a, rr));
         if (mm > 127)
             break; /* m only grows with r */
-        double err = fabs(ldexp((double)mm, -rr) - a);
+        double err = exact_error(a, mm, rr);
         if (!found || err < best_err) {
             found = true;
             best_err = err;
@@ -258,7 +267,7 @@ bool ac_prelu_params(const float *alpha, size_t n, int32_t *m, int *r)
             int64_t mm = ac_round_half_away(ldexp(a, rr));
             if (mm > 127)
                 fits = false;
-            double err = fabs(ldexp((double)mm, -rr) - a);
+            double err = exact_error(a, mm, rr);
             if (err > worst)
                 worst = err;
         }

@@ -136,7 +136,8 @@ bool ac_add_params(double c, double s_in, double s_out, int32_t *m, int *r);
 
 /* The least-error 8-bit multiplier and shift for x: over r = 0..r_max, m =
  * round_half_away(|x|*2^r) with m <= 127, the pair with the least
- * |m*2^-r - |x||; ties go to the smaller r (so the fraction is reduced). m
+ * |m*2^-r - |x|| (compared exactly); ties go to the smaller r (so the fraction
+ * is reduced). m
  * carries the sign of x. False when even r = 0 needs |m| > 127 (or x is not
  * finite). */
 bool ac_mult_shift(double x, int r_max, int32_t *m, int *r);
@@ -151,7 +152,7 @@ bool ac_requant_params(double s_in, double s_out, int32_t *m, int *r);
 bool ac_leaky_params(double alpha, int32_t *m, int *r);
 
 /* PReLU (§5): one shared r in [0, 31] and per-channel m_c (|m_c| <= 127), the r
- * with the least maximum error over the channels, ties to the smaller r. n = 1
+ * with the least maximum (exact) error over the channels, ties to the smaller r. n = 1
  * gives the LeakyReLU pair. False when some |alpha_c| needs |m_c| > 127. */
 bool ac_prelu_params(const float *alpha, size_t n, int32_t *m, int *r);
 
