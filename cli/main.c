@@ -16,6 +16,7 @@ static const subcommand commands[] = {
     {"info", ac_cmd_info, "inputs/outputs, op histogram, parameters and per-layer MACs of a model"},
     {"run", ac_cmd_run, "fp32 inference of a model on .npy inputs, outputs as .npy"},
     {"demo", ac_cmd_demo, "the bundled example end to end (Fashion-MNIST models and data)"},
+    {"dataset", ac_cmd_dataset, "import image folders/lists/idx files into LMDB; describe a dataset"},
 };
 
 int ac_cli_fail(const char *cmd, const char *msg)
