@@ -1157,15 +1157,20 @@ static int add_attrs(loader *L, size_t i, ac_node *n)
         case AC_ATTR_FLOAT: out->f = a->f; break;
         case AC_ATTR_INTS:
             out->n = (int)count;
-            out->ints = ac_arena_memdup(L->g->arena, a->ints, sizeof(int64_t) * (count ? count : 1));
+            /* An empty list has no array in the message: allocate, then copy what there is. */
+            out->ints = ac_arena_alloc(L->g->arena, sizeof(int64_t) * (count ? count : 1));
             if (!out->ints)
                 return nomem(L, "an attribute");
+            if (count)
+                memcpy(out->ints, a->ints, sizeof(int64_t) * count);
             break;
         case AC_ATTR_FLOATS:
             out->n = (int)count;
-            out->floats = ac_arena_memdup(L->g->arena, a->floats, sizeof(float) * (count ? count : 1));
+            out->floats = ac_arena_alloc(L->g->arena, sizeof(float) * (count ? count : 1));
             if (!out->floats)
                 return nomem(L, "an attribute");
+            if (count)
+                memcpy(out->floats, a->floats, sizeof(float) * count);
             break;
         case AC_ATTR_STRING:
             out->s = ac_arena_strndup(L->g->arena, a->has_s ? (const char *)a->s.data : "",
