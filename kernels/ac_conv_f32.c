@@ -36,23 +36,24 @@ enum {
 };
 
 /* ---- micro-kernels ----------------------------------------------------------
- * c[MR][NR] (row stride ldc) = (accumulate ? c : 0) + sum_k a[k][r] * b[k][j]
- * with a packed as kc x MR and b packed as kc x NR. */
-typedef void (*ukernel_fn)(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                           int accumulate);
+ * c[MR][NR] (row stride ldc) = (accumulate ? c : 0) + sum_k A(r, k) * b[k][j]
+ * with A(r, k) = arow[r][k * acs] (a packed kc x MR panel: arow[r] = panel + r,
+ * acs = MR; or the rows of a row-major matrix read in place: acs = 1) and b
+ * packed as kc x NR. */
+typedef void (*ukernel_fn)(int kc, const float *const *arow, int64_t acs, const float *b,
+                           float *c, int64_t ldc, int accumulate);
 
-static void ukernel_6x16_portable(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                                  int accumulate)
+static void ukernel_6x16_portable(int kc, const float *const *arow, int64_t acs, const float *b,
+                                  float *c, int64_t ldc, int accumulate)
 {
     float acc[MR][NR];
     memset(acc, 0, sizeof acc);
     for (int k = 0; k < kc; k++) {
         for (int r = 0; r < MR; r++) {
-            const float av = a[r];
+            const float av = arow[r][k * acs];
             for (int j = 0; j < NR; j++)
                 acc[r][j] += av * b[j];
         }
-        a += MR;
         b += NR;
     }
     for (int r = 0; r < MR; r++) {
@@ -63,37 +64,39 @@ static void ukernel_6x16_portable(int kc, const float *a, const float *b, float 
 }
 
 __attribute__((target("avx2,fma"))) static void
-ukernel_6x16_avx2(int kc, const float *a, const float *b, float *c, int64_t ldc, int accumulate)
+ukernel_6x16_avx2(int kc, const float *const *arow, int64_t acs, const float *b, float *c,
+                  int64_t ldc, int accumulate)
 {
+    const float *a0 = arow[0], *a1 = arow[1], *a2 = arow[2];
+    const float *a3 = arow[3], *a4 = arow[4], *a5 = arow[5];
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++) {
+    for (int64_t k = 0, ka = 0; k < kc; k++, ka += acs) {
         const __m256 b0 = _mm256_loadu_ps(b);
         const __m256 b1 = _mm256_loadu_ps(b + 8);
         __m256 av;
-        av = _mm256_broadcast_ss(a + 0);
+        av = _mm256_broadcast_ss(a0 + ka);
         c00 = _mm256_fmadd_ps(av, b0, c00);
         c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a + 1);
+        av = _mm256_broadcast_ss(a1 + ka);
         c10 = _mm256_fmadd_ps(av, b0, c10);
         c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a + 2);
+        av = _mm256_broadcast_ss(a2 + ka);
         c20 = _mm256_fmadd_ps(av, b0, c20);
         c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a + 3);
+        av = _mm256_broadcast_ss(a3 + ka);
         c30 = _mm256_fmadd_ps(av, b0, c30);
         c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a + 4);
+        av = _mm256_broadcast_ss(a4 + ka);
         c40 = _mm256_fmadd_ps(av, b0, c40);
         c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a + 5);
+        av = _mm256_broadcast_ss(a5 + ka);
         c50 = _mm256_fmadd_ps(av, b0, c50);
         c51 = _mm256_fmadd_ps(av, b1, c51);
-        a += MR;
         b += NR;
     }
 #define AC_STORE_ROW(r, lo, hi)                                                    \
@@ -217,19 +220,20 @@ static void im2col_block(float *cols, const ac_conv2d_shape *s, const float *xg,
             } else {
                 const float *src = xc + (int64_t)ih * s->w_in;
                 const int off = kx * s->dil_w - s->pad_left; /* iw = ow*sw + off */
-                if (s->stride_w == 1) {
-                    /* valid ow: 0 <= ow + off < w_in */
-                    const int va = iclamp(-off, ow_a, ow_b);
-                    const int vb = iclamp(s->w_in - off, va, ow_b);
-                    memset(d, 0, sizeof(float) * (va - ow_a));
+                const int sw = s->stride_w;
+                /* valid ow: 0 <= ow*sw + off < w_in */
+                const int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                const int hi = s->w_in - 1 - off < 0 ? 0 : (s->w_in - 1 - off) / sw + 1;
+                const int va = iclamp(lo, ow_a, ow_b);
+                const int vb = iclamp(hi, va, ow_b);
+                memset(d, 0, sizeof(float) * (va - ow_a));
+                if (sw == 1) {
                     memcpy(d + (va - ow_a), src + va + off, sizeof(float) * (vb - va));
-                    memset(d + (vb - ow_a), 0, sizeof(float) * (ow_b - vb));
                 } else {
-                    for (int ow = ow_a; ow < ow_b; ow++) {
-                        const int iw = ow * s->stride_w + off;
-                        d[ow - ow_a] = (iw >= 0 && iw < s->w_in) ? src[iw] : 0.0f;
-                    }
+                    for (int ow = va; ow < vb; ow++)
+                        d[ow - ow_a] = src[ow * sw + off];
                 }
+                memset(d + (vb - ow_a), 0, sizeof(float) * (ow_b - vb));
             }
             j += len;
         }
@@ -304,13 +308,27 @@ static void gemm_tile(const gemm_job *job, int m0, int mb, int j0, int nb, const
         }
         for (int i = m0; i < m0 + mb; i += MR) {
             const int mr = imin(MR, m0 + mb - i);
-            pack_a(sl->apack, job->a, job->a_rs, job->a_cs, i, mr, k0, kc);
+            /* Rows of A are read in place when contiguous along K (conv weights,
+             * Gemm without trans_a): packing them cost as much as the math for
+             * small N. Rows past mr repeat the last row; their results are dropped. */
+            const float *arow[MR];
+            int64_t acs;
+            if (job->a_cs == 1) {
+                for (int r = 0; r < MR; r++)
+                    arow[r] = job->a + (int64_t)(i + imin(r, mr - 1)) * job->a_rs + k0;
+                acs = 1;
+            } else {
+                pack_a(sl->apack, job->a, job->a_rs, job->a_cs, i, mr, k0, kc);
+                for (int r = 0; r < MR; r++)
+                    arow[r] = sl->apack + r;
+                acs = MR;
+            }
             for (int p = 0; p * NR < nb; p++) {
                 const int nr = imin(NR, nb - p * NR);
                 const float *bp = sl->bpack + (int64_t)p * kc * NR;
                 float *c = job->y + i * job->ldy + j0 + p * NR;
                 if (mr == MR && nr == NR) {
-                    uk(kc, sl->apack, bp, c, job->ldy, accumulate);
+                    uk(kc, arow, acs, bp, c, job->ldy, accumulate);
                 } else {
                     /* Edge tile: same kernel on a full local tile, valid part copied. */
                     float tile[MR * NR];
@@ -318,7 +336,7 @@ static void gemm_tile(const gemm_job *job, int m0, int mb, int j0, int nb, const
                     if (accumulate)
                         for (int r = 0; r < mr; r++)
                             memcpy(tile + r * NR, c + r * job->ldy, sizeof(float) * nr);
-                    uk(kc, sl->apack, bp, tile, NR, accumulate);
+                    uk(kc, arow, acs, bp, tile, NR, accumulate);
                     for (int r = 0; r < mr; r++)
                         memcpy(c + r * job->ldy, tile + r * NR, sizeof(float) * nr);
                 }
