@@ -341,13 +341,12 @@ static int setup_lmdb_tensors(ac_dataset *ds, ac_err *err)
         snprintf(path, sizeof path, "%s/data.label", ds->source);
         struct stat st;
         if (stat(path, &st) == 0) {
-            uint8_t *txt;
+            uint8_t *txt = NULL;
             size_t tn;
             rc = ac_file_read(path, &txt, &tn, err);
             if (!rc)
                 rc = ac_labels_parse_datalabel((const char *)txt, tn, path, batch, n, &ds->labels, err);
-            if (!rc && txt)
-                free(txt);
+            free(txt);
         }
     }
     free(batch);
