@@ -16,11 +16,11 @@
  * - Graph inputs that also have an initializer are constants.
  *
  * Dynamic input dims (dim_param or no dim_value): an --input_data_shape
- * override gives their size. Without one, dim 0 (of an input with 2 or more
- * dims) whose name says it is the
- * batch ("N", "batch", "batch_size", "batchsize", "bs", "unk__*", or no name)
- * becomes 1; any other dynamic dim is an error that names the input, the dim
- * and the option that fixes it. */
+ * override gives their size. Without one, dim 0 of an input with 2 or more
+ * dims whose name says it is the batch ("N", "batch", "batch_size",
+ * "batchsize", "bs", "unk__*", or no name) becomes 1; any other dynamic dim
+ * is an error that names the input, the dim and the option that fixes it.
+ * Intermediate value_info is not used: shape inference computes those. */
 #ifndef AC_ONNX_H
 #define AC_ONNX_H
 
