@@ -9,11 +9,13 @@
 typedef enum {
     AC_CONV_ISA_AUTO = 0,     /* best the CPU supports (what ac_conv2d_f32 uses) */
     AC_CONV_ISA_PORTABLE = 1, /* plain C, no intrinsics */
-    AC_CONV_ISA_AVX2 = 2      /* AVX2 + FMA; falls back to PORTABLE if the CPU lacks them */
+    AC_CONV_ISA_AVX2 = 2,     /* AVX2 + FMA; falls back to PORTABLE if the CPU lacks them */
+    AC_CONV_ISA_AVX512 = 3    /* AVX-512F GEMM micro-kernel (AVX2 elsewhere); falls back to AVX2 */
 } ac_conv_isa;
 
-/* True when the running CPU has AVX2 and FMA. */
+/* True when the running CPU has AVX2 and FMA / also AVX-512F. */
 bool ac_conv_isa_avx2_available(void);
+bool ac_conv_isa_avx512_available(void);
 
 /* Same contracts as ac_conv2d_f32 / ac_gemm_f32 (scratch sizes included), but
  * with the ISA pinned and never redirected to the __ref kernels. */

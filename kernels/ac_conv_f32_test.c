@@ -1,10 +1,11 @@
 /* conv_f32_test: the fast fp32 conv/gemm against the __ref kernels.
  *
  * For every case (fixed edge shapes + seeded random ones):
- *  - fast (auto ISA and portable C) matches __ref within 1e-4 of the element's
+ *  - fast (AVX-512, AVX2 and portable C kernels) matches __ref within 1e-4 of the element's
  *    magnitude, where the magnitude is __ref run on |x|, |w|, |bias| (a bound
  *    on the rounding of any summation order);
- *  - fast with nth = 1, 2, 3 (each ith run in turn) is bit-identical;
+ *  - fast with nth = 1, 2, 3 (each ith run in turn) is bit-identical, and the
+ *    AVX-512 and AVX2 kernels agree bit for bit (same FMA chains);
  *  - every output element is written (outputs start as NaN);
  *  - scratch is exactly *_scratch_bytes(s, nth) bytes (ASan builds catch overruns);
  *  - the force-ref switch routes the public entry points to __ref. */
@@ -82,6 +83,10 @@ static int compare_tol(const char *what, const float *fast, const float *ref, co
     return 0;
 }
 
+/* Every ISA the fast path has (each falls back to the best available below it). */
+static const ac_conv_isa isas[] = {AC_CONV_ISA_AVX512, AC_CONV_ISA_AVX2, AC_CONV_ISA_PORTABLE};
+enum { K_NISAS = sizeof isas / sizeof isas[0] };
+
 /* ---- conv ------------------------------------------------------------------- */
 
 typedef struct {
@@ -146,10 +151,17 @@ static void check_conv(const conv_case *c, const char *name)
         ac_conv2d_f32__ref(&s, x, w, with_bias ? b : NULL, ref3, ith, 3);
     CHECK(memcmp(ref, ref3, ny * sizeof(float)) == 0, "%s: __ref differs for nth=3", name);
 
-    const ac_conv_isa isas[2] = {AC_CONV_ISA_AUTO, AC_CONV_ISA_PORTABLE};
-    for (int ii = 0; ii < 2; ii++) {
+    float *y_first = NULL; /* the AVX-512 result, when that ISA ran */
+    for (int ii = 0; ii < K_NISAS; ii++) {
         float *y1 = nan_floats(ny);
         run_conv_fast(&s, x, w, with_bias ? b : NULL, y1, 1, isas[ii]);
+        if (ii == 0 && ac_conv_isa_avx512_available()) {
+            y_first = nan_floats(ny);
+            memcpy(y_first, y1, ny * sizeof(float));
+        }
+        if (isas[ii] == AC_CONV_ISA_AVX2 && y_first)
+            CHECK(memcmp(y_first, y1, ny * sizeof(float)) == 0,
+                  "%s: AVX-512 and AVX2 results differ (same FMA chains expected)", name);
         char what[160];
         snprintf(what, sizeof what, "%s (isa %d, nth 1)", name, (int)isas[ii]);
         compare_tol(what, y1, ref, mag, ny);
@@ -163,6 +175,7 @@ static void check_conv(const conv_case *c, const char *name)
         free(y1);
     }
     free(x), free(w), free(b), free(xa), free(wa), free(ba), free(ref), free(mag), free(ref3);
+    free(y_first);
 }
 
 static const conv_case k_conv_cases[] = {
@@ -275,10 +288,17 @@ static void check_gemm(const gemm_case *g, const char *name)
     float *ref = nan_floats(ny), *mag = nan_floats(ny);
     ac_gemm_f32__ref(&s, a, b, cp, ref, 0, 1);
     ac_gemm_f32__ref(&sa, aa, ba, cap, mag, 0, 1);
-    const ac_conv_isa isas[2] = {AC_CONV_ISA_AUTO, AC_CONV_ISA_PORTABLE};
-    for (int ii = 0; ii < 2; ii++) {
+    float *y_first = NULL; /* the AVX-512 result, when that ISA ran */
+    for (int ii = 0; ii < K_NISAS; ii++) {
         float *y1 = nan_floats(ny);
         run_gemm_fast(&s, a, b, cp, y1, 1, isas[ii]);
+        if (ii == 0 && ac_conv_isa_avx512_available()) {
+            y_first = nan_floats(ny);
+            memcpy(y_first, y1, ny * sizeof(float));
+        }
+        if (isas[ii] == AC_CONV_ISA_AVX2 && y_first)
+            CHECK(memcmp(y_first, y1, ny * sizeof(float)) == 0,
+                  "%s: AVX-512 and AVX2 results differ (same FMA chains expected)", name);
         char what[160];
         snprintf(what, sizeof what, "%s (isa %d, nth 1)", name, (int)isas[ii]);
         compare_tol(what, y1, ref, mag, ny);
@@ -292,6 +312,7 @@ static void check_gemm(const gemm_case *g, const char *name)
         free(y1);
     }
     free(a), free(b), free(c), free(aa), free(ba), free(ca), free(ref), free(mag);
+    free(y_first);
 }
 
 static void test_gemm(void)
@@ -361,7 +382,8 @@ static void test_force_ref(void)
 
 int main(void)
 {
-    printf("conv_f32_test: avx2+fma %s\n", ac_conv_isa_avx2_available() ? "yes" : "no");
+    printf("conv_f32_test: avx2+fma %s, avx512f %s\n", ac_conv_isa_avx2_available() ? "yes" : "no",
+           ac_conv_isa_avx512_available() ? "yes" : "no");
     test_conv_fixed();
     test_conv_random();
     test_gemm();
