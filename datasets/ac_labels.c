@@ -111,8 +111,9 @@ int ac_labels_boxes(const ac_labels *l, int64_t i, const ac_box **boxes)
     *boxes = NULL;
     if (!l || l->kind != AC_LABEL_BOXES || i < 0 || i >= l->count)
         return 0;
-    *boxes = l->boxes + l->start[i];
-    return (int)(l->start[i + 1] - l->start[i]);
+    int n = (int)(l->start[i + 1] - l->start[i]);
+    *boxes = n ? l->boxes + l->start[i] : NULL;
+    return n;
 }
 
 /* ---------------------------------------------------------------- parsing helpers */

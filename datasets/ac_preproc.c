@@ -141,6 +141,11 @@ static int parse_list(const pctx *c, span name, span v, float *vals, int *n)
             item.s = v.s + i;
         if (parse_num(c, nm, item, &x))
             return AC_E_INVALID;
+        if (!isfinite((float)x)) { /* values are applied in float32 */
+            char vb[64];
+            snprintf(vb, sizeof vb, "%.*s", (int)(item.n < 40 ? item.n : 40), item.s);
+            return perr(c, item, "parameter '%s': %s is outside the float32 range", nm, vb);
+        }
         vals[(*n)++] = (float)x;
         if (j >= v.n)
             break;
@@ -467,7 +472,34 @@ static void make_taps(tap *t, int in, int out)
     }
 }
 
-void ac_resize_bilinear_f32(const float *src, int ih, int iw, int c, float *dst, int oh, int ow)
+/* One bilinear kernel for float and 8-bit sources: (float)u8 is exact, so
+ * resizing 8-bit pixels directly equals converting first, then resizing.
+ * C is a compile-time constant in the specialised copies (1 and 3 channels). */
+#define DEFINE_RESIZE(NAME, T)                                                                                         \
+    static inline __attribute__((always_inline)) void NAME(const T *src, int iw, int c, float *dst, int oh, int ow,     \
+                                                           const tap *ty, const tap *tx)                               \
+    {                                                                                                                  \
+        for (int y = 0; y < oh; y++) {                                                                                 \
+            const T *r0 = src + (size_t)ty[y].i0 * iw * c, *r1 = src + (size_t)ty[y].i1 * iw * c;                     \
+            float fy = ty[y].f, gy = 1.0f - fy;                                                                        \
+            float *d = dst + (size_t)y * ow * c;                                                                       \
+            for (int x = 0; x < ow; x++) {                                                                             \
+                const T *a = r0 + (size_t)tx[x].i0 * c, *b = r0 + (size_t)tx[x].i1 * c;                                \
+                const T *cc = r1 + (size_t)tx[x].i0 * c, *dd = r1 + (size_t)tx[x].i1 * c;                              \
+                float fx = tx[x].f, gx = 1.0f - fx;                                                                    \
+                for (int k = 0; k < c; k++) {                                                                          \
+                    float top = gx * (float)a[k] + fx * (float)b[k];                                                   \
+                    float bot = gx * (float)cc[k] + fx * (float)dd[k];                                                 \
+                    d[(size_t)x * c + k] = gy * top + fy * bot;                                                        \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+DEFINE_RESIZE(resize_f32_body, float)
+DEFINE_RESIZE(resize_u8_body, uint8_t)
+
+/* src is float (u8 == NULL) or 8-bit (u8 != NULL). */
+static void resize_any(const float *src, const uint8_t *u8, int ih, int iw, int c, float *dst, int oh, int ow)
 {
     tap *ty = malloc(sizeof *ty * (size_t)oh), *tx = malloc(sizeof *tx * (size_t)ow);
     if (!ty || !tx) {
@@ -477,23 +509,28 @@ void ac_resize_bilinear_f32(const float *src, int ih, int iw, int c, float *dst,
     }
     make_taps(ty, ih, oh);
     make_taps(tx, iw, ow);
-    for (int y = 0; y < oh; y++) {
-        const float *r0 = src + (size_t)ty[y].i0 * iw * c, *r1 = src + (size_t)ty[y].i1 * iw * c;
-        float fy = ty[y].f, gy = 1.0f - fy;
-        float *d = dst + (size_t)y * ow * c;
-        for (int x = 0; x < ow; x++) {
-            const float *a = r0 + (size_t)tx[x].i0 * c, *b = r0 + (size_t)tx[x].i1 * c;
-            const float *cc = r1 + (size_t)tx[x].i0 * c, *dd = r1 + (size_t)tx[x].i1 * c;
-            float fx = tx[x].f, gx = 1.0f - fx;
-            for (int k = 0; k < c; k++) {
-                float top = gx * a[k] + fx * b[k];
-                float bot = gx * cc[k] + fx * dd[k];
-                d[(size_t)x * c + k] = gy * top + fy * bot;
-            }
-        }
+    if (u8) {
+        if (c == 3)
+            resize_u8_body(u8, iw, 3, dst, oh, ow, ty, tx);
+        else if (c == 1)
+            resize_u8_body(u8, iw, 1, dst, oh, ow, ty, tx);
+        else
+            resize_u8_body(u8, iw, c, dst, oh, ow, ty, tx);
+    } else {
+        if (c == 3)
+            resize_f32_body(src, iw, 3, dst, oh, ow, ty, tx);
+        else if (c == 1)
+            resize_f32_body(src, iw, 1, dst, oh, ow, ty, tx);
+        else
+            resize_f32_body(src, iw, c, dst, oh, ow, ty, tx);
     }
     free(ty);
     free(tx);
+}
+
+void ac_resize_bilinear_f32(const float *src, int ih, int iw, int c, float *dst, int oh, int ow)
+{
+    resize_any(src, NULL, ih, iw, c, dst, oh, ow);
 }
 
 static void crop_f32(const float *src, int ih, int iw, int c, int y0, int x0, float *dst, int oh, int ow)
@@ -529,8 +566,18 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
         free(a), free(b);
         return ac_err_set(err, AC_E_NOMEM, "%s: out of memory for preprocessing", name);
     }
-    /* To float HWC with the requested channel count. */
-    size_t npix = (size_t)h * w;
+    /* A leading resize reads the 8-bit pixels directly (same result as
+     * converting first, one pass less). */
+    int first = 0;
+    if (img->u8 && img->c == c && ac_preproc_nops(p) > 0 &&
+        (p->ops[0].kind == AC_PP_RESIZE || p->ops[0].kind == AC_PP_RESIZE_SIDE)) {
+        int nh, nw;
+        op_out_size(&p->ops[0], h, w, &nh, &nw, 0, name, NULL);
+        resize_any(NULL, img->u8, h, w, c, a, nh, nw);
+        h = nh, w = nw, first = 1;
+    }
+    /* Otherwise to float HWC with the requested channel count. */
+    size_t npix = first ? 0 : (size_t)h * w;
     for (size_t i = 0; i < npix; i++) {
         if (img->c == c) {
             for (int k = 0; k < c; k++)
@@ -544,7 +591,7 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
             a[i] = 0.299f * img->f32[3 * i + 2] + 0.587f * img->f32[3 * i + 1] + 0.114f * img->f32[3 * i];
         }
     }
-    for (int i = 0; i < ac_preproc_nops(p); i++) {
+    for (int i = first; i < ac_preproc_nops(p); i++) {
         const ac_pp_op *op = &p->ops[i];
         int nh, nw;
         op_out_size(op, h, w, &nh, &nw, i, name, NULL);
@@ -552,7 +599,7 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
         case AC_PP_RESIZE:
         case AC_PP_RESIZE_SIDE:
             if (nh != h || nw != w) {
-                ac_resize_bilinear_f32(a, h, w, c, b, nh, nw);
+                resize_any(a, NULL, h, w, c, b, nh, nw);
                 float *t = a;
                 a = b, b = t;
             }
