@@ -14,6 +14,7 @@
  * Prints one row per (layer, threads): GFLOPS of each, and ours / peer. */
 #define _GNU_SOURCE
 #include "ac_conv_f32.h"
+#include "ac_conv_f32_internal.h"
 
 #include <math.h>
 #include <omp.h>
@@ -346,9 +347,9 @@ int main(int argc, char **argv)
     }
 
     printf("# bench_conv_f32: GFLOPS (2 * MACs / best time), batch 1; ratio = ours / peer\n");
-    printf("# avx2+fma: %s  OMP_WAIT_POLICY=%s\n",
-           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "yes" : "no",
-           getenv("OMP_WAIT_POLICY"));
+    printf("# avx2+fma: %s  avx512f: %s  OMP_WAIT_POLICY=%s\n",
+           ac_conv_isa_avx2_available() ? "yes" : "no",
+           ac_conv_isa_avx512_available() ? "yes" : "no", getenv("OMP_WAIT_POLICY"));
     printf("%-22s %3s %8s %8s %8s %8s %8s %8s %8s %8s\n", "layer", "thr", "MFLOP", "ours", "ref",
            "openblas", "onednn", "/ref", "/oblas", "/onednn");
 
