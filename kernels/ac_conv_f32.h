@@ -28,8 +28,10 @@ void ac_conv2d_f32__ref(const ac_conv2d_shape *s, const float *x, const float *w
                         const float *bias, float *y, int ith, int nth);
 
 /* Fast path: same contract, results within fp32 rounding of __ref (different
- * accumulation order), identical for any nth. scratch must hold
- * ac_conv2d_f32_scratch_bytes(s, nth) bytes (may be 0). */
+ * accumulation order), bit-identical for any nth. scratch is one buffer shared
+ * by all threads, at least ac_conv2d_f32_scratch_bytes(s, nth) bytes (thread
+ * ith uses its own slice; no alignment needed); the kernel allocates nothing.
+ * A NULL scratch where bytes are needed runs the __ref kernel instead. */
 size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth);
 void ac_conv2d_f32(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, void *scratch, int ith, int nth);
@@ -44,14 +46,16 @@ typedef struct {
     int c_rows, c_cols;
 } ac_gemm_shape;
 
+/* beta == 0 ignores C (a NaN in C does not reach Y). Same scratch contract as conv. */
 void ac_gemm_f32__ref(const ac_gemm_shape *s, const float *a, const float *b, const float *c,
                       float *y, int ith, int nth);
 size_t ac_gemm_f32_scratch_bytes(const ac_gemm_shape *s, int nth);
 void ac_gemm_f32(const ac_gemm_shape *s, const float *a, const float *b, const float *c, float *y,
                  void *scratch, int ith, int nth);
 
-/* Run-time switch that forces the __ref kernels (AC_FORCE_REF=1 in the
- * environment sets it at start-up; tests set it directly). */
+/* Run-time switch that forces the __ref kernels in ac_conv2d_f32/ac_gemm_f32.
+ * Until set explicitly it follows the environment: AC_FORCE_REF set to
+ * anything but "" or "0" turns it on (read once, on first use). */
 void ac_kernels_force_ref(bool on);
 bool ac_kernels_ref_forced(void);
 
