@@ -40,8 +40,6 @@ double ac_threshold_finish(double raw, double absmax)
     if (!(absmax > AC_TH_FLOOR))
         return AC_TH_FLOOR;
     double th = raw < absmax ? raw : absmax; /* a NaN raw becomes abs-max */
-    if (isnan(raw))
-        th = absmax;
     return th > AC_TH_FLOOR ? th : AC_TH_FLOOR;
 }
 
