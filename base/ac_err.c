@@ -25,9 +25,11 @@ int ac_err_prefix(ac_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char old[AC_ERR_MSG_MAX];
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    /* Join in a buffer that always fits, then keep what the message holds. */
+    char joined[2 * AC_ERR_MSG_MAX];
+    snprintf(joined, sizeof joined, "%s%s", prefix, err->msg);
+    memcpy(err->msg, joined, sizeof err->msg - 1);
+    err->msg[sizeof err->msg - 1] = '\0';
     return (int)err->code;
 }
 
