@@ -38,14 +38,14 @@ struct ac_calib_stats {
 
 /* ---- fixed-point accumulators ------------------------------------------------------- */
 
-/* l += v << shift, v < 2^48. Returns false when the sum leaves the top limb. */
+/* l += v << shift. Returns false when the sum leaves the top limb. */
 static bool acc_add_shifted(uint64_t *l, int nl, uint64_t v, unsigned shift)
 {
     unsigned i = shift / 64, off = shift % 64;
     uint64_t lo = v << off;
     uint64_t hi = off ? v >> (64 - off) : 0;
     l[i] += lo;
-    uint64_t carry = hi + (l[i] < lo); /* hi < 2^48: no overflow */
+    uint64_t carry = hi + (l[i] < lo); /* hi < 2^63: no overflow */
     for (i++; carry && i < (unsigned)nl; i++) {
         l[i] += carry;
         carry = l[i] < carry;
@@ -152,9 +152,44 @@ ac_calib_stats *ac_calib_stats_dup(const ac_calib_stats *st)
 
 /* ---- pass 1 ------------------------------------------------------------------------- */
 
+/* Values are summed per exponent first (one add each), then the per-exponent
+ * sums are folded into the limbs once per block: a block of 2^16 values keeps
+ * every bucket below 2^64 (mantissas < 2^24, squared < 2^48). Still exact, so
+ * the blocking does not change a bit of the result. */
+#define OBSERVE_BLOCK 65536
+#define NSHIFT 254 /* s in [0, 253] */
+
+typedef struct {
+    uint64_t abs[2][NSHIFT]; /* [0]: x > 0, [1]: x < 0 (indexed by the sign bit) */
+    uint64_t sq[NSHIFT];
+    unsigned lo, hi; /* range of shifts touched, lo > hi when none */
+} buckets;
+
+/* The fold: with NSHIFT buckets of values < 2^64 placed at shift s (or 2s),
+ * the limb sums stay far below their capacity (see the limb counts). */
+static void fold_buckets(ac_calib_stats *st, buckets *b)
+{
+    for (unsigned s = b->lo; s <= b->hi && b->lo <= b->hi; s++) {
+        if (b->abs[0][s])
+            acc_add_shifted(st->pos, ABS_LIMBS, b->abs[0][s], s);
+        if (b->abs[1][s])
+            acc_add_shifted(st->neg, ABS_LIMBS, b->abs[1][s], s);
+        if (b->sq[s])
+            acc_add_shifted(st->sq, SQ_LIMBS, b->sq[s], 2 * s);
+        b->abs[0][s] = b->abs[1][s] = b->sq[s] = 0;
+    }
+    b->lo = NSHIFT;
+    b->hi = 0;
+}
+
 void ac_calib_stats_observe(ac_calib_stats *st, const float *x, size_t n)
 {
+    buckets b;
+    memset(&b, 0, sizeof b);
+    b.lo = NSHIFT;
     for (size_t i = 0; i < n; i++) {
+        if (i % OBSERVE_BLOCK == 0 && i > 0)
+            fold_buckets(st, &b);
         uint32_t bits;
         memcpy(&bits, &x[i], sizeof bits);
         uint32_t bexp = (bits >> 23) & 0xffu;
@@ -181,10 +216,14 @@ void ac_calib_stats_observe(ac_calib_stats *st, const float *x, size_t n)
             continue;
         uint64_t mant = bexp ? (frac | 0x800000u) : frac;
         unsigned shift = bexp ? bexp - 1 : 0;
-        /* Cannot overflow below 2^64 values (see the limb counts). */
-        acc_add_shifted((bits >> 31) ? st->neg : st->pos, ABS_LIMBS, mant, shift);
-        acc_add_shifted(st->sq, SQ_LIMBS, mant * mant, 2 * shift);
+        b.abs[bits >> 31][shift] += mant; /* no branch on the sign */
+        b.sq[shift] += mant * mant;
+        if (shift < b.lo)
+            b.lo = shift;
+        if (shift > b.hi)
+            b.hi = shift;
     }
+    fold_buckets(st, &b);
 }
 
 /* ---- pass 2 ------------------------------------------------------------------------- */

@@ -124,6 +124,20 @@ static void test_moments(void)
     CHECK(ac_calib_stats_min(st) == -0x1p-149f && ac_calib_stats_absmax(st) == 0x1p-149f);
     ac_calib_stats_destroy(&st);
 
+    /* One call over more than a bucket block (65 536 values) equals many small calls. */
+    rng_state = 5;
+    size_t big = 200003;
+    float *many = make_batch(big, 3);
+    ac_calib_stats *whole = ac_calib_stats_new(0), *pieces = ac_calib_stats_new(0);
+    ac_calib_stats_observe(whole, many, big);
+    for (size_t i = 0; i < big; i += 777)
+        ac_calib_stats_observe(pieces, many + i, big - i < 777 ? big - i : 777);
+    CHECK(ac_calib_stats_equal(whole, pieces));
+    CHECK(ac_calib_stats_count(whole) + ac_calib_stats_nonfinite(whole) == big);
+    ac_calib_stats_destroy(&whole);
+    ac_calib_stats_destroy(&pieces);
+    free(many);
+
     /* Empty statistics. */
     st = ac_calib_stats_new(16);
     CHECK(ac_calib_stats_count(st) == 0 && ac_calib_stats_absmax(st) == 0.0f);
