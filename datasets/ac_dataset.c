@@ -158,7 +158,8 @@ static int get_image(ac_dataset *ds, int64_t i, ac_image_decoder *dec, ac_image 
     }
 }
 
-static int read_image_sample(ac_dataset *ds, int64_t i, ac_image_decoder *dec, float *out, ac_err *err)
+static int read_image_sample(ac_dataset *ds, int64_t i, ac_image_decoder *dec, ac_preproc_work *work, float *out,
+                             ac_err *err)
 {
     ac_image img;
     int rc = get_image(ds, i, dec, &img, NULL, err);
@@ -169,7 +170,7 @@ static int read_image_sample(ac_dataset *ds, int64_t i, ac_image_decoder *dec, f
     int c = (int)(ds->opts.layout == AC_LAYOUT_NCHW ? ds->shape[0][0] : ds->shape[0][2]);
     int h = (int)(ds->opts.layout == AC_LAYOUT_NCHW ? ds->shape[0][1] : ds->shape[0][0]);
     int w = (int)(ds->opts.layout == AC_LAYOUT_NCHW ? ds->shape[0][2] : ds->shape[0][1]);
-    rc = ac_preproc_run(ds->pp, &img, c, ds->opts.layout, h, w, out, where, err);
+    rc = ac_preproc_run_work(ds->pp, work, &img, c, ds->opts.layout, h, w, out, where, err);
     ac_image_free(&img);
     return rc;
 }
@@ -618,18 +619,20 @@ int ac_dataset_read(ac_dataset *ds, int input, int64_t index, int64_t count, flo
         ac_err e = {0};
         int64_t mybad = -1;
         ac_image_decoder *dec = ac_image_decoder_new();
+        ac_preproc_work *work = ac_preproc_work_new();
         /* Each thread stops at its first failure; every lower index was done by
          * some thread, so the lowest failing index is the same for any thread count. */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < count; i++) {
             if (mybad >= 0)
                 continue;
-            int rc = dec ? read_image_sample(ds, index + i, dec, out + (size_t)i * per, &e)
-                         : ac_err_set(&e, AC_E_NOMEM, "cannot create a JPEG decoder");
+            int rc = dec && work ? read_image_sample(ds, index + i, dec, work, out + (size_t)i * per, &e)
+                                 : ac_err_set(&e, AC_E_NOMEM, "cannot create a JPEG decoder");
             if (rc)
                 mybad = index + i;
         }
         ac_image_decoder_destroy(&dec);
+        ac_preproc_work_destroy(&work);
 #pragma omp critical(ac_dataset_read)
         if (mybad >= 0 && (bad < 0 || mybad < bad)) {
             bad = mybad;

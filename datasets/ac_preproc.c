@@ -472,60 +472,82 @@ static void make_taps(tap *t, int in, int out)
     }
 }
 
-/* One bilinear kernel for float and 8-bit sources: (float)u8 is exact, so
- * resizing 8-bit pixels directly equals converting first, then resizing.
- * C is a compile-time constant in the specialised copies (1 and 3 channels). */
-#define DEFINE_RESIZE(NAME, T)                                                                                         \
-    static inline __attribute__((always_inline)) void NAME(const T *src, int iw, int c, float *dst, int oh, int ow,     \
-                                                           const tap *ty, const tap *tx)                               \
+/* Bilinear resize, separable with the exact per-pixel arithmetic
+ *   top = (1-fx)*a + fx*b (row y0), bot = (1-fx)*c + fx*d (row y1),
+ *   out = (1-fy)*top + fy*bot:
+ * each needed source row is interpolated horizontally once (cached across
+ * output rows), then rows are blended. (float)u8 is exact, so 8-bit sources
+ * give the same result as converting first. C is a compile-time constant in
+ * the specialised copies (1 and 3 channels). */
+#define DEFINE_HROW(NAME, T)                                                                                           \
+    static inline __attribute__((always_inline)) void NAME(const T *row, int c, float *dst, int ow, const tap *tx)     \
     {                                                                                                                  \
-        for (int y = 0; y < oh; y++) {                                                                                 \
-            const T *r0 = src + (size_t)ty[y].i0 * iw * c, *r1 = src + (size_t)ty[y].i1 * iw * c;                     \
-            float fy = ty[y].f, gy = 1.0f - fy;                                                                        \
-            float *d = dst + (size_t)y * ow * c;                                                                       \
-            for (int x = 0; x < ow; x++) {                                                                             \
-                const T *a = r0 + (size_t)tx[x].i0 * c, *b = r0 + (size_t)tx[x].i1 * c;                                \
-                const T *cc = r1 + (size_t)tx[x].i0 * c, *dd = r1 + (size_t)tx[x].i1 * c;                              \
-                float fx = tx[x].f, gx = 1.0f - fx;                                                                    \
-                for (int k = 0; k < c; k++) {                                                                          \
-                    float top = gx * (float)a[k] + fx * (float)b[k];                                                   \
-                    float bot = gx * (float)cc[k] + fx * (float)dd[k];                                                 \
-                    d[(size_t)x * c + k] = gy * top + fy * bot;                                                        \
-                }                                                                                                      \
-            }                                                                                                          \
+        for (int x = 0; x < ow; x++) {                                                                                 \
+            const T *a = row + (size_t)tx[x].i0 * c, *b = row + (size_t)tx[x].i1 * c;                                  \
+            float fx = tx[x].f, gx = 1.0f - fx;                                                                        \
+            for (int k = 0; k < c; k++)                                                                                \
+                dst[(size_t)x * c + k] = gx * (float)a[k] + fx * (float)b[k];                                          \
         }                                                                                                              \
     }
-DEFINE_RESIZE(resize_f32_body, float)
-DEFINE_RESIZE(resize_u8_body, uint8_t)
+DEFINE_HROW(hrow_f32_body, float)
+DEFINE_HROW(hrow_u8_body, uint8_t)
+
+static void hrow(const float *f32, const uint8_t *u8, int c, float *dst, int ow, const tap *tx)
+{
+    if (u8) {
+        if (c == 3)
+            hrow_u8_body(u8, 3, dst, ow, tx);
+        else if (c == 1)
+            hrow_u8_body(u8, 1, dst, ow, tx);
+        else
+            hrow_u8_body(u8, c, dst, ow, tx);
+    } else {
+        if (c == 3)
+            hrow_f32_body(f32, 3, dst, ow, tx);
+        else if (c == 1)
+            hrow_f32_body(f32, 1, dst, ow, tx);
+        else
+            hrow_f32_body(f32, c, dst, ow, tx);
+    }
+}
 
 /* src is float (u8 == NULL) or 8-bit (u8 != NULL). */
 static void resize_any(const float *src, const uint8_t *u8, int ih, int iw, int c, float *dst, int oh, int ow)
 {
+    size_t rowlen = (size_t)ow * c;
     tap *ty = malloc(sizeof *ty * (size_t)oh), *tx = malloc(sizeof *tx * (size_t)ow);
-    if (!ty || !tx) {
-        free(ty), free(tx);
+    float *ra = malloc(sizeof(float) * rowlen), *rb = malloc(sizeof(float) * rowlen);
+    if (!ty || !tx || !ra || !rb) {
+        free(ty), free(tx), free(ra), free(rb);
         memset(dst, 0, sizeof *dst * (size_t)oh * ow * c);
         return;
     }
     make_taps(ty, ih, oh);
     make_taps(tx, iw, ow);
-    if (u8) {
-        if (c == 3)
-            resize_u8_body(u8, iw, 3, dst, oh, ow, ty, tx);
-        else if (c == 1)
-            resize_u8_body(u8, iw, 1, dst, oh, ow, ty, tx);
-        else
-            resize_u8_body(u8, iw, c, dst, oh, ow, ty, tx);
-    } else {
-        if (c == 3)
-            resize_f32_body(src, iw, 3, dst, oh, ow, ty, tx);
-        else if (c == 1)
-            resize_f32_body(src, iw, 1, dst, oh, ow, ty, tx);
-        else
-            resize_f32_body(src, iw, c, dst, oh, ow, ty, tx);
+    size_t in_row = (size_t)iw * c;
+    int ya = -1, yb = -1; /* source rows held in ra, rb */
+    for (int y = 0; y < oh; y++) {
+        int y0 = ty[y].i0, y1 = ty[y].i1;
+        if (ya != y0) {
+            if (yb == y0) { /* moving down: the old bottom row is the new top */
+                float *t = ra;
+                ra = rb, rb = t;
+                ya = y0, yb = -1;
+            } else {
+                hrow(u8 ? NULL : src + y0 * in_row, u8 ? u8 + y0 * in_row : NULL, c, ra, ow, tx);
+                ya = y0;
+            }
+        }
+        if (yb != y1) {
+            hrow(u8 ? NULL : src + y1 * in_row, u8 ? u8 + y1 * in_row : NULL, c, rb, ow, tx);
+            yb = y1;
+        }
+        float fy = ty[y].f, gy = 1.0f - fy;
+        float *d = dst + (size_t)y * rowlen;
+        for (size_t i = 0; i < rowlen; i++)
+            d[i] = gy * ra[i] + fy * rb[i];
     }
-    free(ty);
-    free(tx);
+    free(ty), free(tx), free(ra), free(rb);
 }
 
 void ac_resize_bilinear_f32(const float *src, int ih, int iw, int c, float *dst, int oh, int ow)
@@ -540,8 +562,49 @@ static void crop_f32(const float *src, int ih, int iw, int c, int y0, int x0, fl
         memcpy(dst + (size_t)y * ow * c, src + ((size_t)(y + y0) * iw + x0) * c, sizeof(float) * (size_t)ow * c);
 }
 
+/* Working memory of one thread, reused across images (no page faults per image). */
+struct ac_preproc_work {
+    float *a, *b;
+    size_t cap; /* floats in each */
+};
+
+ac_preproc_work *ac_preproc_work_new(void) { return calloc(1, sizeof(ac_preproc_work)); }
+
+void ac_preproc_work_destroy(ac_preproc_work **p)
+{
+    if (!p || !*p)
+        return;
+    free((*p)->a);
+    free((*p)->b);
+    free(*p);
+    *p = NULL;
+}
+
+static int work_reserve(ac_preproc_work *w, size_t n)
+{
+    if (w->cap >= n)
+        return 0;
+    free(w->a);
+    free(w->b);
+    w->a = malloc(sizeof(float) * n);
+    w->b = malloc(sizeof(float) * n);
+    w->cap = w->a && w->b ? n : 0;
+    return w->cap ? 0 : -1;
+}
+
 int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_layout layout, int out_h,
                    int out_w, float *out, const char *name, ac_err *err)
+{
+    ac_preproc_work *w = ac_preproc_work_new();
+    if (!w)
+        return ac_err_set(err, AC_E_NOMEM, "%s: out of memory for preprocessing", name);
+    int rc = ac_preproc_run_work(p, w, img, channels, layout, out_h, out_w, out, name, err);
+    ac_preproc_work_destroy(&w);
+    return rc;
+}
+
+int ac_preproc_run_work(const ac_preproc *p, ac_preproc_work *work, const ac_image *img, int channels,
+                        ac_layout layout, int out_h, int out_w, float *out, const char *name, ac_err *err)
 {
     int h = img->h, w = img->w, c = channels;
     if (c < 1 || c > AC_PP_MAX_CH || (img->c != c && !((img->c == 1 || img->c == 3) && (c == 1 || c == 3))))
@@ -553,6 +616,12 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
         int rc = op_out_size(&p->ops[i], sh, sw, &sh, &sw, i, name, err);
         if (rc)
             return rc;
+        const ac_pp_op *op = &p->ops[i];
+        if (op->kind == AC_PP_STAND &&
+            ((op->nmean > 1 && op->nmean != c) || (op->nscale > 1 && op->nscale != c)))
+            return ac_err_set(err, AC_E_INVALID,
+                              "%s: op %d: %d mean_value and %d scale values for a %d-channel image (give 1 or %d)",
+                              name, i + 1, op->nmean, op->nscale, c, c);
         if ((size_t)sh * sw > maxpix)
             maxpix = (size_t)sh * sw;
     }
@@ -561,11 +630,14 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
                           "%s: the %dx%d (WxH) image is %dx%d after preprocessing '%s', but samples must be %dx%d; "
                           "end the pipeline with resize_h/resize_w or crop_h/crop_w",
                           name, w, h, sw, sh, ac_preproc_canonical(p), out_w, out_h);
-    float *a = malloc(sizeof(float) * maxpix * c), *b = malloc(sizeof(float) * maxpix * c);
-    if (!a || !b) {
-        free(a), free(b);
+    if (work_reserve(work, maxpix * c))
         return ac_err_set(err, AC_E_NOMEM, "%s: out of memory for preprocessing", name);
-    }
+    float *a = work->a, *b = work->b;
+    /* bgr2rgb is not a pass over the pixels: perm[k] is where logical channel
+     * k is stored; standardisation and the final write go through it. */
+    int perm[AC_PP_MAX_CH];
+    for (int k = 0; k < c; k++)
+        perm[k] = k;
     /* A leading resize reads the 8-bit pixels directly (same result as
      * converting first, one pass less). */
     int first = 0;
@@ -575,20 +647,22 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
         op_out_size(&p->ops[0], h, w, &nh, &nw, 0, name, NULL);
         resize_any(NULL, img->u8, h, w, c, a, nh, nw);
         h = nh, w = nw, first = 1;
-    }
-    /* Otherwise to float HWC with the requested channel count. */
-    size_t npix = first ? 0 : (size_t)h * w;
-    for (size_t i = 0; i < npix; i++) {
-        if (img->c == c) {
-            for (int k = 0; k < c; k++)
-                a[i * c + k] = img->u8 ? (float)img->u8[i * c + k] : img->f32[i * c + k];
+    } else {
+        size_t npix = (size_t)h * w;
+        if (img->c == c && img->u8) {
+            for (size_t i = 0; i < npix * c; i++)
+                a[i] = (float)img->u8[i];
+        } else if (img->c == c) {
+            memcpy(a, img->f32, sizeof(float) * npix * c);
         } else if (c == 3) {
-            float v = img->u8 ? (float)img->u8[i] : img->f32[i];
-            a[i * 3] = a[i * 3 + 1] = a[i * 3 + 2] = v;
+            for (size_t i = 0; i < npix; i++)
+                a[i * 3] = a[i * 3 + 1] = a[i * 3 + 2] = img->u8 ? (float)img->u8[i] : img->f32[i];
         } else if (img->u8) {
-            a[i] = ac_bgr_to_gray(img->u8[3 * i], img->u8[3 * i + 1], img->u8[3 * i + 2]);
+            for (size_t i = 0; i < npix; i++)
+                a[i] = ac_bgr_to_gray(img->u8[3 * i], img->u8[3 * i + 1], img->u8[3 * i + 2]);
         } else {
-            a[i] = 0.299f * img->f32[3 * i + 2] + 0.587f * img->f32[3 * i + 1] + 0.114f * img->f32[3 * i];
+            for (size_t i = 0; i < npix; i++)
+                a[i] = 0.299f * img->f32[3 * i + 2] + 0.587f * img->f32[3 * i + 1] + 0.114f * img->f32[3 * i];
         }
     }
     for (int i = first; i < ac_preproc_nops(p); i++) {
@@ -613,31 +687,30 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
             }
             break;
         case AC_PP_STAND: {
-            if ((op->nmean > 1 && op->nmean != c) || (op->nscale > 1 && op->nscale != c)) {
-                free(a), free(b);
-                return ac_err_set(err, AC_E_INVALID,
-                                  "%s: op %d: %d mean_value and %d scale values for a %d-channel image (give 1 or %d)",
-                                  name, i + 1, op->nmean, op->nscale, c, c);
-            }
-            float m[AC_PP_MAX_CH], s[AC_PP_MAX_CH];
+            float m[AC_PP_MAX_CH], s[AC_PP_MAX_CH]; /* by storage channel */
             for (int k = 0; k < c; k++) {
-                m[k] = op->nmean ? op->mean[op->nmean > 1 ? k : 0] : 0.0f;
-                s[k] = op->nscale ? op->scale[op->nscale > 1 ? k : 0] : 1.0f;
+                m[perm[k]] = op->nmean ? op->mean[op->nmean > 1 ? k : 0] : 0.0f;
+                s[perm[k]] = op->nscale ? op->scale[op->nscale > 1 ? k : 0] : 1.0f;
             }
             size_t n = (size_t)h * w;
-            for (size_t j = 0; j < n; j++)
-                for (int k = 0; k < c; k++)
-                    a[j * c + k] = (a[j * c + k] - m[k]) * s[k];
+            if (c == 3) {
+                for (size_t j = 0; j < n; j++) {
+                    a[3 * j] = (a[3 * j] - m[0]) * s[0];
+                    a[3 * j + 1] = (a[3 * j + 1] - m[1]) * s[1];
+                    a[3 * j + 2] = (a[3 * j + 2] - m[2]) * s[2];
+                }
+            } else {
+                for (size_t j = 0; j < n; j++)
+                    for (int k = 0; k < c; k++)
+                        a[j * c + k] = (a[j * c + k] - m[k]) * s[k];
+            }
             break;
         }
         case AC_PP_BGR2RGB:
             if (op->swap && c >= 3) {
-                size_t n = (size_t)h * w;
-                for (size_t j = 0; j < n; j++) {
-                    float t = a[j * c];
-                    a[j * c] = a[j * c + 2];
-                    a[j * c + 2] = t;
-                }
+                int t = perm[0];
+                perm[0] = perm[2];
+                perm[2] = t;
             }
             break;
         }
@@ -645,13 +718,23 @@ int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_la
     }
     size_t n = (size_t)h * w;
     if (layout == AC_LAYOUT_NHWC) {
-        memcpy(out, a, sizeof(float) * n * c);
-    } else {
+        int identity = 1;
         for (int k = 0; k < c; k++)
+            identity &= perm[k] == k;
+        if (identity) {
+            memcpy(out, a, sizeof(float) * n * c);
+        } else {
             for (size_t j = 0; j < n; j++)
-                out[(size_t)k * n + j] = a[j * c + k];
+                for (int k = 0; k < c; k++)
+                    out[j * c + k] = a[j * c + perm[k]];
+        }
+    } else {
+        for (int k = 0; k < c; k++) {
+            const float *src = a + perm[k];
+            float *dst = out + (size_t)k * n;
+            for (size_t j = 0; j < n; j++)
+                dst[j] = src[j * c];
+        }
     }
-    free(a);
-    free(b);
     return AC_OK;
 }

@@ -68,6 +68,14 @@ int ac_preproc_out_size(const ac_preproc *p, int in_h, int in_w, int channels, i
 int ac_preproc_run(const ac_preproc *p, const ac_image *img, int channels, ac_layout layout, int out_h,
                    int out_w, float *out, const char *name, ac_err *err);
 
+/* The same with caller-owned working memory (one per thread), so buffers are
+ * reused across images. */
+typedef struct ac_preproc_work ac_preproc_work;
+ac_preproc_work *ac_preproc_work_new(void);
+void ac_preproc_work_destroy(ac_preproc_work **p);
+int ac_preproc_run_work(const ac_preproc *p, ac_preproc_work *work, const ac_image *img, int channels,
+                        ac_layout layout, int out_h, int out_w, float *out, const char *name, ac_err *err);
+
 /* Bilinear resize of a float HWC image (exposed for the selftest): output pixel
  * centre (x+0.5)*in/out-0.5, clamped to [0, in-1] (OpenCV INTER_LINEAR and
  * PyTorch align_corners=False without antialias). */
