@@ -1,0 +1,67 @@
+/* ac_calibrate: calibration of a graph's activations from fp32 runs.
+ *
+ * The caller owns the data loop (datasets are not quant/'s business): it runs
+ * the fp32 executor on each calibration batch and hands the executor to the
+ * collector, which folds every float activation tensor into its statistics.
+ *   pass 1 (range):     count, min, max, abs-max, moments
+ *   pass 2 (histogram): |x| histograms over the merged pass-1 abs-max
+ *                       (only when the threshold method needs one)
+ *   pass 3 (tuning):    the upward KL tuning step on a few batches
+ * Collectors built on different shards merge exactly (ac_calib_stats), so the
+ * distributed search can compute them on many workers. */
+#ifndef AC_CALIBRATE_H
+#define AC_CALIBRATE_H
+
+#include <stdbool.h>
+
+#include "ac_calib_stats.h"
+#include "ac_calib_table.h"
+#include "ac_exec.h"
+#include "ac_graph.h"
+#include "ac_threshold.h"
+
+#define AC_TUNE_STEPS 21
+
+typedef enum { AC_CALIB_PASS_RANGE = 1, AC_CALIB_PASS_HIST = 2, AC_CALIB_PASS_TUNE = 3 } ac_calib_pass;
+
+typedef struct ac_calib_collector ac_calib_collector;
+
+/* One statistics slot per float activation tensor of g (graph inputs included).
+ * nbins 0 = AC_CALIB_DEFAULT_BINS. */
+ac_calib_collector *ac_calib_collector_new(const ac_graph *g, int nbins, ac_err *err);
+void ac_calib_collector_destroy(ac_calib_collector **p);
+
+ac_calib_pass ac_calib_collector_pass(const ac_calib_collector *c);
+
+/* Fold the tensors of the executor's last run into the current pass. Tensors
+ * are processed in parallel (one thread per tensor), so the result does not
+ * depend on the thread count. */
+int ac_calib_collector_observe(ac_calib_collector *c, const ac_exec *e, ac_err *err);
+
+/* An empty collector for a shard of the current pass of `master`: same
+ * tensors, same histogram ranges (pass 2) or tuning candidates (pass 3), no
+ * data. What a worker fills and the coordinator merges back into master. */
+ac_calib_collector *ac_calib_collector_new_shard(const ac_calib_collector *master, ac_err *err);
+
+/* dst += src (same graph, same pass). */
+int ac_calib_collector_merge(ac_calib_collector *dst, const ac_calib_collector *src, ac_err *err);
+
+/* Pass 1 -> pass 2: fixes every histogram's range at its tensor's abs-max. */
+int ac_calib_collector_begin_hist(ac_calib_collector *c, ac_err *err);
+
+/* Thresholds by method; with tune, only after the tuning pass (below). */
+ac_calib_table *ac_calib_collector_table(const ac_calib_collector *c, ac_th_method m, ac_err *err);
+
+/* Pass 2 (or 1 for methods without a histogram) -> pass 3: the upward KL
+ * tuning step. For each tensor whose threshold is below its abs-max, the
+ * candidates th + i*(absmax-th)/AC_TUNE_STEPS are scored by the squared error
+ * between the activation and its int8 fake-quantized value over the tuning
+ * batches; the least error wins (ties to the lower threshold). */
+int ac_calib_collector_begin_tune(ac_calib_collector *c, ac_th_method m, ac_err *err);
+/* After the tuning batches: the tuned table; *moved counts thresholds that rose. */
+ac_calib_table *ac_calib_collector_tuned_table(const ac_calib_collector *c, int *moved, ac_err *err);
+
+/* Statistics of one tensor (NULL when the tensor is not collected). */
+const ac_calib_stats *ac_calib_collector_stats(const ac_calib_collector *c, int tensor);
+
+#endif

@@ -1,0 +1,174 @@
+/* Calibration on a real model and real data: the bundled Fashion-MNIST net over
+ * Fashion-MNIST test images. Checks that statistics collected on shards and
+ * merged equal one pass over all the data (bit for bit, any merge order), that
+ * the threshold table is sane for every method, and that the tuning pass only
+ * moves thresholds up. Skips (77) when the dataset package is absent. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ac_calibrate.h"
+#include "ac_dataset.h"
+#include "ac_exec.h"
+#include "ac_model.h"
+
+#define BATCH 10
+#define IMAGES 60
+
+static int failures;
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            failures++;                                                           \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);      \
+            fprintf(stderr, __VA_ARGS__);                                         \
+            fprintf(stderr, "\n");                                                \
+        }                                                                         \
+    } while (0)
+
+typedef struct {
+    ac_graph *g;
+    ac_exec *e;
+    ac_dataset *ds;
+    float x[BATCH * 28 * 28];
+} fixture;
+
+/* Feed images [begin, end) through the model into collector c. */
+static void feed(fixture *f, ac_calib_collector *c, int begin, int end)
+{
+    ac_err err = {0};
+    for (int i = begin; i < end; i += BATCH) {
+        CHECK(ac_dataset_read(f->ds, 0, i, BATCH, f->x, &err) == 0, "%s", err.msg);
+        const void *in[1] = {f->x};
+        CHECK(ac_exec_run(f->e, in, &err) == 0, "%s", err.msg);
+        CHECK(ac_calib_collector_observe(c, f->e, &err) == 0, "%s", err.msg);
+    }
+}
+
+static bool collectors_equal(const fixture *f, const ac_calib_collector *a, const ac_calib_collector *b)
+{
+    for (int t = 0; t < f->g->ntensors; t++) {
+        const ac_calib_stats *x = ac_calib_collector_stats(a, t), *y = ac_calib_collector_stats(b, t);
+        if ((x == NULL) != (y == NULL) || (x && !ac_calib_stats_equal(x, y)))
+            return false;
+    }
+    return true;
+}
+
+/* One pass over [0, IMAGES) vs shards {0..20, 20..60} merged as a+b and as b+a. */
+static void test_sharded_equals_whole(fixture *f)
+{
+    ac_err err = {0};
+    ac_calib_collector *whole = ac_calib_collector_new(f->g, 0, &err);
+    ac_calib_collector *a = ac_calib_collector_new(f->g, 0, &err);
+    ac_calib_collector *b = ac_calib_collector_new(f->g, 0, &err);
+    ac_calib_collector *b2 = ac_calib_collector_new(f->g, 0, &err);
+    feed(f, whole, 0, IMAGES);
+    feed(f, a, 0, 20);
+    feed(f, b, 20, IMAGES);
+    feed(f, b2, 20, IMAGES);
+    CHECK(ac_calib_collector_merge(b2, a, &err) == 0, "%s", err.msg); /* b + a */
+    CHECK(ac_calib_collector_merge(a, b, &err) == 0, "%s", err.msg);  /* a + b */
+    CHECK(collectors_equal(f, whole, a), "pass 1: a+b differs from one pass");
+    CHECK(collectors_equal(f, whole, b2), "pass 1: b+a differs from one pass");
+
+    /* Pass 2 on the shards with the merged range, then merge again. */
+    CHECK(ac_calib_collector_begin_hist(whole, &err) == 0, "%s", err.msg);
+    /* As in a farm: the merged pass-1 result (a) starts pass 2, workers fill
+     * empty shard collectors with its ranges, the coordinator merges them. */
+    CHECK(ac_calib_collector_begin_hist(a, &err) == 0, "%s", err.msg);
+    ac_calib_collector *ha = ac_calib_collector_new_shard(a, &err);
+    ac_calib_collector *hb = ac_calib_collector_new_shard(a, &err);
+    CHECK(ha && hb, "%s", err.msg);
+    feed(f, whole, 0, IMAGES);
+    feed(f, ha, 0, 30);
+    feed(f, hb, 30, IMAGES);
+    CHECK(ac_calib_collector_merge(a, hb, &err) == 0, "%s", err.msg);
+    CHECK(ac_calib_collector_merge(a, ha, &err) == 0, "%s", err.msg);
+    CHECK(collectors_equal(f, whole, a), "pass 2: merged shards differ from one pass");
+    ac_calib_collector_destroy(&ha);
+    ac_calib_collector_destroy(&hb);
+
+    for (int m = 0; m < AC_TH_METHOD_COUNT; m++) {
+        ac_calib_table *t = ac_calib_collector_table(whole, (ac_th_method)m, &err);
+        CHECK(t != NULL, "%s: %s", ac_th_method_name((ac_th_method)m), err.msg);
+        if (!t)
+            continue;
+        ac_calib_table *t2 = ac_calib_collector_table(a, (ac_th_method)m, &err);
+        for (size_t i = 0; t2 && i < ac_calib_table_size(t); i++) {
+            const ac_calib_entry *e = ac_calib_table_at(t, i), *e2 = ac_calib_table_find(t2, e->name);
+            const ac_calib_stats *st = NULL;
+            for (int k = 0; k < f->g->ntensors && !st; k++)
+                if (!strcmp(f->g->tensors[k].name, e->name))
+                    st = ac_calib_collector_stats(whole, k);
+            CHECK(e2 && e2->th == e->th, "%s %s: sharded threshold differs", ac_th_method_name((ac_th_method)m),
+                  e->name);
+            CHECK(e->th > 0 && e->th <= fmax(ac_calib_stats_absmax(st), 1e-5) * (1 + 1e-6),
+                  "%s %s: th %g outside (0, absmax %g]", ac_th_method_name((ac_th_method)m), e->name, e->th,
+                  ac_calib_stats_absmax(st));
+        }
+        ac_calib_table_destroy(&t2);
+        ac_calib_table_destroy(&t);
+    }
+
+    /* Tuning moves KL thresholds only upward, toward abs-max. */
+    ac_calib_table *kl = ac_calib_collector_table(whole, AC_TH_KL, &err);
+    CHECK(ac_calib_collector_begin_tune(whole, AC_TH_KL, &err) == 0, "%s", err.msg);
+    feed(f, whole, 0, 20);
+    int moved = -1;
+    ac_calib_table *tuned = ac_calib_collector_tuned_table(whole, &moved, &err);
+    CHECK(tuned && kl, "%s", err.msg);
+    for (size_t i = 0; tuned && kl && i < ac_calib_table_size(kl); i++) {
+        const ac_calib_entry *e = ac_calib_table_at(kl, i), *u = ac_calib_table_find(tuned, e->name);
+        CHECK(u && u->th >= e->th, "%s: tuned %g below KL %g", e->name, u ? u->th : -1, e->th);
+    }
+    CHECK(moved >= 0, "moved %d", moved);
+    printf("calibrate_test: %zu tensors, tuning raised %d KL thresholds\n", kl ? ac_calib_table_size(kl) : 0,
+           moved);
+    ac_calib_table_destroy(&kl);
+    ac_calib_table_destroy(&tuned);
+    ac_calib_collector_destroy(&whole);
+    ac_calib_collector_destroy(&a);
+    ac_calib_collector_destroy(&b);
+    ac_calib_collector_destroy(&b2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = argc > 1 ? argv[1] : "models/fmnist_plain.onnx";
+    const char *data = "/usr/share/datasets/fashion-mnist";
+    char images[512], labels[512];
+    snprintf(images, sizeof images, "%s/t10k-images-idx3-ubyte.gz", data);
+    snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte.gz", data);
+    if (access(images, R_OK) != 0) {
+        printf("calibrate_test: SKIP: %s is absent (Debian package dataset-fashion-mnist)\n", images);
+        return 77;
+    }
+    ac_err err = {0};
+    fixture f = {0};
+    ac_model_options mo = {.input_shapes = "(10,1,28,28)"};
+    f.g = ac_model_load(model, &mo, NULL, &err);
+    if (!f.g) {
+        fprintf(stderr, "calibrate_test: %s\n", err.msg);
+        return 1;
+    }
+    f.e = ac_exec_new(f.g, &err);
+    ac_dataset_opts o = {.preprocess = "mean_value=72.93,scale=0.011109", .channels = 1};
+    f.ds = ac_dataset_open_idx(images, labels, &o, &err);
+    if (!f.e || !f.ds) {
+        fprintf(stderr, "calibrate_test: %s\n", err.msg);
+        return 1;
+    }
+    test_sharded_equals_whole(&f);
+    ac_dataset_destroy(&f.ds);
+    ac_exec_destroy(&f.e);
+    ac_graph_destroy(&f.g);
+    if (failures) {
+        fprintf(stderr, "calibrate_test: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("calibrate_test: all passed\n");
+    return 0;
+}
