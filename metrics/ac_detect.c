@@ -368,14 +368,14 @@ static int decode_dets(const ac_detect_config *c, const ac_metric_tensor *output
     const ac_metric_tensor *t = &outputs[c->dets_output];
     int64_t D = t->dims[1];
     const float *r = t->data + b * D * 6;
-    float sx = c->dets_pixels ? 1.f / (float)c->in_w : 1.f, sy = c->dets_pixels ? 1.f / (float)c->in_h : 1.f;
+    float sx = c->dets_pixels ? (float)c->in_w : 1.f, sy = c->dets_pixels ? (float)c->in_h : 1.f;
     for (int64_t i = 0; i < D; i++, r += 6) {
         if (!(r[4] >= thr) || !isfinite(r[4]))
             continue;
         if (!(r[5] >= 0 && r[5] < (float)c->nclasses) || r[5] != floorf(r[5]))
             return ac_err_set(err, AC_E_INVALID, "detect: detection row %lld has class %g, must be an integer 0..%d",
                               (long long)i, (double)r[5], c->nclasses - 1);
-        ac_det d = {r[0] * sx, r[1] * sy, r[2] * sx, r[3] * sy, r[4], (int32_t)r[5], (int32_t)i};
+        ac_det d = {r[0] / sx, r[1] / sy, r[2] / sx, r[3] / sy, r[4], (int32_t)r[5], (int32_t)i};
         if (!(isfinite(d.x1) && isfinite(d.y1) && isfinite(d.x2) && isfinite(d.y2)))
             continue;
         int rc = det_push(out, &d);

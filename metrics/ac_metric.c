@@ -713,7 +713,8 @@ static int add_detect(ac_metric_partial *t, int64_t first, int64_t ns, const ac_
                 gt = malloc((size_t)(ngt > 0 ? ngt : 1) * sizeof *gt);
                 if (!gt)
                     rc = ac_err_set(err, AC_E_NOMEM, "metric detect: out of memory");
-                float sx = l->img_w > 0 ? 1.f / l->img_w : 1.f, sy = l->img_h > 0 ? 1.f / l->img_h : 1.f;
+                /* a division, not a multiply by the reciprocal: 20/100 gives the float nearest 0.2 */
+                float sx = l->img_w > 0 ? l->img_w : 1.f, sy = l->img_h > 0 ? l->img_h : 1.f;
                 for (int32_t g = 0; g < ngt && rc == AC_OK; g++) {
                     const ac_metric_box *s = &l->boxes[g];
                     if (s->cls < 0 || s->cls >= c->nclasses)
@@ -723,7 +724,7 @@ static int add_detect(ac_metric_partial *t, int64_t first, int64_t ns, const ac_
                         rc = ac_err_set(err, AC_E_INVALID, "metric detect: sample %lld box %d has a non-finite corner",
                                         (long long)(first + b), g);
                     else
-                        gt[g] = (ac_metric_box){s->cls, s->x1 * sx, s->y1 * sy, s->x2 * sx, s->y2 * sy};
+                        gt[g] = (ac_metric_box){s->cls, s->x1 / sx, s->y1 / sy, s->x2 / sx, s->y2 / sy};
                 }
             }
         } else if ((rc = ac_detect_run(c, ref, nref, ns, b, c->ref_score_threshold, &refd, &ngt, err)) == AC_OK) {
