@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ac_metric.h"
+#include "fuzz_metric_partial.h"
 
 static int failures, checks;
 
@@ -976,7 +977,7 @@ static void test_plugin(const char *path)
 
 /* ------------------------------------------------------------------ seeds and main */
 
-static int write_seed(const char *dir, const char *name, const ac_metric_partial *p)
+static int write_seed(const char *dir, const char *name, int which, const ac_metric_partial *p)
 {
     uint8_t *b = NULL;
     size_t n = 0;
@@ -985,15 +986,81 @@ static int write_seed(const char *dir, const char *name, const ac_metric_partial
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
-    int rc = !f || fwrite(b, 1, n, f) != n;
-    if (f)
-        fclose(f);
+    uint8_t sel = (uint8_t)which;
+    int rc = !f || fwrite(&sel, 1, 1, f) != 1 || fwrite(b, 1, n, f) != n;
+    if (f && fclose(f))
+        rc = 1;
     free(b);
+    if (rc)
+        fprintf(stderr, "cannot write %s\n", path);
     return rc;
 }
 
-/* The fuzz target (tests/fuzz/fuzz_metric_partial.c) uses the same metrics:
- * the first byte of a seed picks it, so seeds are written with that prefix. */
+/* Valid partials of each fuzz metric (empty, one batch, several ranges). */
+static int write_seeds(const char *dir)
+{
+    int rc = 0;
+    for (int which = 0; which < FUZZ_METRIC_COUNT; which++) {
+        ac_metric_options o;
+        fuzz_metric_options(which, &o);
+        ac_metric *m = metric_new(&o);
+        ac_metric_partial *p = ac_metric_partial_new(m, &err);
+        char name[64];
+        snprintf(name, sizeof name, "seed-%s-%d-empty", ac_metric_kind_name(o.kind), which);
+        rc |= write_seed(dir, name, which, p);
+        /* [3, ...] outputs per kind; samples 0..2 then 7..9 */
+        float *x = NULL, *y = NULL;
+        ac_metric_tensor t[2], r[2];
+        int nt = 1;
+        ac_metric_box boxes[3] = {{0, 0.1f, 0.1f, 0.5f, 0.5f}, {2, 0.2f, 0.3f, 0.6f, 0.9f}, {1, 0, 0, 1, 1}};
+        ac_metric_label l[3];
+        for (int i = 0; i < 3; i++)
+            l[i] = (ac_metric_label){.cls = i, .has_boxes = 1, .boxes = boxes, .nboxes = i + 1};
+        if (which == 0 || which == 1) {
+            int64_t d[2] = {3, 10};
+            x = malloc(30 * sizeof *x), y = malloc(30 * sizeof *y);
+            for (int i = 0; i < 30; i++)
+                x[i] = frand(), y[i] = frand();
+            t[0] = tensor(x, 2, d), r[0] = tensor(y, 2, d);
+        } else if (which == 2) {
+            int64_t d[3] = {3, 4, 6};
+            x = malloc(72 * sizeof *x);
+            for (int i = 0; i < 12; i++) {
+                float *row = x + 6 * i;
+                row[0] = frand() * 0.5f, row[1] = frand() * 0.5f, row[2] = row[0] + 0.5f * frand(),
+                row[3] = row[1] + 0.5f * frand(), row[4] = frand(), row[5] = (float)(rnd() % 3);
+            }
+            t[0] = tensor(x, 3, d), r[0] = t[0];
+        } else {
+            int64_t ds[3] = {3, 4420, 2}, db[3] = {3, 4420, 4};
+            x = malloc(3 * 4420 * 2 * sizeof *x), y = malloc(3 * 4420 * 4 * sizeof *y);
+            for (int i = 0; i < 3 * 4420; i++) {
+                float f = frand();
+                f = f * f * f * f; /* few confident priors */
+                x[2 * i] = 1 - f, x[2 * i + 1] = f;
+            }
+            for (int i = 0; i < 3 * 4420 * 4; i++)
+                y[i] = frand() - 0.5f;
+            t[0] = tensor(x, 3, ds), t[1] = tensor(y, 3, db);
+            r[0] = t[0], r[1] = t[1];
+            nt = 2;
+        }
+        const ac_metric_label *lab = which == 0 || which == 2 ? l : NULL;
+        if (ac_metric_partial_add(p, 0, 3, t, nt, r, nt, lab, &err) ||
+            ac_metric_partial_add(p, 7, 3, t, nt, r, nt, lab, &err)) {
+            fprintf(stderr, "seed %d: %s\n", which, err.msg);
+            rc = 1;
+        }
+        snprintf(name, sizeof name, "seed-%s-%d-six", ac_metric_kind_name(o.kind), which);
+        rc |= write_seed(dir, name, which, p);
+        free(x);
+        free(y);
+        ac_metric_partial_destroy(&p);
+        ac_metric_destroy(&m);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *plugin = NULL, *seeds = NULL;
@@ -1003,11 +1070,8 @@ int main(int argc, char **argv)
         else
             plugin = argv[i];
     }
-    if (seeds) {
-        (void)write_seed;
-        fprintf(stderr, "--write-seeds: use the fuzz target's own seed writer (tests/fuzz/fuzz_metric_partial.c)\n");
-        return 2;
-    }
+    if (seeds)
+        return write_seeds(seeds);
     test_classify();
     test_similarity();
     test_ap();
