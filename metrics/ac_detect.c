@@ -171,10 +171,14 @@ static int check_output_index(int idx, int noutputs, const char *what, ac_err *e
 
 static int check_dims(const ac_metric_tensor *t, int ndim, const int64_t *want, const char *what, ac_err *err)
 {
-    /* want[d] < 0: any extent >= 1 */
-    int ok = t->ndim == ndim && t->data != NULL;
-    for (int d = 0; ok && d < ndim; d++)
-        ok = want[d] < 0 ? t->dims[d] >= 1 : t->dims[d] == want[d];
+    /* want[d] == -1: any extent >= 1; -2: any extent >= 0 */
+    int ok = t->ndim == ndim;
+    int64_t n = 1;
+    for (int d = 0; ok && d < ndim; d++) {
+        ok = want[d] < 0 ? t->dims[d] >= want[d] + 2 : t->dims[d] == want[d];
+        n *= t->dims[d];
+    }
+    ok = ok && (n == 0 || t->data != NULL);
     if (ok)
         return AC_OK;
     char got[160] = "", exp[160] = "";
@@ -227,7 +231,7 @@ int ac_detect_check_outputs(const ac_detect_config *c, const ac_metric_tensor *o
     case AC_DECODE_DETS: {
         if ((rc = check_output_index(c->dets_output, noutputs, "dets_output", err)))
             return rc;
-        int64_t want[3] = {nbatch, -1, 6};
+        int64_t want[3] = {nbatch, -2, 6}; /* a model may report no detections */
         return check_dims(&outputs[c->dets_output], 3, want, "detections", err);
     }
     }
