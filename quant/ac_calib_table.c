@@ -150,7 +150,10 @@ static bool is_section_marker(const char *line)
 
 typedef int (*line_fn)(void *ctx, const char *source, int lineno, char *line, ac_err *err);
 
-/* Calls fn on each line (without its '\r\n'); a line returning 1 stops the walk. */
+/* fn's "stop here, no error" answer (errors are positive ac_status codes). */
+#define LINE_STOP (-1)
+
+/* Calls fn on each line (without its '\r\n'); LINE_STOP ends the walk. */
 static int for_each_line(const char *text, size_t len, const char *source, line_fn fn, void *ctx,
                          ac_err *err)
 {
@@ -184,7 +187,7 @@ static int for_each_line(const char *text, size_t len, const char *source, line_
         }
         rc = fn(ctx, source, lineno, buf, err);
         if (rc) {
-            if (rc == 1)
+            if (rc == LINE_STOP)
                 rc = 0;
             break;
         }
@@ -203,7 +206,7 @@ static int calib_line(void *ctx, const char *source, int lineno, char *line, ac_
     if (!*s)
         return 0;
     if (*s == '#')
-        return is_section_marker(s) ? 1 : 0;
+        return is_section_marker(s) ? LINE_STOP : 0;
     char *f[MAX_FIELDS + 1];
     int nf = split_fields(line, f);
     double v[3];
