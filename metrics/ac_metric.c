@@ -469,7 +469,24 @@ int ac_metric_partial_merge(ac_metric_partial *dst, const ac_metric_partial *src
         return err ? err->code : AC_E_INVALID;
     }
     det_rec *dets = NULL;
-    if (m->o.kind == AC_METRIC_DETECT) {
+    /* Appending (src's records all after dst's, as when a worker adds its
+     * samples in order) grows dst in place; otherwise a merged copy is made. */
+    int append = m->o.kind == AC_METRIC_DETECT &&
+                 (src->ndets == 0 || dst->ndets == 0 || cmp_rec_key(&dst->dets[dst->ndets - 1], &src->dets[0]) < 0);
+    if (append && dst->ndets + src->ndets > dst->dets_cap) {
+        int64_t cap = dst->dets_cap ? dst->dets_cap : 256;
+        while (cap < dst->ndets + src->ndets)
+            cap *= 2;
+        det_rec *grown = realloc(dst->dets, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            free(cos);
+            free(ranges);
+            return ac_err_set(err, AC_E_NOMEM, "metric partial: out of memory merging detections");
+        }
+        dst->dets = grown; /* same content: dst is still unchanged */
+        dst->dets_cap = cap;
+    }
+    if (m->o.kind == AC_METRIC_DETECT && !append) {
         if (merge_dets(dst, src, &dets, err)) {
             free(cos);
             free(ranges);
@@ -504,9 +521,15 @@ int ac_metric_partial_merge(ac_metric_partial *dst, const ac_metric_partial *src
     if (m->o.kind == AC_METRIC_DETECT) {
         for (int32_t c = 0; c < m->o.detect.nclasses; c++)
             dst->gt[c] += src->gt[c];
-        free(dst->dets);
-        dst->dets = dets;
-        dst->ndets = dst->dets_cap = dst->ndets + src->ndets;
+        if (append) {
+            if (src->ndets)
+                memcpy(dst->dets + dst->ndets, src->dets, (size_t)src->ndets * sizeof *src->dets);
+            dst->ndets += src->ndets;
+        } else {
+            free(dst->dets);
+            dst->dets = dets;
+            dst->ndets = dst->dets_cap = dst->ndets + src->ndets;
+        }
         dst->labelled = src->labelled;
     }
     return AC_OK;
