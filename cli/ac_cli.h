@@ -5,6 +5,7 @@
 
 int ac_cmd_info(int argc, char **argv);
 int ac_cmd_run(int argc, char **argv);
+int ac_cmd_quantize(int argc, char **argv);
 int ac_cmd_demo(int argc, char **argv);
 int ac_cmd_dataset(int argc, char **argv);
 

@@ -1,30 +1,24 @@
-/* autocalib demo: the bundled example end to end. Until quantization lands it
- * runs fp32 inference of the bundled Fashion-MNIST models on the Fashion-MNIST
- * test set (Debian's dataset-fashion-mnist) and prints top-1 and throughput. */
+/* autocalib demo: the bundled example end to end. Each bundled Fashion-MNIST
+ * model is calibrated on Fashion-MNIST training images, quantized for BM1684
+ * and scored fp32 vs int8 on test images (Debian's dataset-fashion-mnist),
+ * through the same job `autocalib quantize` runs; artefacts go to
+ * <output_dir>/<model>/. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ac_args.h"
 #include "ac_cli.h"
-#include "ac_dataset.h"
-#include "ac_exec.h"
-#include "ac_model.h"
+#include "ac_quantize.h"
 
 #define DEMO_PREPROCESS "mean_value=72.93,scale=0.011109" /* (x/255 - 0.2860) / 0.3530 */
 #define DEMO_DATA "/usr/share/datasets/fashion-mnist"
+#define DEMO_BATCH 16
 
-static const char *demo_models[] = {"fmnist_plain.onnx", "fmnist_resnet.onnx", "fmnist_mbv2.onnx"};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static const char *demo_models[] = {"fmnist_plain", "fmnist_resnet", "fmnist_mbv2"};
 
 /* The models folder of the source tree: <exe>/../../models (build/cli/autocalib).
  * out must hold PATH_MAX bytes. */
@@ -40,7 +34,7 @@ static int default_models_dir(char *out, size_t n)
         if (!slash)
             return -1;
         *slash = '\0';
-        snprintf(out, n, "%s/models/%s", exe, demo_models[0]);
+        snprintf(out, n, "%s/models/%s.onnx", exe, demo_models[0]);
         if (access(out, R_OK) == 0) {
             snprintf(out, n, "%s/models", exe);
             return 0;
@@ -49,75 +43,19 @@ static int default_models_dir(char *out, size_t n)
     return -1;
 }
 
-typedef struct {
-    int correct, total;
-    double seconds;
-} demo_result;
-
-static int argmax(const float *v, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
-
-static int evaluate(const char *model, ac_dataset *ds, int batch, int64_t limit, int threads,
-                    demo_result *r, ac_err *err)
-{
-    char shape[64];
-    snprintf(shape, sizeof shape, "(%d,1,28,28)", batch);
-    ac_model_options mo = {.input_shapes = shape};
-    ac_graph *g = ac_model_load(model, &mo, NULL, err);
-    if (!g)
-        return -1;
-    ac_exec *e = ac_exec_new(g, err);
-    float *x = malloc(sizeof(float) * (size_t)batch * 28 * 28);
-    int rc = -1;
-    if (!e || !x) {
-        if (!x)
-            ac_err_set(err, AC_E_NOMEM, "out of memory for a batch of %d", batch);
-        goto done;
-    }
-    ac_exec_set_threads(e, threads);
-    const ac_tensor *out = &g->tensors[g->outputs[0]];
-    int classes = (int)(ac_tensor_numel(out) / batch);
-    const ac_labels *labels = ac_dataset_labels(ds);
-    memset(r, 0, sizeof *r);
-    double t0 = now_s();
-    for (int64_t i = 0; i + batch <= limit; i += batch) {
-        if (ac_dataset_read(ds, 0, i, batch, x, err))
-            goto done;
-        const void *in[1] = {x};
-        if (ac_exec_run(e, in, err))
-            goto done;
-        const float *y = ac_exec_tensor(e, g->outputs[0]);
-        for (int s = 0; s < batch; s++) {
-            r->correct += argmax(y + (size_t)s * (size_t)classes, classes) == ac_labels_class(labels, i + s);
-            r->total++;
-        }
-    }
-    r->seconds = now_s() - t0;
-    rc = 0;
-done:
-    free(x);
-    ac_exec_destroy(&e);
-    ac_graph_destroy(&g);
-    return rc;
-}
-
 int ac_cmd_demo(int argc, char **argv)
 {
-    const char *models_dir = NULL, *data_dir = DEMO_DATA;
-    int batch = 100, limit = 0, threads = 0;
-    bool help = false;
+    const char *models_dir = NULL, *data_dir = DEMO_DATA, *output_dir = "./autocalib_out";
+    int calib_images = 320, test_images = 2000, threads = 0;
+    bool help = false, quiet = false;
     ac_arg_spec specs[] = {
         {"models_dir", NULL, AC_ARG_STRING, &models_dir, "folder with the bundled models (default: the source tree's models/)"},
         {"data_dir", NULL, AC_ARG_STRING, &data_dir, "Fashion-MNIST idx folder (default " DEMO_DATA ")"},
-        {"batch", NULL, AC_ARG_INT, &batch, "batch size (default 100)"},
-        {"test_iterations", NULL, AC_ARG_INT, &limit, "batches to run; 0 = the whole test set"},
+        {"output_dir", NULL, AC_ARG_STRING, &output_dir, "artefacts go to OUTPUT_DIR/<model> (default ./autocalib_out)"},
+        {"calib_images", NULL, AC_ARG_INT, &calib_images, "calibration images from the training set (default 320)"},
+        {"test_images", NULL, AC_ARG_INT, &test_images, "test images (default 2000; 0 = the whole 10k test set)"},
         {"threads", NULL, AC_ARG_INT, &threads, "OpenMP threads (default: all cores)"},
+        {"quiet", NULL, AC_ARG_FLAG, &quiet, "only the summary table"},
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ac_err err = {0};
@@ -129,8 +67,9 @@ int ac_cmd_demo(int argc, char **argv)
         ac_args_print_help("usage: autocalib demo [options]", specs, nspecs);
         return 0;
     }
-    if (batch < 1 || batch > 10000 || limit < 0 || threads < 0) {
-        fprintf(stderr, "autocalib demo: --batch must be in [1,10000], --test_iterations and --threads >= 0\n");
+    if (calib_images < DEMO_BATCH || test_images < 0 || threads < 0) {
+        fprintf(stderr, "autocalib demo: --calib_images must be >= %d, --test_images and --threads >= 0\n",
+                DEMO_BATCH);
         return 2;
     }
     char dir[PATH_MAX];
@@ -139,33 +78,49 @@ int ac_cmd_demo(int argc, char **argv)
     else if (default_models_dir(dir, sizeof dir))
         return ac_cli_fail("demo", "cannot find the bundled models folder; pass --models_dir");
 
-    char images[PATH_MAX], labels[PATH_MAX];
+    char train[PATH_MAX], images[PATH_MAX], labels[PATH_MAX];
+    snprintf(train, sizeof train, "%s/train-images-idx3-ubyte.gz", data_dir);
     snprintf(images, sizeof images, "%s/t10k-images-idx3-ubyte.gz", data_dir);
     snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte.gz", data_dir);
-    ac_dataset_opts dopt = {.preprocess = DEMO_PREPROCESS, .layout = AC_LAYOUT_NCHW, .channels = 1,
-                            .nthreads = threads};
-    ac_dataset *ds = ac_dataset_open_idx(images, labels, &dopt, &err);
-    if (!ds)
-        return ac_cli_fail("demo", err.msg);
-    int64_t count = ac_dataset_count(ds);
-    int64_t use = ac_dataset_limit(count, limit, batch);
-    use -= use % batch;
-    printf("autocalib demo: fp32 inference of the bundled Fashion-MNIST models\n"
-           "data: %s (%lld test images, using %lld), preprocessing '%s'\n\n",
-           data_dir, (long long)count, (long long)use, DEMO_PREPROCESS);
-    printf("%-22s %10s %12s %10s\n", "model", "top-1", "images/s", "seconds");
-    int rc = 0;
-    for (size_t m = 0; m < sizeof demo_models / sizeof demo_models[0]; m++) {
-        char path[PATH_MAX + 64];
-        snprintf(path, sizeof path, "%s/%s", dir, demo_models[m]);
-        demo_result r;
-        if (evaluate(path, ds, batch, use, threads, &r, &err)) {
-            rc = ac_cli_fail("demo", err.msg);
-            break;
+    printf("autocalib demo: quantize the bundled Fashion-MNIST models for BM1684\n"
+           "data: %s (calibration: %d training images; test: %s%d test images), budget 0.5 points\n\n",
+           data_dir, calib_images, test_images ? "the first " : "all ", test_images ? test_images : 10000);
+    size_t nmodels = sizeof demo_models / sizeof demo_models[0];
+    ac_quantize_result res[3];
+    char outs[3][PATH_MAX];
+    for (size_t m = 0; m < nmodels; m++) {
+        char model[PATH_MAX + 64];
+        snprintf(model, sizeof model, "%s/%s.onnx", dir, demo_models[m]);
+        snprintf(outs[m], sizeof outs[m], "%s/%s", output_dir, demo_models[m]);
+        ac_quantize_options o;
+        ac_quantize_options_init(&o);
+        o.model = model;
+        o.calib_idx_images = train;
+        o.test_idx_images = images;
+        o.test_idx_labels = labels;
+        o.preprocess = DEMO_PREPROCESS;
+        o.input_data_shape = "(16,1,28,28)";
+        o.calib_iterations = calib_images / DEMO_BATCH;
+        o.test_iterations = (test_images + DEMO_BATCH - 1) / DEMO_BATCH;
+        o.output_dir = outs[m];
+        o.threads = threads;
+        o.quiet = quiet;
+        if (!quiet)
+            printf("== %s\n", demo_models[m]);
+        if (m == 0 && access(output_dir, F_OK) != 0 && mkdir(output_dir, 0777) != 0) {
+            fprintf(stderr, "autocalib demo: %s: cannot create the output folder\n", output_dir);
+            return 1;
         }
-        printf("%-22s %9.2f%% %12.0f %10.2f\n", demo_models[m], 100.0 * r.correct / (r.total ? r.total : 1),
-               r.seconds > 0 ? r.total / r.seconds : 0.0, r.seconds);
+        if (ac_quantize_run(&o, &res[m], &err))
+            return ac_cli_fail("demo", err.msg);
     }
-    ac_dataset_destroy(&ds);
-    return rc;
+    printf("\n%-16s %10s %10s %10s %8s %8s  %s\n", "model", "fp32 top-1", "int8 top-1", "loss", "budget", "seconds",
+           "artefacts");
+    for (size_t m = 0; m < nmodels; m++)
+        printf("%-16s %9.2f%% %9.2f%% %9.2f%% %8s %8.1f  %s\n", demo_models[m], 100 * res[m].fp32_score,
+               100 * res[m].int8_score, 100 * (res[m].fp32_score - res[m].int8_score),
+               res[m].met_budget ? "met" : "missed", res[m].elapsed_s, outs[m]);
+    printf("\nEach folder holds calibration_table and qtable (for tpu-mlir), the int8 model "
+           "(autocalib run --model ...) and report.json.\n");
+    return 0;
 }

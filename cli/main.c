@@ -14,6 +14,7 @@ typedef struct {
 
 static const subcommand commands[] = {
     {"info", ac_cmd_info, "inputs/outputs, op histogram, parameters and per-layer MACs of a model"},
+    {"quantize", ac_cmd_quantize, "calibrate, quantize for BM1684, score fp32 vs int8, write the artefacts"},
     {"run", ac_cmd_run, "fp32 inference of a model on .npy inputs, outputs as .npy"},
     {"demo", ac_cmd_demo, "the bundled example end to end (Fashion-MNIST models and data)"},
     {"dataset", ac_cmd_dataset, "import image folders/lists/idx files into LMDB; describe a dataset"},

@@ -1,0 +1,90 @@
+/* autocalib quantize: calibrate, quantize for BM1684, score, write artefacts.
+ * Flags keep the original tool's names; dash spellings work too. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ac_args.h"
+#include "ac_cli.h"
+#include "ac_preproc.h"
+#include "ac_quantize.h"
+
+int ac_cmd_quantize(int argc, char **argv)
+{
+    ac_quantize_options o;
+    ac_quantize_options_init(&o);
+    const char *th_method = "KL", *template_name = NULL, *user_pp = NULL;
+    bool no_kl_tune = false, print_pp = false, help = false;
+    ac_arg_spec specs[] = {
+        {"model", NULL, AC_ARG_STRING, &o.model, "the fp32 model (ONNX)"},
+        {"weights", NULL, AC_ARG_STRING, &o.weights, "weights file of two-file formats"},
+        {"calib_image_source", NULL, AC_ARG_STRING, &o.calib_image_source, "calibration images: a folder or an ImageList file"},
+        {"calib_lmdb_path", NULL, AC_ARG_STRING, &o.calib_lmdb_path, "calibration LMDB folder (preprocessed tensors)"},
+        {"calib_idx_images", NULL, AC_ARG_STRING, &o.calib_idx_images, "calibration idx image file (MNIST style, .gz ok)"},
+        {"calib_idx_labels", NULL, AC_ARG_STRING, &o.calib_idx_labels, "its idx label file"},
+        {"test_image_source", NULL, AC_ARG_STRING, &o.test_image_source, "test images: a folder or an ImageList file (labels optional)"},
+        {"test_lmdb_path", NULL, AC_ARG_STRING, &o.test_lmdb_path, "test LMDB folder (labels from data.label)"},
+        {"test_idx_images", NULL, AC_ARG_STRING, &o.test_idx_images, "test idx image file"},
+        {"test_idx_labels", NULL, AC_ARG_STRING, &o.test_idx_labels, "its idx label file"},
+        {"data_preproccess_str", "data_preprocess_str", AC_ARG_STRING, &user_pp,
+         "preprocessing of images, e.g. 'resize_h=224,resize_w=224;mean_value=128:128:128,scale=0.0078125,bgr2rgb=True'"},
+        {"image_data_preproccess", "image_data_preprocess", AC_ARG_STRING, &template_name,
+         "a named preprocessing template (user_defined = use --data_preproccess_str)"},
+        {"print_all_image_data_preproccess_detail", "print_all_image_data_preprocess_detail", AC_ARG_FLAG, &print_pp,
+         "print every template and preprocessing op, then exit"},
+        {"input_data_name", NULL, AC_ARG_STRING, &o.input_data_name, "the model input the data feeds (default: the first)"},
+        {"input_data_shape", NULL, AC_ARG_STRING, &o.input_data_shape, "input shape; dim 0 is the batch run at once, e.g. '(16,3,224,224)'"},
+        {"output_data_name", NULL, AC_ARG_STRING, &o.output_data_name, "the output that is scored (default: the first)"},
+        {"calib_iterations", NULL, AC_ARG_INT, &o.calib_iterations, "calibration batches (0 = all)"},
+        {"test_iterations", NULL, AC_ARG_INT, &o.test_iterations, "test batches (0 = all)"},
+        {"accept_int8_decay", NULL, AC_ARG_FLOAT, &o.accept_int8_decay, "allowed score loss (default 0.005 = half a point)"},
+        {"fp32_score", NULL, AC_ARG_FLOAT, &o.fp32_score, "the known fp32 score (0 = compute it)"},
+        {"task", NULL, AC_ARG_STRING, &o.task, "classify | detect | similarity (default: classify with labels, else similarity)"},
+        {"output_dir", NULL, AC_ARG_STRING, &o.output_dir, "where the artefacts go (default ./autocalib_out)"},
+        {"th_method", NULL, AC_ARG_STRING, &th_method, "KL (default), MAX, PERCENTILE9999, MSE, ACIQ_GAUSS, ACIQ_LAPLACE"},
+        {"no_kl_tune", NULL, AC_ARG_FLAG, &no_kl_tune, "skip the upward KL tuning step"},
+        {"per_channel", NULL, AC_ARG_FLAG, &o.per_channel, "per-output-channel conv/FC shifts"},
+        {"accuracy_opt", NULL, AC_ARG_FLAG, &o.accuracy_opt, "keep depthwise convs in fp32"},
+        {"first_conv_fp32", NULL, AC_ARG_FLAG, &o.first_conv_fp32, "keep the first conv in fp32"},
+        {"fp32_layers", NULL, AC_ARG_STRING, &o.fp32_layers, "layers kept in fp32: name1,name2 (node or output names)"},
+        {"threads", NULL, AC_ARG_INT, &o.threads, "OpenMP threads (default: all cores)"},
+        {"quiet", NULL, AC_ARG_FLAG, &o.quiet, "print only errors and the final line"},
+        {"verbose", NULL, AC_ARG_FLAG, &o.verbose, "also print the per-layer plan"},
+    };
+    int nspecs = (int)(sizeof specs / sizeof specs[0]);
+    ac_err err = {0};
+    if (ac_args_parse(argc, argv, 2, specs, nspecs, NULL, 0, NULL, &help, &err)) {
+        fprintf(stderr, "autocalib quantize: %s\n", err.msg);
+        return 2;
+    }
+    if (help) {
+        ac_args_print_help("usage: autocalib quantize --model M (--calib_image_source S | --calib_lmdb_path D | "
+                           "--calib_idx_images F) (--test_...) [options]",
+                           specs, nspecs);
+        return 0;
+    }
+    if (print_pp) {
+        ac_preproc_print_all(stdout);
+        return 0;
+    }
+    if (ac_th_method_parse(th_method, &o.th_method, &err)) {
+        fprintf(stderr, "autocalib quantize: --th_method: %s\n", err.msg);
+        return 2;
+    }
+    o.kl_tune = !no_kl_tune;
+    if (o.calib_iterations < 0 || o.test_iterations < 0 || o.threads < 0 || o.fp32_score < 0) {
+        fprintf(stderr, "autocalib quantize: --calib_iterations, --test_iterations, --threads and --fp32_score "
+                        "must be >= 0\n");
+        return 2;
+    }
+    if (ac_preproc_resolve(template_name, user_pp, &o.preprocess, &err)) {
+        fprintf(stderr, "autocalib quantize: --image_data_preproccess: %s\n", err.msg);
+        return 2;
+    }
+    ac_quantize_result res;
+    if (ac_quantize_run(&o, &res, &err))
+        return ac_cli_fail("quantize", err.msg);
+    printf("%s: fp32 %.4f, int8 %.4f (loss %.4f, budget %.4f: %s), %d fp32 layers, %.1fs; artefacts in %s\n",
+           res.task, res.fp32_score, res.int8_score, res.fp32_score - res.int8_score, o.accept_int8_decay,
+           res.met_budget ? "met" : "NOT met", res.n_fp32_layers, res.elapsed_s, res.output_dir);
+    return 0;
+}

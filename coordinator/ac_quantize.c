@@ -1,0 +1,791 @@
+#include "ac_quantize.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ac_calibrate.h"
+#include "ac_dataset.h"
+#include "ac_exec.h"
+#include "ac_int8_model.h"
+#include "ac_json.h"
+#include "ac_metric.h"
+#include "ac_model.h"
+#include "ac_plan.h"
+#include "ac_qexec.h"
+
+#define TUNE_IMAGES 16   /* images scored by the KL tuning step (the reference uses a few) */
+#define MAX_FP32_LAYERS 4096
+
+/* Per-layer agreement of int8 with fp32 activations on the test set. */
+typedef struct {
+    double dot, ref_sq, q_sq, err_sq;
+} layer_acc;
+
+typedef struct {
+    const ac_quantize_options *o;
+    double t0;
+    ac_graph *g;
+    int input;            /* index into g->inputs */
+    int out_index;        /* scored output, index into g->outputs */
+    int batch;
+    ac_dataset *calib, *test;
+    ac_exec *fp32;
+    ac_calib_table *table;
+    ac_plan *plan;
+    ac_qexec *int8;
+    ac_metric *metric;
+    ac_metric_partial *fp32_part, *int8_part;
+    ac_metric_result fp32_res, int8_res;
+    layer_acc *acc;       /* [g->ntensors] */
+    float *x;             /* one batch of input */
+    char *fp32_names_buf;
+    const char *fp32_names[MAX_FP32_LAYERS];
+    int n_fp32_names;
+    int tuned_up;
+    int64_t n_calib, n_test;
+    double t_calib, t_test;
+} job;
+
+void ac_quantize_options_init(ac_quantize_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->accept_int8_decay = 0.005;
+    o->output_dir = "./autocalib_out";
+    o->th_method = AC_TH_KL;
+    o->kl_tune = true;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void say(const job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const job *j, const char *fmt, ...)
+{
+    if (j->o->quiet)
+        return;
+    FILE *f = j->o->log ? j->o->log : stdout;
+    fprintf(f, "[%7.2fs] ", now_s() - j->t0);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+/* ---- model and data ------------------------------------------------------------ */
+
+static int find_io(const ac_graph *g, int n, const int *idx, const char *name, const char *what, ac_err *err)
+{
+    if (!name || !*name)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(g->tensors[idx[i]].name, name))
+            return i;
+    return -ac_err_set(err, AC_E_INVALID, "--%s_data_name '%s': the model has no such %s", what, name, what);
+}
+
+static int load_model(job *j, ac_err *err)
+{
+    ac_model_options mo = {.weights = j->o->weights, .input_shapes = j->o->input_data_shape};
+    j->g = ac_model_load(j->o->model, &mo, NULL, err);
+    if (!j->g)
+        return -1;
+    j->input = find_io(j->g, j->g->ninputs, j->g->inputs, j->o->input_data_name, "input", err);
+    j->out_index = find_io(j->g, j->g->noutputs, j->g->outputs, j->o->output_data_name, "output", err);
+    if (j->input < 0 || j->out_index < 0)
+        return -1;
+    if (j->g->ninputs != 1)
+        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: models with %d inputs are not supported yet (one data input)",
+                          j->o->model, j->g->ninputs);
+    const ac_tensor *in = &j->g->tensors[j->g->inputs[j->input]];
+    if (in->dtype != AC_DT_F32 || in->ndim < 2)
+        return ac_err_set(err, AC_E_UNSUPPORTED, "input '%s': need a float32 tensor with a batch dim", in->name);
+    j->batch = (int)in->dims[0];
+    return 0;
+}
+
+/* The sample layout the model input expects: NCHW unless the last dim looks like channels. */
+static ac_dataset_opts data_opts(const job *j)
+{
+    const ac_tensor *in = &j->g->tensors[j->g->inputs[j->input]];
+    ac_dataset_opts d = {.preprocess = j->o->preprocess, .nthreads = j->o->threads};
+    if (in->ndim == 4) {
+        bool nhwc = in->dims[3] <= 4 && in->dims[1] > 4;
+        d.layout = nhwc ? AC_LAYOUT_NHWC : AC_LAYOUT_NCHW;
+        d.channels = (int)(nhwc ? in->dims[3] : in->dims[1]);
+        d.height = (int)(nhwc ? in->dims[1] : in->dims[2]);
+        d.width = (int)(nhwc ? in->dims[2] : in->dims[3]);
+    }
+    return d;
+}
+
+static ac_dataset *open_data(const job *j, const char *images, const char *lmdb, const char *idx_images,
+                             const char *idx_labels, const char *what, ac_err *err)
+{
+    ac_dataset_opts d = data_opts(j);
+    /* Our LMDBs hold tensors that were preprocessed when they were written. */
+    if (lmdb)
+        d.preprocess = NULL;
+    int given = (images != NULL) + (lmdb != NULL) + (idx_images != NULL);
+    if (given != 1) {
+        ac_err_set(err, AC_E_INVALID,
+                   given ? "give one %s source (--%s_image_source, --%s_lmdb_path or --%s_idx_images), not several"
+                         : "no %s data: give --%s_image_source, --%s_lmdb_path or --%s_idx_images",
+                   what, what, what, what);
+        return NULL;
+    }
+    ac_dataset *ds = idx_images ? ac_dataset_open_idx(idx_images, idx_labels, &d, err)
+                                : ac_dataset_open(images ? images : lmdb, &d, err);
+    if (!ds)
+        return NULL;
+    size_t want = (size_t)(ac_tensor_numel(&j->g->tensors[j->g->inputs[j->input]]) / j->batch);
+    if (ac_dataset_sample_elems(ds, 0) != want) {
+        int64_t dims[8];
+        int nd = ac_dataset_sample_shape(ds, 0, dims);
+        char shape[128] = "";
+        size_t len = 0;
+        for (int i = 0; i < nd && len < sizeof shape - 24; i++)
+            len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", i ? "x" : "", (long long)dims[i]);
+        ac_err_set(err, AC_E_INVALID, "%s data %s: samples are %s (%zu values), the model input '%s' needs %zu",
+                   what, ac_dataset_source_name(ds), shape, ac_dataset_sample_elems(ds, 0),
+                   j->g->tensors[j->g->inputs[j->input]].name, want);
+        ac_dataset_destroy(&ds);
+    }
+    return ds;
+}
+
+/* Reads samples [first, first + n) into the batch buffer; a short last batch
+ * repeats its last sample so the model always runs full batches (only the
+ * first n results are scored). */
+static int read_batch(job *j, ac_dataset *ds, int64_t first, int n, ac_err *err)
+{
+    size_t per = ac_dataset_sample_elems(ds, 0);
+    if (ac_dataset_read(ds, 0, first, n, j->x, err))
+        return -1;
+    for (int i = n; i < j->batch; i++)
+        memcpy(j->x + (size_t)i * per, j->x + (size_t)(n - 1) * per, per * sizeof(float));
+    return 0;
+}
+
+/* ---- calibration ---------------------------------------------------------------- */
+
+static int feed_calibration(job *j, ac_calib_collector *c, int64_t nsamples, ac_err *err)
+{
+    for (int64_t i = 0; i + j->batch <= nsamples; i += j->batch) {
+        const void *in[1] = {j->x};
+        if (read_batch(j, j->calib, i, j->batch, err) || ac_exec_run(j->fp32, in, err) ||
+            ac_calib_collector_observe(c, j->fp32, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int calibrate(job *j, ac_err *err)
+{
+    double t = now_s();
+    int64_t count = ac_dataset_count(j->calib);
+    j->n_calib = ac_dataset_limit(count, j->o->calib_iterations, j->batch);
+    /* Statistics use whole batches only, so no sample is counted twice. */
+    j->n_calib -= j->n_calib % j->batch;
+    if (j->n_calib <= 0)
+        return ac_err_set(err, AC_E_INVALID, "calibration data %s: %lld samples, fewer than one batch of %d",
+                          ac_dataset_source_name(j->calib), (long long)count, j->batch);
+    ac_calib_collector *c = ac_calib_collector_new(j->g, 0, err);
+    if (!c)
+        return -1;
+    int rc = -1;
+    say(j, "calibration: %lld samples of %s, %s thresholds%s", (long long)j->n_calib,
+        ac_dataset_source_name(j->calib), ac_th_method_name(j->o->th_method),
+        j->o->kl_tune && j->o->th_method == AC_TH_KL ? " + upward tuning" : "");
+    if (feed_calibration(j, c, j->n_calib, err))
+        goto done;
+    if (ac_th_method_needs_hist(j->o->th_method)) {
+        if (ac_calib_collector_begin_hist(c, err) || feed_calibration(j, c, j->n_calib, err))
+            goto done;
+    }
+    if (j->o->kl_tune && j->o->th_method == AC_TH_KL) {
+        int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
+        tune = tune < j->batch ? j->batch : tune - tune % j->batch;
+        if (ac_calib_collector_begin_tune(c, j->o->th_method, err) || feed_calibration(j, c, tune, err))
+            goto done;
+        j->table = ac_calib_collector_tuned_table(c, &j->tuned_up, err);
+    } else {
+        j->table = ac_calib_collector_table(c, j->o->th_method, err);
+    }
+    if (!j->table)
+        goto done;
+    j->t_calib = now_s() - t;
+    say(j, "calibration: %zu tensors in %.2fs%s", ac_calib_table_size(j->table), j->t_calib,
+        j->o->kl_tune && j->o->th_method == AC_TH_KL ? "" : "");
+    if (j->o->kl_tune && j->o->th_method == AC_TH_KL)
+        say(j, "calibration: tuning raised %d of %zu KL thresholds", j->tuned_up, ac_calib_table_size(j->table));
+    rc = 0;
+done:
+    ac_calib_collector_destroy(&c);
+    return rc;
+}
+
+/* ---- plan ----------------------------------------------------------------------- */
+
+static int build_plan(job *j, ac_err *err)
+{
+    if (j->o->fp32_layers && *j->o->fp32_layers) {
+        j->fp32_names_buf = strdup(j->o->fp32_layers);
+        if (!j->fp32_names_buf)
+            return ac_err_set(err, AC_E_NOMEM, "out of memory");
+        for (char *tok = strtok(j->fp32_names_buf, ","); tok; tok = strtok(NULL, ",")) {
+            while (*tok == ' ')
+                tok++;
+            if (!*tok)
+                continue;
+            if (j->n_fp32_names >= MAX_FP32_LAYERS)
+                return ac_err_set(err, AC_E_INVALID, "--fp32_layers: more than %d names", MAX_FP32_LAYERS);
+            j->fp32_names[j->n_fp32_names++] = tok;
+        }
+    }
+    ac_quant_options qo = {.per_channel = j->o->per_channel,
+                           .accuracy_opt = j->o->accuracy_opt,
+                           .first_conv_fp32 = j->o->first_conv_fp32,
+                           .fp32_layers = j->fp32_names,
+                           .n_fp32_layers = j->n_fp32_names};
+    j->plan = ac_plan_build(j->g, j->table, &qo, err);
+    if (!j->plan) {
+        if (err && strstr(err->msg, "fp32_layers") == NULL && j->n_fp32_names)
+            ac_err_prefix(err, "--fp32_layers: ");
+        return -1;
+    }
+    say(j, "plan: %d int8 layers, %d fp32 layers%s", j->plan->n_int8, j->plan->n_fp32,
+        j->o->per_channel ? " (per-channel shifts)" : "");
+    if (j->o->verbose)
+        ac_plan_print(j->plan, j->o->log ? j->o->log : stdout);
+    return 0;
+}
+
+/* ---- scoring -------------------------------------------------------------------- */
+
+static int make_metric(job *j, ac_err *err)
+{
+    const ac_labels *labels = ac_dataset_labels(j->test);
+    const char *task = j->o->task;
+    if (!task || !*task)
+        task = labels && ac_labels_kind(labels) == AC_LABEL_CLASS ? "classify" : "similarity";
+    ac_metric_options mo;
+    if (!strcmp(task, "classify")) {
+        if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
+            return ac_err_set(err, AC_E_INVALID, "--task classify: the test data %s has no class labels",
+                              ac_dataset_source_name(j->test));
+        ac_metric_options_init(&mo, AC_METRIC_CLASSIFY);
+    } else if (!strcmp(task, "similarity")) {
+        ac_metric_options_init(&mo, AC_METRIC_SIMILARITY);
+        const ac_tensor *out = &j->g->tensors[j->g->outputs[j->out_index]];
+        mo.classifier = out->ndim == 2 && out->dims[1] > 1;
+    } else if (!strcmp(task, "detect")) {
+        /* Without a decoder configuration option yet, detections are scored
+         * against the fp32 model's own (SSD-style boxes + scores outputs). */
+        ac_metric_options_init(&mo, AC_METRIC_DETECT);
+    } else {
+        return ac_err_set(err, AC_E_INVALID, "--task '%s': must be classify, detect or similarity", task);
+    }
+    mo.output = j->out_index;
+    j->metric = ac_metric_new(&mo, err);
+    if (!j->metric)
+        return -1;
+    j->fp32_part = ac_metric_partial_new(j->metric, err);
+    j->int8_part = ac_metric_partial_new(j->metric, err);
+    return j->fp32_part && j->int8_part ? 0 : -1;
+}
+
+static void tensor_view(const ac_graph *g, int t, const float *data, int n, ac_metric_tensor *v)
+{
+    const ac_tensor *ts = &g->tensors[t];
+    memset(v, 0, sizeof *v);
+    v->data = data;
+    v->ndim = ts->ndim;
+    for (int d = 0; d < ts->ndim && d < AC_METRIC_MAX_DIMS; d++)
+        v->dims[d] = ts->dims[d];
+    v->dims[0] = n; /* only the real samples of a padded batch */
+}
+
+/* The int8 run's value of tensor t as float: its float buffer, or its codes dequantized. */
+static const float *int8_value(job *j, int t, float *tmp, int64_t n)
+{
+    const float *f = ac_qexec_tensor_float(j->int8, t);
+    if (f)
+        return f;
+    const void *codes = ac_qexec_tensor_codes(j->int8, t);
+    if (!codes)
+        return NULL;
+    const ac_tensor_plan *tp = &j->plan->tensors[t];
+    for (int64_t i = 0; i < n; i++) {
+        int q = tp->is_signed ? ((const int8_t *)codes)[i] : ((const uint8_t *)codes)[i];
+        tmp[i] = (float)(q * tp->scale);
+    }
+    return tmp;
+}
+
+static void accumulate_layers(job *j, int nreal, float *tmp)
+{
+    const ac_graph *g = j->g;
+    for (int i = 0; i < g->nnodes; i++) {
+        int t = g->nodes[i].outputs[0];
+        if (t < 0 || !j->plan->tensors[t].activation)
+            continue;
+        int64_t n = ac_tensor_numel(&g->tensors[t]) / j->batch * nreal;
+        const float *ref = ac_exec_tensor(j->fp32, t);
+        const float *q = int8_value(j, t, tmp, ac_tensor_numel(&g->tensors[t]));
+        if (!ref || !q)
+            continue;
+        layer_acc *a = &j->acc[t];
+        /* An unsigned tensor drops negatives by design (a ReLU consumes it,
+         * spec §2), so the reference is compared from 0 up. */
+        bool clamp0 = j->plan->tensors[t].has_range && !j->plan->tensors[t].is_signed;
+        for (int64_t k = 0; k < n; k++) {
+            double r = clamp0 && ref[k] < 0 ? 0.0 : ref[k], v = q[k], d = r - v;
+            a->dot += r * v;
+            a->ref_sq += r * r;
+            a->q_sq += v * v;
+            a->err_sq += d * d;
+        }
+    }
+}
+
+static int fill_labels(job *j, int64_t first, int n, ac_metric_label *lab)
+{
+    const ac_labels *labels = ac_dataset_labels(j->test);
+    if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        memset(&lab[i], 0, sizeof lab[i]);
+        lab[i].cls = ac_labels_class(labels, first + i);
+    }
+    return 1;
+}
+
+static int evaluate(job *j, ac_err *err)
+{
+    double t = now_s();
+    const ac_graph *g = j->g;
+    j->n_test = ac_dataset_limit(ac_dataset_count(j->test), j->o->test_iterations, j->batch);
+    bool need_fp32 = j->o->fp32_score <= 0 || ac_metric_get_kind(j->metric) != AC_METRIC_CLASSIFY;
+    int64_t maxnumel = 0;
+    for (int t = 0; t < g->ntensors; t++)
+        if (ac_tensor_numel(&g->tensors[t]) > maxnumel)
+            maxnumel = ac_tensor_numel(&g->tensors[t]);
+    float *tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1));
+    ac_metric_label *lab = calloc((size_t)j->batch, sizeof *lab);
+    ac_metric_tensor *outs = calloc((size_t)g->noutputs, sizeof *outs);
+    ac_metric_tensor *refs = calloc((size_t)g->noutputs, sizeof *refs);
+    int rc = -1;
+    if (!tmp || !lab || !outs || !refs) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory for scoring");
+        goto done;
+    }
+    say(j, "scoring: %lld test samples of %s (%s)", (long long)j->n_test, ac_dataset_source_name(j->test),
+        ac_metric_kind_name(ac_metric_get_kind(j->metric)));
+    for (int64_t first = 0; first < j->n_test; first += j->batch) {
+        int n = (int)(j->n_test - first < j->batch ? j->n_test - first : j->batch);
+        const void *in[1] = {j->x};
+        if (read_batch(j, j->test, first, n, err) || ac_qexec_run(j->int8, in, err))
+            goto done;
+        if (need_fp32 && ac_exec_run(j->fp32, in, err))
+            goto done;
+        int has_labels = fill_labels(j, first, n, lab);
+        for (int o = 0; o < g->noutputs; o++) {
+            int t = g->outputs[o];
+            tensor_view(g, t, ac_qexec_tensor_float(j->int8, t), n, &outs[o]);
+            if (need_fp32)
+                tensor_view(g, t, ac_exec_tensor(j->fp32, t), n, &refs[o]);
+        }
+        if (ac_metric_partial_add(j->int8_part, first, n, outs, g->noutputs, need_fp32 ? refs : NULL,
+                                  need_fp32 ? g->noutputs : 0, has_labels ? lab : NULL, err))
+            goto done;
+        if (need_fp32 && j->o->fp32_score <= 0 &&
+            ac_metric_partial_add(j->fp32_part, first, n, refs, g->noutputs, refs, g->noutputs,
+                                  has_labels ? lab : NULL, err))
+            goto done;
+        if (need_fp32)
+            accumulate_layers(j, n, tmp);
+    }
+    if (ac_metric_score(j->int8_part, &j->int8_res, err))
+        goto done;
+    if (j->o->fp32_score > 0)
+        j->fp32_res.score = j->o->fp32_score;
+    else if (ac_metric_score(j->fp32_part, &j->fp32_res, err))
+        goto done;
+    j->t_test = now_s() - t;
+    rc = 0;
+done:
+    free(tmp);
+    free(lab);
+    free(outs);
+    free(refs);
+    return rc;
+}
+
+/* ---- artefacts ------------------------------------------------------------------ */
+
+static const char *model_stem(const char *path, char *buf, size_t n)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(buf, n, "%s", base);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf)
+        *dot = '\0';
+    return buf;
+}
+
+static void json_scores(ac_json *js, const ac_metric_result *r)
+{
+    ac_json_object_begin(js);
+    ac_json_key(js, "score");
+    ac_json_double(js, r->score);
+    ac_json_key(js, "samples");
+    ac_json_int(js, r->samples);
+    if (r->topk) {
+        ac_json_key(js, "top1");
+        ac_json_double(js, r->top1);
+        ac_json_key(js, "top5");
+        ac_json_double(js, r->topk_accuracy);
+    }
+    if (r->cosine != 0) {
+        ac_json_key(js, "cosine");
+        ac_json_double(js, r->cosine);
+        ac_json_key(js, "top1_agreement");
+        ac_json_double(js, r->top1_agreement);
+    }
+    if (r->detections || r->gt_boxes) {
+        ac_json_key(js, "map50");
+        ac_json_double(js, r->map50);
+        ac_json_key(js, "map50_95");
+        ac_json_double(js, r->map50_95);
+    }
+    ac_json_object_end(js);
+}
+
+/* shift(s) / multipliers of an int8 layer, as the report shows them. */
+static void json_layer_params(ac_json *js, const job *j, const ac_node_plan *np, const ac_node *n)
+{
+    const int32_t *rs = NULL;
+    int64_t nr = 0;
+    if (np->kind == AC_Q8_CONV) {
+        rs = np->u.conv.rshift;
+        nr = np->u.conv.s.c_out;
+    } else if (np->kind == AC_Q8_FC) {
+        rs = np->u.fc.rshift;
+        nr = np->u.fc.n;
+    }
+    if (rs) {
+        ac_json_key(js, "shift");
+        if (np->per_channel) {
+            ac_json_array_begin(js);
+            for (int64_t c = 0; c < nr; c++)
+                ac_json_int(js, rs[c]);
+            ac_json_array_end(js);
+        } else {
+            ac_json_int(js, nr ? rs[0] : 0);
+        }
+    } else if (np->kind == AC_Q8_ADD) {
+        ac_json_key(js, "multipliers");
+        ac_json_array_begin(js);
+        for (int i = 0; i < np->u.add.ninputs; i++) {
+            ac_json_array_begin(js);
+            ac_json_int(js, np->u.add.m[i]);
+            ac_json_int(js, np->u.add.r[i]);
+            ac_json_array_end(js);
+        }
+        ac_json_array_end(js);
+    } else if (np->kind == AC_Q8_AVGPOOL || np->kind == AC_Q8_GLOBAL_AVGPOOL) {
+        ac_json_key(js, "multiplier");
+        ac_json_array_begin(js);
+        ac_json_int(js, np->kind == AC_Q8_AVGPOOL ? np->u.avgpool.m : np->u.gavg.m);
+        ac_json_int(js, np->kind == AC_Q8_AVGPOOL ? np->u.avgpool.e : np->u.gavg.e);
+        ac_json_array_end(js);
+    }
+    (void)j;
+    (void)n;
+}
+
+static void json_layers(ac_json *js, const job *j)
+{
+    const ac_graph *g = j->g;
+    ac_json_array_begin(js);
+    for (int i = 0; i < g->nnodes; i++) {
+        const ac_node *n = &g->nodes[i];
+        const ac_node_plan *np = &j->plan->nodes[i];
+        int t = n->outputs[0];
+        const ac_tensor_plan *tp = t >= 0 ? &j->plan->tensors[t] : NULL;
+        ac_json_object_begin(js);
+        ac_json_key(js, "name");
+        ac_json_string(js, n->name);
+        ac_json_key(js, "op");
+        ac_json_string(js, ac_op_name(n->op));
+        ac_json_key(js, "output");
+        ac_json_string(js, t >= 0 ? g->tensors[t].name : NULL);
+        ac_json_key(js, "mode");
+        ac_json_string(js, np->mode == AC_MODE_INT8 ? "int8" : "fp32");
+        if (np->mode == AC_MODE_FP32) {
+            ac_json_key(js, "fp32_reason");
+            ac_json_string(js, ac_fp32_reason_name(np->why));
+            if (np->detail[0]) {
+                ac_json_key(js, "fp32_detail");
+                ac_json_string(js, np->detail);
+            }
+        }
+        ac_json_key(js, "threshold");
+        if (tp && tp->has_range)
+            ac_json_double(js, tp->th);
+        else
+            ac_json_null(js);
+        if (tp && tp->has_range) {
+            ac_json_key(js, "signed");
+            ac_json_bool(js, tp->is_signed);
+        }
+        json_layer_params(js, j, np, n);
+        const layer_acc *a = t >= 0 ? &j->acc[t] : NULL;
+        if (a && a->ref_sq > 0) {
+            ac_json_key(js, "cosine");
+            ac_json_double(js, a->q_sq > 0 ? a->dot / sqrt(a->ref_sq * a->q_sq) : 0.0);
+            ac_json_key(js, "sqnr_db");
+            ac_json_double(js, a->err_sq > 0 ? 10.0 * log10(a->ref_sq / a->err_sq) : 200.0);
+        }
+        ac_json_object_end(js);
+    }
+    ac_json_array_end(js);
+}
+
+static int write_report(const job *j, const char *path, const char *int8_name, double elapsed, ac_err *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    ac_json js;
+    ac_json_init(&js, f);
+    ac_json_object_begin(&js);
+    ac_json_key(&js, "model");
+    ac_json_string(&js, j->o->model);
+    ac_json_key(&js, "task");
+    ac_json_string(&js, ac_metric_kind_name(ac_metric_get_kind(j->metric)));
+    ac_json_key(&js, "fp32_score");
+    ac_json_double(&js, j->fp32_res.score);
+    ac_json_key(&js, "int8_score");
+    ac_json_double(&js, j->int8_res.score);
+    ac_json_key(&js, "accept_int8_decay");
+    ac_json_double(&js, j->o->accept_int8_decay);
+    ac_json_key(&js, "met_budget");
+    ac_json_bool(&js, j->fp32_res.score - j->int8_res.score <= j->o->accept_int8_decay + 1e-12);
+    ac_json_key(&js, "strategy");
+    ac_json_object_begin(&js);
+    ac_json_key(&js, "th_method");
+    ac_json_string(&js, ac_th_method_name(j->o->th_method));
+    ac_json_key(&js, "kl_tune");
+    ac_json_bool(&js, j->o->kl_tune && j->o->th_method == AC_TH_KL);
+    ac_json_key(&js, "per_channel");
+    ac_json_bool(&js, j->o->per_channel);
+    ac_json_key(&js, "accuracy_opt");
+    ac_json_bool(&js, j->o->accuracy_opt);
+    ac_json_key(&js, "first_conv_fp32");
+    ac_json_bool(&js, j->o->first_conv_fp32);
+    ac_json_key(&js, "fp32_layers_requested");
+    ac_json_array_begin(&js);
+    for (int i = 0; i < j->n_fp32_names; i++)
+        ac_json_string(&js, j->fp32_names[i]);
+    ac_json_array_end(&js);
+    ac_json_object_end(&js);
+    ac_json_key(&js, "fp32_layers");
+    ac_json_array_begin(&js);
+    for (int i = 0; i < j->g->nnodes; i++)
+        if (j->plan->nodes[i].mode == AC_MODE_FP32)
+            ac_json_string(&js, j->g->nodes[i].name);
+    ac_json_array_end(&js);
+    ac_json_key(&js, "int8_model");
+    ac_json_string(&js, int8_name);
+    ac_json_key(&js, "evaluations");
+    ac_json_int(&js, 1);
+    ac_json_key(&js, "elapsed_s");
+    ac_json_double(&js, elapsed);
+    ac_json_key(&js, "calibration");
+    ac_json_object_begin(&js);
+    ac_json_key(&js, "source");
+    ac_json_string(&js, ac_dataset_source_name(j->calib));
+    ac_json_key(&js, "samples");
+    ac_json_int(&js, j->n_calib);
+    ac_json_key(&js, "tuned_thresholds");
+    ac_json_int(&js, j->tuned_up);
+    ac_json_key(&js, "seconds");
+    ac_json_double(&js, j->t_calib);
+    ac_json_object_end(&js);
+    ac_json_key(&js, "test");
+    ac_json_object_begin(&js);
+    ac_json_key(&js, "source");
+    ac_json_string(&js, ac_dataset_source_name(j->test));
+    ac_json_key(&js, "samples");
+    ac_json_int(&js, j->n_test);
+    ac_json_key(&js, "seconds");
+    ac_json_double(&js, j->t_test);
+    ac_json_key(&js, "fp32");
+    if (j->o->fp32_score > 0)
+        ac_json_null(&js);
+    else
+        json_scores(&js, &j->fp32_res);
+    ac_json_key(&js, "int8");
+    json_scores(&js, &j->int8_res);
+    ac_json_object_end(&js);
+    ac_json_key(&js, "layers");
+    json_layers(&js, j);
+    ac_json_object_end(&js);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad)
+        return ac_err_set(err, AC_E_IO, "%s: write failed", path);
+    return 0;
+}
+
+static int remove_tree(const char *dir)
+{
+    char cmd[8192];
+    /* Only our own temporary/old folders are removed, by exact path. */
+    snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir);
+    return system(cmd);
+}
+
+/* Everything goes to <out>.tmp.<pid> first; the folder is renamed into place
+ * only when every file was written, so --output_dir is never half-written. */
+static int write_artefacts(job *j, ac_quantize_result *res, ac_err *err)
+{
+    const char *out = j->o->output_dir;
+    if (strchr(out, '\''))
+        return ac_err_set(err, AC_E_INVALID, "--output_dir '%s': quote characters are not allowed", out);
+    char tmp[4096], old[4096], path[4096 + 640], stem[512], int8_name[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    snprintf(old, sizeof old, "%s.old.%d", out, (int)getpid());
+    model_stem(j->o->model, stem, sizeof stem);
+    snprintf(int8_name, sizeof int8_name, "%s.int8.acq", stem);
+    remove_tree(tmp);
+    if (mkdir(tmp, 0777) != 0)
+        return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    char header[512];
+    snprintf(header, sizeof header, "autocalib calibration table for %s\nth_method %s%s", j->o->model,
+             ac_th_method_name(j->o->th_method), j->o->kl_tune && j->o->th_method == AC_TH_KL ? " (tuned)" : "");
+    int rc = -1;
+    snprintf(path, sizeof path, "%s/calibration_table", tmp);
+    if (ac_calib_table_write(j->plan->shared, path, header, err))
+        goto fail;
+    snprintf(path, sizeof path, "%s/qtable", tmp);
+    if (ac_plan_write_qtable(j->plan, path, err))
+        goto fail;
+    snprintf(path, sizeof path, "%s/%s", tmp, int8_name);
+    if (ac_int8_model_write(path, j->plan, err))
+        goto fail;
+    snprintf(path, sizeof path, "%s/report.json", tmp);
+    res->elapsed_s = now_s() - j->t0;
+    if (write_report(j, path, int8_name, res->elapsed_s, err))
+        goto fail;
+    struct stat st;
+    bool had_old = stat(out, &st) == 0;
+    if (had_old && rename(out, old) != 0) {
+        ac_err_set(err, AC_E_IO, "%s: cannot move the previous results aside: %s", out, strerror(errno));
+        goto fail;
+    }
+    if (rename(tmp, out) != 0) {
+        ac_err_set(err, AC_E_IO, "%s: cannot rename %s into place: %s", out, tmp, strerror(errno));
+        if (had_old)
+            rename(old, out);
+        goto fail;
+    }
+    if (had_old)
+        remove_tree(old);
+    snprintf(res->output_dir, sizeof res->output_dir, "%s", out);
+    return 0;
+fail:
+    remove_tree(tmp);
+    return rc;
+}
+
+/* ---- the job -------------------------------------------------------------------- */
+
+static void job_free(job *j)
+{
+    ac_metric_partial_destroy(&j->fp32_part);
+    ac_metric_partial_destroy(&j->int8_part);
+    ac_metric_destroy(&j->metric);
+    ac_qexec_destroy(&j->int8);
+    ac_plan_destroy(&j->plan);
+    ac_calib_table_destroy(&j->table);
+    ac_exec_destroy(&j->fp32);
+    ac_dataset_destroy(&j->calib);
+    ac_dataset_destroy(&j->test);
+    ac_graph_destroy(&j->g);
+    free(j->acc);
+    free(j->x);
+    free(j->fp32_names_buf);
+}
+
+int ac_quantize_run(const ac_quantize_options *o, ac_quantize_result *res, ac_err *err)
+{
+    job j = {.o = o, .t0 = now_s()};
+    memset(res, 0, sizeof *res);
+    int rc = -1;
+    if (!o->model) {
+        ac_err_set(err, AC_E_INVALID, "--model is required");
+        goto done;
+    }
+    if (o->accept_int8_decay < 0 || o->accept_int8_decay >= 1) {
+        ac_err_set(err, AC_E_INVALID, "--accept_int8_decay %g: must be in [0, 1)", o->accept_int8_decay);
+        goto done;
+    }
+    if (load_model(&j, err))
+        goto done;
+    say(&j, "model: %s, %d nodes, input '%s' batch %d", o->model, j.g->nnodes,
+        j.g->tensors[j.g->inputs[j.input]].name, j.batch);
+    j.calib = open_data(&j, o->calib_image_source, o->calib_lmdb_path, o->calib_idx_images, o->calib_idx_labels,
+                        "calib", err);
+    if (!j.calib)
+        goto done;
+    j.test = open_data(&j, o->test_image_source, o->test_lmdb_path, o->test_idx_images, o->test_idx_labels, "test",
+                       err);
+    if (!j.test)
+        goto done;
+    j.x = malloc(sizeof(float) * (size_t)ac_tensor_numel(&j.g->tensors[j.g->inputs[j.input]]));
+    j.acc = calloc((size_t)j.g->ntensors, sizeof *j.acc);
+    if (!j.x || !j.acc) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    j.fp32 = ac_exec_new(j.g, err);
+    if (!j.fp32)
+        goto done;
+    ac_exec_set_threads(j.fp32, o->threads);
+    if (make_metric(&j, err) || calibrate(&j, err) || build_plan(&j, err))
+        goto done;
+    j.int8 = ac_qexec_new(j.plan, err);
+    if (!j.int8)
+        goto done;
+    ac_qexec_set_threads(j.int8, o->threads);
+    if (evaluate(&j, err))
+        goto done;
+    res->fp32_score = j.fp32_res.score;
+    res->int8_score = j.int8_res.score;
+    res->met_budget = res->fp32_score - res->int8_score <= o->accept_int8_decay + 1e-12;
+    res->n_fp32_layers = j.plan->n_fp32;
+    snprintf(res->task, sizeof res->task, "%s", ac_metric_kind_name(ac_metric_get_kind(j.metric)));
+    say(&j, "scores (%s): fp32 %.4f, int8 %.4f, loss %.4f, budget %.4f: %s", res->task, res->fp32_score,
+        res->int8_score, res->fp32_score - res->int8_score, o->accept_int8_decay,
+        res->met_budget ? "met" : "NOT met");
+    if (write_artefacts(&j, res, err))
+        goto done;
+    rc = 0;
+done:
+    job_free(&j);
+    return rc;
+}

@@ -1,0 +1,109 @@
+"""`autocalib quantize` end to end on the bundled Fashion-MNIST model and Debian's
+Fashion-MNIST data: artefacts, report fields, options, and clean failures that leave
+--output_dir untouched."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+import conftest as h
+
+FMNIST = h.FMNIST_DIR
+PP = "mean_value=72.93,scale=0.011109"
+
+
+def data_args(calib_batches=4, test_batches=8):
+    img = os.path.join(FMNIST, "train-images-idx3-ubyte.gz")
+    if not os.path.exists(img):
+        pytest.skip("%s is absent (Debian package dataset-fashion-mnist)" % img)
+    return ["--calib_idx_images", img, "--calib_iterations", str(calib_batches),
+            "--test_idx_images", os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz"),
+            "--test_idx_labels", os.path.join(FMNIST, "t10k-labels-idx1-ubyte.gz"),
+            "--test_iterations", str(test_batches), "--data_preproccess_str", PP,
+            "--input_data_shape", "(16,1,28,28)"]
+
+
+def quantize(ac_bin, model, out, *extra):
+    p = subprocess.run([ac_bin, "quantize", "--model", model, "--output_dir", str(out)]
+                       + data_args() + list(extra),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode >= 0, "killed by signal %d\n%s" % (-p.returncode, p.stderr)
+    return p
+
+
+@pytest.mark.parametrize("name", ["fmnist_plain", "fmnist_resnet", "fmnist_mbv2"])
+def test_quantize_writes_artefacts_and_report(ac_bin, tmp_path, name):
+    model = os.path.join(h.MODELS, name + ".onnx")
+    out = tmp_path / "out"
+    p = quantize(ac_bin, model, out)
+    assert p.returncode == 0, p.stderr
+    assert "artefacts in" in p.stdout
+    files = set(os.listdir(out))
+    assert {"calibration_table", "qtable", "report.json", name + ".int8.acq"} <= files
+    rep = json.load(open(out / "report.json"))
+    for key in ("model", "fp32_score", "int8_score", "accept_int8_decay", "met_budget", "strategy",
+                "fp32_layers", "int8_model", "evaluations", "elapsed_s", "layers"):
+        assert key in rep, key
+    assert rep["task"] == "classify"
+    assert 0.8 < rep["fp32_score"] <= 1.0
+    # The Fashion-MNIST nets lose little in int8 on this chip (spec §11).
+    assert rep["fp32_score"] - rep["int8_score"] < 0.03
+    assert rep["met_budget"] == (rep["fp32_score"] - rep["int8_score"] <= rep["accept_int8_decay"] + 1e-12)
+    assert rep["int8_model"] == name + ".int8.acq"
+    convs = [l for l in rep["layers"] if l["op"] == "Conv"]
+    assert convs and all(l["mode"] in ("int8", "fp32") for l in rep["layers"])
+    for l in convs:
+        if l["mode"] == "int8":
+            assert isinstance(l["shift"], int) and 0 <= l["shift"] <= 31
+            assert l["threshold"] > 0 and -1.0 <= l["cosine"] <= 1.0 + 1e-9
+    # Calibration table: tpu-mlir format, one line per tensor, seven decimals.
+    lines = [l for l in open(out / "calibration_table") if l.strip() and not l.startswith("#")]
+    assert lines
+    for l in lines:
+        name_, th, lo, hi = l.split()
+        assert float(th) > 0 and float(lo) <= float(hi) and len(th.split(".")[1]) == 7
+
+
+def test_per_channel_and_forced_fp32_layers(ac_bin, tmp_path):
+    model = os.path.join(h.MODELS, "fmnist_plain.onnx")
+    base = tmp_path / "base"
+    assert quantize(ac_bin, model, base).returncode == 0
+    layers = json.load(open(base / "report.json"))["layers"]
+    first_conv = next(l for l in layers if l["op"] == "Conv")
+    out = tmp_path / "pc"
+    p = quantize(ac_bin, model, out, "--per_channel", "--fp32_layers", first_conv["name"],
+                 "--th_method", "MAX")
+    assert p.returncode == 0, p.stderr
+    rep = json.load(open(out / "report.json"))
+    assert rep["strategy"]["per_channel"] and rep["strategy"]["th_method"] == "MAX"
+    assert first_conv["name"] in rep["fp32_layers"]
+    qtable = [l.split() for l in open(out / "qtable") if l.strip() and not l.startswith("#")]
+    assert [first_conv["output"], "F32"] in qtable
+    other = [l for l in rep["layers"] if l["op"] == "Conv" and l["mode"] == "int8"]
+    assert other and all(isinstance(l["shift"], list) for l in other)
+
+
+def test_bad_input_leaves_output_dir_untouched(ac_bin, tmp_path):
+    model = os.path.join(h.MODELS, "fmnist_plain.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous results")
+    cases = [
+        (["--th_method", "BOGUS"], "BOGUS", 2),
+        (["--fp32_layers", "no_such_layer"], "no_such_layer", 1),
+        (["--task", "segment"], "segment", 1),
+        (["--input_data_shape", "(16,3,28,28)"], "", 1),
+    ]
+    for extra, needle, code in cases:
+        p = quantize(ac_bin, model, out, *extra)
+        assert p.returncode == code, (extra, p.stdout, p.stderr)
+        assert needle in p.stderr, (extra, p.stderr)
+        assert sorted(os.listdir(out)) == ["keep.txt"], extra
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(open(model, "rb").read()[:500])
+    p = quantize(ac_bin, str(broken), out)
+    assert p.returncode == 1 and "broken.onnx" in p.stderr
+    assert sorted(os.listdir(out)) == ["keep.txt"]
+    assert not [f for f in os.listdir(tmp_path) if ".tmp." in f]
