@@ -1,6 +1,9 @@
 #include "ac_calibrate.h"
 
+#include "ac_mpack.h"
+
 #include <math.h>
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,4 +276,258 @@ ac_calib_table *ac_calib_collector_tuned_table(const ac_calib_collector *c, int 
     if (moved)
         *moved = up;
     return tab;
+}
+
+/* ---- wire forms ------------------------------------------------------------------ */
+
+#define TEMPLATE_MAGIC "ac-calib-template"
+#define PARTIAL_MAGIC "ac-calib-partial"
+#define WIRE_VERSION 1
+
+static int pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n);
+}
+
+static int finish_buffer(msgpack_sbuffer *sb, int rc, uint8_t **buf, size_t *len, ac_err *err)
+{
+    if (rc) {
+        msgpack_sbuffer_destroy(sb);
+        return ac_err_set(err, AC_E_NOMEM, "calibration: out of memory encoding");
+    }
+    *buf = (uint8_t *)sb->data;
+    *len = sb->size;
+    return 0; /* the caller frees *buf (the sbuffer's malloc'ed data) */
+}
+
+static int nbins_of(const ac_calib_collector *c)
+{
+    return c->nslots ? ac_calib_stats_nbins(c->slots[0].st) : AC_CALIB_DEFAULT_BINS;
+}
+
+/* [magic, version, pass, nbins, [[name, hist_absmax, [cand...], is_signed, base.th, base.min, base.max] ...]] */
+int ac_calib_collector_encode_template(const ac_calib_collector *m, uint8_t **buf, size_t *len, ac_err *err)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array(&pk, 5) || pack_str(&pk, TEMPLATE_MAGIC) ||
+             msgpack_pack_uint64(&pk, WIRE_VERSION) || msgpack_pack_uint64(&pk, (uint64_t)m->pass) ||
+             msgpack_pack_uint64(&pk, (uint64_t)nbins_of(m)) || msgpack_pack_array(&pk, (size_t)m->nslots);
+    for (int i = 0; i < m->nslots && !rc; i++) {
+        const slot *s = &m->slots[i];
+        rc = msgpack_pack_array(&pk, 7) || pack_str(&pk, m->g->tensors[s->tensor].name) ||
+             msgpack_pack_float(&pk, ac_calib_stats_has_hist(s->st) ? ac_calib_stats_hist_absmax(s->st) : -1.0f) ||
+             msgpack_pack_array(&pk, (size_t)(m->pass == AC_CALIB_PASS_TUNE ? s->ncand : 0));
+        for (int k = 0; m->pass == AC_CALIB_PASS_TUNE && k < s->ncand && !rc; k++)
+            rc = msgpack_pack_double(&pk, s->cand[k]);
+        rc = rc || (s->is_signed ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) ||
+             msgpack_pack_double(&pk, s->base.th) || msgpack_pack_float(&pk, s->base.min) ||
+             msgpack_pack_float(&pk, s->base.max);
+    }
+    return finish_buffer(&sb, rc, buf, len, err);
+}
+
+static int find_slot(const ac_calib_collector *c, const char *name, size_t n)
+{
+    for (int i = 0; i < c->nslots; i++) {
+        const char *t = c->g->tensors[c->slots[i].tensor].name;
+        if (strlen(t) == n && memcmp(t, name, n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int read_header(ac_mpack_reader *r, const char *magic, uint32_t nfields, uint64_t *pass, uint64_t *nbins,
+                       ac_err *err)
+{
+    uint32_t n;
+    uint64_t version;
+    if (!ac_mpack_read_array(r, &n) || n != nfields)
+        return ac_err_set(err, AC_E_INVALID, "%s: not an array of %u fields", magic, nfields);
+    if (!ac_mpack_read_str_eq(r, magic))
+        return ac_err_set(err, AC_E_INVALID, "%s: wrong magic", magic);
+    if (!ac_mpack_read_uint(r, &version) || version != WIRE_VERSION)
+        return ac_err_set(err, AC_E_INVALID, "%s: unsupported version", magic);
+    if (!ac_mpack_read_uint(r, pass) || *pass < AC_CALIB_PASS_RANGE || *pass > AC_CALIB_PASS_TUNE)
+        return ac_err_set(err, AC_E_INVALID, "%s: field 'pass' must be 1, 2 or 3", magic);
+    if (!ac_mpack_read_uint(r, nbins) || *nbins < 2 || *nbins > AC_CALIB_MAX_BINS)
+        return ac_err_set(err, AC_E_INVALID, "%s: field 'nbins' out of range", magic);
+    return 0;
+}
+
+ac_calib_collector *ac_calib_collector_from_template(const ac_graph *g, const uint8_t *buf, size_t len, ac_err *err)
+{
+    ac_mpack_reader r;
+    ac_mpack_reader_init(&r, buf, len);
+    uint64_t pass, nbins;
+    uint32_t n;
+    if (read_header(&r, TEMPLATE_MAGIC, 5, &pass, &nbins, err))
+        return NULL;
+    ac_calib_collector *c = ac_calib_collector_new(g, (int)nbins, err);
+    if (!c)
+        return NULL;
+    c->pass = (ac_calib_pass)pass;
+    if (!ac_mpack_read_array(&r, &n) || n != (uint32_t)c->nslots) {
+        ac_err_set(err, AC_E_INVALID, "%s: tensor list does not match the graph's %d tensors", TEMPLATE_MAGIC,
+                   c->nslots);
+        goto bad;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nf, ncand;
+        const char *name;
+        size_t nlen;
+        float absmax, bmin, bmax;
+        if (!ac_mpack_read_array(&r, &nf) || nf != 7 || !ac_mpack_read_str(&r, &name, &nlen)) {
+            ac_err_set(err, AC_E_INVALID, "%s: tensor entry %u is malformed", TEMPLATE_MAGIC, i);
+            goto bad;
+        }
+        int k = find_slot(c, name, nlen);
+        if (k < 0) {
+            ac_err_set(err, AC_E_INVALID, "%s: tensor '%.*s' is not in the graph", TEMPLATE_MAGIC, (int)(nlen > 200 ? 200 : nlen),
+                       name);
+            goto bad;
+        }
+        slot *s = &c->slots[k];
+        if (!ac_mpack_read_f32(&r, &absmax) || !ac_mpack_read_array(&r, &ncand) || ncand > AC_TUNE_STEPS + 1 ||
+            (pass == AC_CALIB_PASS_TUNE && ncand < 1)) {
+            ac_err_set(err, AC_E_INVALID, "%s: tensor '%s': bad range or candidates", TEMPLATE_MAGIC,
+                       g->tensors[s->tensor].name);
+            goto bad;
+        }
+        for (uint32_t q = 0; q < ncand; q++)
+            if (!ac_mpack_read_f64(&r, &s->cand[q]) || !(s->cand[q] > 0) || !isfinite(s->cand[q])) {
+                ac_err_set(err, AC_E_INVALID, "%s: tensor '%s': candidate %u is not a positive number",
+                           TEMPLATE_MAGIC, g->tensors[s->tensor].name, q);
+                goto bad;
+            }
+        s->ncand = (int)ncand;
+        if (!ac_mpack_read_bool(&r, &s->is_signed) || !ac_mpack_read_f64(&r, &s->base.th) ||
+            !ac_mpack_read_f32(&r, &bmin) || !ac_mpack_read_f32(&r, &bmax)) {
+            ac_err_set(err, AC_E_INVALID, "%s: tensor '%s': bad tuning base", TEMPLATE_MAGIC,
+                       g->tensors[s->tensor].name);
+            goto bad;
+        }
+        s->base.min = bmin;
+        s->base.max = bmax;
+        s->base.is_signed = s->is_signed;
+        if (pass >= AC_CALIB_PASS_HIST && absmax >= 0 && ac_calib_stats_set_hist_range(s->st, absmax, err)) {
+            ac_err_prefix(err, "%s: tensor '%s': ", TEMPLATE_MAGIC, g->tensors[s->tensor].name);
+            goto bad;
+        }
+    }
+    if (r.left) {
+        ac_err_set(err, AC_E_INVALID, "%s: %zu trailing bytes", TEMPLATE_MAGIC, r.left);
+        goto bad;
+    }
+    return c;
+bad:
+    ac_calib_collector_destroy(&c);
+    return NULL;
+}
+
+/* [magic, version, pass, nbins, [[name, stats bytes | [sq_err...]] ...]] */
+int ac_calib_collector_encode(const ac_calib_collector *c, uint8_t **buf, size_t *len, ac_err *err)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array(&pk, 5) || pack_str(&pk, PARTIAL_MAGIC) ||
+             msgpack_pack_uint64(&pk, WIRE_VERSION) || msgpack_pack_uint64(&pk, (uint64_t)c->pass) ||
+             msgpack_pack_uint64(&pk, (uint64_t)nbins_of(c)) || msgpack_pack_array(&pk, (size_t)c->nslots);
+    for (int i = 0; i < c->nslots && !rc; i++) {
+        const slot *s = &c->slots[i];
+        rc = msgpack_pack_array(&pk, 2) || pack_str(&pk, c->g->tensors[s->tensor].name);
+        if (rc)
+            break;
+        if (c->pass == AC_CALIB_PASS_TUNE) {
+            rc = msgpack_pack_array(&pk, (size_t)s->ncand);
+            for (int k = 0; k < s->ncand && !rc; k++)
+                rc = msgpack_pack_double(&pk, s->sq_err[k]);
+        } else {
+            uint8_t *b = NULL;
+            size_t blen = 0;
+            if (ac_calib_stats_encode(s->st, &b, &blen, err)) {
+                msgpack_sbuffer_destroy(&sb);
+                return ac_err_prefix(err, "tensor '%s': ", c->g->tensors[s->tensor].name);
+            }
+            rc = msgpack_pack_bin(&pk, blen) || msgpack_pack_bin_body(&pk, b, blen);
+            free(b);
+        }
+    }
+    return finish_buffer(&sb, rc, buf, len, err);
+}
+
+int ac_calib_collector_merge_encoded(ac_calib_collector *dst, const uint8_t *buf, size_t len, ac_err *err)
+{
+    ac_mpack_reader r;
+    ac_mpack_reader_init(&r, buf, len);
+    uint64_t pass, nbins;
+    uint32_t n;
+    if (read_header(&r, PARTIAL_MAGIC, 5, &pass, &nbins, err))
+        return err ? (int)err->code : AC_E_INVALID;
+    if ((ac_calib_pass)pass != dst->pass || (int)nbins != nbins_of(dst))
+        return ac_err_set(err, AC_E_INVALID, "%s: pass %llu / %llu bins, expected pass %d / %d bins", PARTIAL_MAGIC,
+                          (unsigned long long)pass, (unsigned long long)nbins, (int)dst->pass, nbins_of(dst));
+    if (!ac_mpack_read_array(&r, &n) || n != (uint32_t)dst->nslots)
+        return ac_err_set(err, AC_E_INVALID, "%s: tensor list does not match the graph's %d tensors", PARTIAL_MAGIC,
+                          dst->nslots);
+    /* Decode everything into a scratch collector first, so dst is unchanged on error. */
+    ac_calib_collector *tmp = ac_calib_collector_new_shard(dst, err);
+    if (!tmp)
+        return err ? (int)err->code : AC_E_NOMEM;
+    int rc = 0;
+    char *seen = calloc((size_t)(dst->nslots ? dst->nslots : 1), 1);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        uint32_t nf;
+        const char *name;
+        size_t nlen;
+        if (!seen || !ac_mpack_read_array(&r, &nf) || nf != 2 || !ac_mpack_read_str(&r, &name, &nlen)) {
+            rc = ac_err_set(err, AC_E_INVALID, "%s: tensor entry %u is malformed", PARTIAL_MAGIC, i);
+            break;
+        }
+        int k = find_slot(tmp, name, nlen);
+        if (k < 0 || seen[k]) {
+            rc = ac_err_set(err, AC_E_INVALID, "%s: tensor '%.*s' is unknown or repeated", PARTIAL_MAGIC,
+                            (int)(nlen > 200 ? 200 : nlen), name);
+            break;
+        }
+        seen[k] = 1;
+        slot *s = &tmp->slots[k];
+        const char *tname = tmp->g->tensors[s->tensor].name;
+        if (tmp->pass == AC_CALIB_PASS_TUNE) {
+            uint32_t nc;
+            if (!ac_mpack_read_array(&r, &nc) || (int)nc != s->ncand) {
+                rc = ac_err_set(err, AC_E_INVALID, "%s: tensor '%s': expected %d candidate errors", PARTIAL_MAGIC,
+                                tname, s->ncand);
+                break;
+            }
+            for (uint32_t q = 0; q < nc && !rc; q++)
+                if (!ac_mpack_read_f64(&r, &s->sq_err[q]) || !(s->sq_err[q] >= 0))
+                    rc = ac_err_set(err, AC_E_INVALID, "%s: tensor '%s': error %u is not a number >= 0",
+                                    PARTIAL_MAGIC, tname, q);
+        } else {
+            const uint8_t *b;
+            size_t blen;
+            ac_calib_stats *st = NULL;
+            if (!ac_mpack_read_bin(&r, &b, &blen)) {
+                rc = ac_err_set(err, AC_E_INVALID, "%s: tensor '%s': statistics are not bytes", PARTIAL_MAGIC, tname);
+                break;
+            }
+            if (ac_calib_stats_decode(b, blen, &st, err) || ac_calib_stats_merge(s->st, st, err)) {
+                rc = ac_err_prefix(err, "%s: tensor '%s': ", PARTIAL_MAGIC, tname);
+            }
+            ac_calib_stats_destroy(&st);
+        }
+    }
+    if (!rc && r.left)
+        rc = ac_err_set(err, AC_E_INVALID, "%s: %zu trailing bytes", PARTIAL_MAGIC, r.left);
+    if (!rc)
+        rc = ac_calib_collector_merge(dst, tmp, err);
+    free(seen);
+    ac_calib_collector_destroy(&tmp);
+    return rc;
 }

@@ -61,6 +61,21 @@ int ac_calib_collector_begin_tune(ac_calib_collector *c, ac_th_method m, ac_err 
 /* After the tuning batches: the tuned table; *moved counts thresholds that rose. */
 ac_calib_table *ac_calib_collector_tuned_table(const ac_calib_collector *c, int *moved, ac_err *err);
 
+/* ---- wire forms (the farm: workers fill shard collectors) -------------------------
+ * The template is what a shard collector needs to start: the pass, the bin
+ * count, and per tensor (by name) its histogram range (pass 2) or its tuning
+ * candidates (pass 3). The partial is the collected data: per tensor its
+ * encoded statistics (passes 1, 2) or its candidate errors (pass 3). Decoding
+ * is strict: a tensor name the graph does not have, a missing tensor, a
+ * wrong pass or truncated bytes are errors naming the field. */
+int ac_calib_collector_encode_template(const ac_calib_collector *master, uint8_t **buf, size_t *len,
+                                       ac_err *err);
+ac_calib_collector *ac_calib_collector_from_template(const ac_graph *g, const uint8_t *buf, size_t len,
+                                                     ac_err *err);
+int ac_calib_collector_encode(const ac_calib_collector *c, uint8_t **buf, size_t *len, ac_err *err);
+/* dst += the decoded partial (which must be of dst's graph and pass). */
+int ac_calib_collector_merge_encoded(ac_calib_collector *dst, const uint8_t *buf, size_t len, ac_err *err);
+
 /* Statistics of one tensor (NULL when the tensor is not collected). */
 const ac_calib_stats *ac_calib_collector_stats(const ac_calib_collector *c, int tensor);
 

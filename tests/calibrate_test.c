@@ -135,6 +135,62 @@ static void test_sharded_equals_whole(fixture *f)
     ac_calib_collector_destroy(&b2);
 }
 
+/* The farm's path: template bytes -> worker collector -> partial bytes -> merge.
+ * Must equal feeding the master directly, in every pass; garbage is refused. */
+static void test_wire_round_trip(fixture *f)
+{
+    ac_err err = {0};
+    ac_calib_collector *direct = ac_calib_collector_new(f->g, 0, &err);
+    ac_calib_collector *master = ac_calib_collector_new(f->g, 0, &err);
+    for (int pass = 1; pass <= 3; pass++) {
+        if (pass == 2) {
+            CHECK(ac_calib_collector_begin_hist(direct, &err) == 0, "%s", err.msg);
+            CHECK(ac_calib_collector_begin_hist(master, &err) == 0, "%s", err.msg);
+        } else if (pass == 3) {
+            CHECK(ac_calib_collector_begin_tune(direct, AC_TH_KL, &err) == 0, "%s", err.msg);
+            CHECK(ac_calib_collector_begin_tune(master, AC_TH_KL, &err) == 0, "%s", err.msg);
+        }
+        uint8_t *tpl = NULL, *part[2] = {NULL, NULL};
+        size_t tlen = 0, plen[2] = {0, 0};
+        CHECK(ac_calib_collector_encode_template(master, &tpl, &tlen, &err) == 0, "%s", err.msg);
+        for (int s = 0; s < 2; s++) {
+            ac_calib_collector *w = ac_calib_collector_from_template(f->g, tpl, tlen, &err);
+            CHECK(w != NULL, "pass %d: %s", pass, err.msg);
+            if (!w)
+                continue;
+            feed(f, w, s * 20, s * 20 + 20);
+            CHECK(ac_calib_collector_encode(w, &part[s], &plen[s], &err) == 0, "%s", err.msg);
+            ac_calib_collector_destroy(&w);
+        }
+        feed(f, direct, 0, 40);
+        /* Shards come back in either order; merged in shard order. */
+        CHECK(ac_calib_collector_merge_encoded(master, part[0], plen[0], &err) == 0, "pass %d: %s", pass, err.msg);
+        CHECK(ac_calib_collector_merge_encoded(master, part[1], plen[1], &err) == 0, "pass %d: %s", pass, err.msg);
+        if (pass < 3)
+            CHECK(collectors_equal(f, direct, master), "pass %d: wire path differs from direct", pass);
+        /* Truncated or flipped bytes: an error, master unchanged. */
+        for (size_t cut = 0; cut < plen[0]; cut += 1 + plen[0] / 50)
+            CHECK(ac_calib_collector_merge_encoded(master, part[0], cut, &err) != 0, "pass %d: cut %zu accepted",
+                  pass, cut);
+        ac_calib_collector *bad = ac_calib_collector_from_template(f->g, tpl, tlen / 2, &err);
+        CHECK(bad == NULL, "half a template accepted");
+        free(tpl);
+        free(part[0]);
+        free(part[1]);
+    }
+    int m1 = -1, m2 = -2;
+    ac_calib_table *t1 = ac_calib_collector_tuned_table(direct, &m1, &err);
+    ac_calib_table *t2 = ac_calib_collector_tuned_table(master, &m2, &err);
+    CHECK(t1 && t2 && m1 == m2, "tuning differs: %d vs %d", m1, m2);
+    for (size_t i = 0; t1 && t2 && i < ac_calib_table_size(t1); i++)
+        CHECK(ac_calib_table_at(t1, i)->th == ac_calib_table_find(t2, ac_calib_table_at(t1, i)->name)->th,
+              "tuned threshold of %s differs", ac_calib_table_at(t1, i)->name);
+    ac_calib_table_destroy(&t1);
+    ac_calib_table_destroy(&t2);
+    ac_calib_collector_destroy(&direct);
+    ac_calib_collector_destroy(&master);
+}
+
 int main(int argc, char **argv)
 {
     const char *model = argc > 1 ? argv[1] : "models/fmnist_plain.onnx";
@@ -162,6 +218,7 @@ int main(int argc, char **argv)
         return 1;
     }
     test_sharded_equals_whole(&f);
+    test_wire_round_trip(&f);
     ac_dataset_destroy(&f.ds);
     ac_exec_destroy(&f.e);
     ac_graph_destroy(&f.g);
