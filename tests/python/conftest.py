@@ -163,16 +163,21 @@ def shape_arg(shape):
     return "(" + ",".join(str(int(d)) for d in shape) + ")"
 
 
-def run_autocalib(ac_bin, model, x, workdir, tag="run", extra_args=()):
-    """Run `autocalib run` on x (float32 array) and return {output name: array}."""
+def run_autocalib(ac_bin, model, x, workdir, tag="run", extra_args=(), force_ref=False):
+    """Run `autocalib run` on x (float32 array) and return {output name: array}.
+    force_ref runs the __ref kernels everywhere (AC_FORCE_REF=1)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     xin = os.path.join(str(workdir), "%s_in.npy" % tag)
     out = os.path.join(str(workdir), "%s_out.npy" % tag)
     np.save(xin, x)
     cmd = [ac_bin, "run", "--model", model, "--input_data_shape", shape_arg(x.shape),
            "--input", xin, "--output", out] + list(extra_args)
+    env = dict(os.environ)
+    env.pop("AC_FORCE_REF", None)
+    if force_ref:
+        env["AC_FORCE_REF"] = "1"
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+                          universal_newlines=True, env=env)
     if proc.returncode != 0:
         raise AssertionError("%s failed (exit %d)\nstdout: %s\nstderr: %s" %
                              (" ".join(cmd), proc.returncode, proc.stdout[-2000:],
@@ -189,7 +194,7 @@ def run_autocalib(ac_bin, model, x, workdir, tag="run", extra_args=()):
 
 # ------------------------------------------------------------------ first divergent node
 
-def first_divergence(ac_bin, model, x, workdir, input_name=None, tol=1e-4):
+def first_divergence(ac_bin, model, x, workdir, input_name=None, tol=1e-4, force_ref=False):
     """Expose every node output as a graph output (through Identity nodes named dbg_<i>,
     so file names stay plain), run both runtimes, and return a text naming the first node
     in graph order whose output disagrees, or why the search could not be done."""
@@ -215,7 +220,7 @@ def first_divergence(ac_bin, model, x, workdir, input_name=None, tol=1e-4):
         probe_path = os.path.join(str(workdir), "probe.onnx")
         onnx.save(m, probe_path)
         ref = run_ort(exact_reference(probe_path, workdir), x, input_name)
-        got = run_autocalib(ac_bin, probe_path, x, workdir, tag="probe")
+        got = run_autocalib(ac_bin, probe_path, x, workdir, tag="probe", force_ref=force_ref)
     except Exception as e:  # a diagnostic only: say why it could not run
         return "first-divergence search failed: %s" % str(e).splitlines()[0][:300]
     for p, i, node, t in probes:

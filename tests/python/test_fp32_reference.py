@@ -21,18 +21,27 @@ import conftest as h
 TOL = 1e-4
 
 
-def _check(ac_bin, model, x, tmp_path, label, input_name=None, case=None):
+@pytest.fixture(params=["fast", "ref"])
+def kernels(request):
+    """Each comparison runs twice: default kernels, and __ref kernels (AC_FORCE_REF=1)."""
+    return request.param
+
+
+def _check(ac_bin, model, x, tmp_path, label, kernels, input_name=None, case=None):
+    label = "%s (%s)" % (label, kernels)
+    case = "%s (%s)" % (case, kernels) if case else label
+    force_ref = kernels == "ref"
     ref = h.run_ort(h.exact_reference(model, tmp_path), x, input_name)
-    got = h.run_autocalib(ac_bin, model, x, tmp_path, tag="x")
+    got = h.run_autocalib(ac_bin, model, x, tmp_path, tag="x", force_ref=force_ref)
     worst, worst_name = 0.0, None
     for name, r in ref.items():
         assert name in got, "%s: autocalib gave no output '%s'" % (label, name)
         err = h.rel_err(got[name], r)
-        h.record_figure(case or label, name, err)
+        h.record_figure(case, name, err)
         if err > worst or worst_name is None:
             worst, worst_name = err, name
     if worst > TOL:
-        where = h.first_divergence(ac_bin, model, x, tmp_path, input_name, TOL)
+        where = h.first_divergence(ac_bin, model, x, tmp_path, input_name, TOL, force_ref)
         pytest.fail("%s: output '%s' rel err %.3e > %.0e; %s"
                     % (label, worst_name, worst, TOL, where))
     return worst
@@ -48,11 +57,11 @@ def _ids(paths):
 
 
 @pytest.mark.parametrize("model", BUNDLED, ids=_ids(BUNDLED))
-def test_bundled_fp32_batch1(ac_bin, model, tmp_path):
+def test_bundled_fp32_batch1(ac_bin, model, tmp_path, kernels):
     x, _ = h.fmnist_test(4)
     for i in range(len(x)):
         _check(ac_bin, model, x[i:i + 1], tmp_path, "%s img%d" % (os.path.basename(model), i),
-               case=os.path.basename(model) + " batch1")
+               kernels, case=os.path.basename(model) + " batch1")
 
 
 FMNIST_ZOO = ["fmnist/fmnist_plain.onnx", "fmnist/fmnist_resnet.onnx", "fmnist/fmnist_mbv2.onnx"]
@@ -65,25 +74,26 @@ def _fmnist_batch16_models():
 
 @pytest.mark.parametrize("model,label", _fmnist_batch16_models(),
                          ids=[m[1] for m in _fmnist_batch16_models()])
-def test_fmnist_fp32_batch16(ac_bin, model, label, tmp_path):
+def test_fmnist_fp32_batch16(ac_bin, model, label, tmp_path, kernels):
     if label.startswith("zoo/"):
         model = h.zoo_file(label[4:])
     x = np.load(os.path.join(h.MODELS, "fmnist_sample.npy"))
     assert x.shape == (16, 1, 28, 28) and x.dtype == np.float32
-    _check(ac_bin, model, x, tmp_path, "%s batch16" % label)
+    _check(ac_bin, model, x, tmp_path, "%s batch16" % label, kernels)
 
 
 @pytest.mark.parametrize("model", BUNDLED, ids=_ids(BUNDLED))
-def test_bundled_top1_matches_ort(ac_bin, model, tmp_path):
+def test_bundled_top1_matches_ort(ac_bin, model, tmp_path, kernels):
     """argmax over the first 1000 test images: autocalib must pick ort's class for >= 99.9 %."""
     x, y = h.fmnist_test(1000)
     ref = h.run_ort(model, x)["logits"]
-    got = h.run_autocalib(ac_bin, model, x, tmp_path, tag="top1")["logits"]
+    got = h.run_autocalib(ac_bin, model, x, tmp_path, tag="top1",
+                          force_ref=kernels == "ref")["logits"]
     same = float(np.mean(got.argmax(1) == ref.argmax(1)))
     name = os.path.basename(model)
     acc_ref = float(np.mean(ref.argmax(1) == y))
     acc_got = float(np.mean(got.argmax(1) == y))
-    h.record_figure("%s 1000 imgs" % name,
+    h.record_figure("%s 1000 imgs (%s)" % (name, kernels),
                     "logits; argmax same %.1f %%, top-1 %.1f %% (ort %.1f %%)"
                     % (100 * same, 100 * acc_got, 100 * acc_ref), h.rel_err(got, ref))
     assert same >= 0.999, "%s: only %.1f %% of argmax agree with onnxruntime" % (name, 100 * same)
@@ -129,19 +139,19 @@ ZOO_CASES = [
 
 
 @pytest.mark.parametrize("rel,source,make_input", ZOO_CASES, ids=[c[0] for c in ZOO_CASES])
-def test_zoo_fp32(ac_bin, rel, source, make_input, tmp_path):
+def test_zoo_fp32(ac_bin, rel, source, make_input, tmp_path, kernels):
     model = h.zoo_file(rel)
     images = h.imagenet_images(2) if source == "imagenet" else h.face_images(2)
     assert len(images) == 2
     for path in images:
         _check(ac_bin, model, make_input(path), tmp_path,
-               "%s %s" % (rel, os.path.basename(path)), case="zoo/" + rel)
+               "%s %s" % (rel, os.path.basename(path)), kernels, case="zoo/" + rel)
 
 
 @pytest.mark.parametrize("rel", FMNIST_ZOO)
-def test_zoo_fmnist_fp32_batch1(ac_bin, rel, tmp_path):
+def test_zoo_fmnist_fp32_batch1(ac_bin, rel, tmp_path, kernels):
     model = h.zoo_file(rel)
     x, _ = h.fmnist_test(2)
     for i in range(len(x)):
         _check(ac_bin, model, x[i:i + 1], tmp_path, "zoo/%s img%d" % (rel, i),
-               case="zoo/%s batch1" % rel)
+               kernels, case="zoo/%s batch1" % rel)
