@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ac_mpack.h"
+#include "ac_onnx.h"
 #include "ac_ops.h"
 
 /* Tensor data, biases and weights are stored as the host's bytes; the format
@@ -1477,6 +1478,80 @@ void ac_int8_model_destroy(ac_int8_model **p)
     ac_graph_destroy(&(*p)->g);
     free(*p);
     *p = NULL;
+}
+
+/* Sets the inputs' dims from parsed shapes (positional or named) and
+ * re-infers; false with err on a bad shape. */
+static int apply_shapes(ac_graph *g, const ac_onnx_shape *sh, int n, ac_err *err)
+{
+    bool named = n > 0 && sh[0].name[0];
+    if (!named && n > g->ninputs)
+        return ac_err_set(err, AC_E_INVALID, "%d shapes for %d model input(s)", n, g->ninputs);
+    for (int k = 0; k < n; k++) {
+        int t = -1;
+        if (!named) {
+            t = g->inputs[k];
+        } else {
+            for (int i = 0; i < g->ninputs; i++)
+                if (strcmp(g->tensors[g->inputs[i]].name, sh[k].name) == 0)
+                    t = g->inputs[i];
+            if (t < 0)
+                return ac_err_set(err, AC_E_INVALID, "the model has no input named '%s'",
+                                  sh[k].name);
+        }
+        ac_tensor *ts = &g->tensors[t];
+        if (sh[k].ndim != ts->ndim)
+            return ac_err_set(err, AC_E_INVALID, "input '%s' has %d dims, the shape gives %d",
+                              ts->name, ts->ndim, sh[k].ndim);
+        int64_t numel = 1;
+        for (int d = 0; d < sh[k].ndim; d++) {
+            if (sh[k].dims[d] < 1 || sh[k].dims[d] > AC_ONNX_MAX_NUMEL / numel)
+                return ac_err_set(err, AC_E_INVALID, "input '%s': dim %d = %lld is out of range",
+                                  ts->name, d, (long long)sh[k].dims[d]);
+            numel *= sh[k].dims[d];
+        }
+        for (int d = 0; d < sh[k].ndim; d++)
+            ts->dims[d] = sh[k].dims[d];
+    }
+    return ac_graph_infer_shapes(g, err);
+}
+
+int ac_int8_model_set_input_shapes(ac_int8_model *m, const char *shapes, ac_err *err)
+{
+    ac_onnx_shape sh[AC_ONNX_MAX_SHAPES];
+    int n = 0;
+    if (ac_onnx_parse_shapes(shapes, sh, AC_ONNX_MAX_SHAPES, &n, err))
+        return ac_err_prefix(err, "input shapes '%s': ", shapes);
+    ac_graph *g = m->g;
+    /* The current shapes, to restore on failure. */
+    ac_onnx_shape old[AC_ONNX_MAX_SHAPES];
+    int nold = g->ninputs < AC_ONNX_MAX_SHAPES ? g->ninputs : AC_ONNX_MAX_SHAPES;
+    for (int i = 0; i < nold; i++) {
+        const ac_tensor *t = &g->tensors[g->inputs[i]];
+        old[i].name[0] = '\0';
+        old[i].ndim = t->ndim;
+        memcpy(old[i].dims, t->dims, sizeof old[i].dims);
+    }
+    int nnodes = g->nnodes;
+    ac_plan *p = NULL;
+    int rc = apply_shapes(g, sh, n, err);
+    if (!rc && g->nnodes != nnodes)
+        rc = ac_err_set(err, AC_E_INVALID, "constant folding changed the graph");
+    if (!rc) {
+        p = ac_plan_build(g, m->plan->shared, &m->plan->opt, err);
+        rc = p ? 0 : (err && err->code ? (int)err->code : AC_E_INVALID);
+    }
+    if (rc) {
+        ac_err keep = err ? *err : (ac_err){0};
+        ac_err ignore = {0};
+        apply_shapes(g, old, nold, &ignore); /* back to shapes that worked */
+        if (err)
+            *err = keep;
+        return ac_err_prefix(err, "input shapes '%s': ", shapes);
+    }
+    ac_plan_destroy(&m->plan);
+    m->plan = p;
+    return 0;
 }
 
 const ac_graph *ac_int8_model_graph(const ac_int8_model *m)

@@ -45,6 +45,14 @@ void ac_int8_model_destroy(ac_int8_model **p);
 /* The rebuilt graph and plan (owned by the model; ready for ac_qexec_new). */
 const ac_graph *ac_int8_model_graph(const ac_int8_model *m);
 const ac_plan *ac_int8_model_plan(const ac_int8_model *m);
+/* Runs the model at other input shapes (e.g. another batch size): `shapes` as
+ * --input_data_shape ("(1,1,28,28)" positional, or "name:(...)"). Shape
+ * inference runs again and the plan is rebuilt from the stored table and
+ * options (the integer parameters do not depend on shapes). On error the
+ * model keeps its previous shapes and plan. Invalidates earlier
+ * ac_int8_model_plan() pointers and executors. */
+int ac_int8_model_set_input_shapes(ac_int8_model *m, const char *shapes, ac_err *err);
+
 /* The producer string stored in the file. */
 const char *ac_int8_model_producer(const ac_int8_model *m);
 

@@ -445,6 +445,26 @@ static void test_corruption(const ac_plan *p, const uint8_t *buf, size_t len, si
 #define FM_TEST 32
 #define FM_DATA "/usr/share/datasets/fashion-mnist"
 
+/* Batch 8 -> 2 on a loaded model equals a plan built for batch 2 directly. */
+static void test_reshape(ac_int8_model *m, const char *path, const ac_calib_table *tab,
+                         const float *x)
+{
+    ac_err err = {0};
+    CHECK(ac_int8_model_set_input_shapes(m, "(3,1,28)", &err) != 0 && strstr(err.msg, "dims"),
+          "a 3-D shape for a 4-D input: %s", err.msg);
+    CHECK(ac_int8_model_graph(m)->tensors[ac_int8_model_graph(m)->inputs[0]].dims[0] == FM_BATCH,
+          "a failed reshape keeps the shapes");
+    CHECK(ac_int8_model_set_input_shapes(m, "(2,1,28,28)", &err) == 0, "reshape: %s", err.msg);
+    ac_graph *g2 = qt_load(path, "(2,1,28,28)", &err);
+    ac_plan *p2 = g2 ? ac_plan_build(g2, tab, NULL, &err) : NULL;
+    CHECK(p2, "batch-2 plan: %s", err.msg);
+    if (p2)
+        compare_runs(g2, p2, ac_int8_model_graph(m), ac_int8_model_plan(m), x, 3,
+                     "reshaped to batch 2");
+    ac_plan_destroy(&p2);
+    ac_graph_destroy(&g2);
+}
+
 static void test_fmnist(const char *repo, const char *zoo, const char *file_out)
 {
     ac_err err = {0};
@@ -509,6 +529,7 @@ static void test_fmnist(const char *repo, const char *zoo, const char *file_out)
                     unlink(tmp);
                 CHECK(!ac_int8_model_load("/nonexistent/x.int8", &err) && err.code == AC_E_IO,
                       "missing file: %s", err.msg);
+                test_reshape(m, path, tab, xte);
             }
             ac_int8_model_destroy(&m);
             free(buf);
