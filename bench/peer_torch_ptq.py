@@ -261,7 +261,6 @@ def quantize(gm, calib, batch, engine, act_observer, per_channel):
 
 
 def run_model(name, args, engine):
-    import torch
     path = model_path(name, args.zoo)
     is_imagenet = name in IMAGENET_MODELS
     t0 = time.perf_counter()
@@ -327,12 +326,13 @@ def pct(v):
 def print_table(rows):
     print()
     print("| model | method | fp32 top-1 % | int8 top-1 % | drop (pts) | fp32 top-5 % | int8 top-5 % "
-          "| calib s | eval s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| calib s | int8 eval s | fp32 eval s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print("| %s | %s | %s | %s | %.2f | %s | %s | %.1f | %.1f |"
+        print("| %s | %s | %s | %s | %.2f | %s | %s | %.1f | %.1f | %.1f |"
               % (r["model"], r["method"], pct(r["fp32_top1"]), pct(r["int8_top1"]), r["drop_pts"],
-                 pct(r.get("fp32_top5")), pct(r.get("int8_top5")), r["calib_s"], r["eval_s"]))
+                 pct(r.get("fp32_top5")), pct(r.get("int8_top5")), r["calib_s"], r["eval_s"],
+                 r["fp32_eval_s"]))
 
 
 def machine():
@@ -372,13 +372,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        import torch
-        import onnx2torch  # noqa: F401
-    except ImportError as e:
-        print("peer_torch_ptq: %s (pip install -r python/requirements-test.txt into the venv)" % e,
+    import importlib.util
+    missing = [m for m in ("torch", "onnx", "onnx2torch", "onnxruntime")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        print("peer_torch_ptq: %s not importable by %s (pip install -r "
+              "python/requirements-test.txt into the venv)" % (", ".join(missing), sys.executable),
               file=sys.stderr)
         return 2
+    import torch
     torch.set_num_threads(args.threads)
     engine = pick_engine(args.engine)
     print("torch %s, quantized engine %s, %d threads, activation observer %s"
