@@ -1,9 +1,11 @@
-/* autocalib info MODEL: what a user needs to know before quantizing. */
+/* autocalib info MODEL: what a user needs to know before quantizing, or what
+ * an int8 model file holds. */
 #include <stdio.h>
 #include <string.h>
 
 #include "ac_args.h"
 #include "ac_cli.h"
+#include "ac_int8_model.h"
 #include "ac_model.h"
 #include "ac_ops.h"
 
@@ -61,6 +63,36 @@ static void print_layers(const ac_graph *g)
     printf("total MACs: %lld (%.3f G)\n", (long long)total, (double)total / 1e9);
 }
 
+/* An int8 model file (docs/int8-model-format.md): the graph, the options it
+ * was quantized with and the per-layer plan. */
+static int info_int8(const char *path)
+{
+    ac_err err = {0};
+    ac_int8_model *m = ac_int8_model_load(path, &err);
+    if (!m)
+        return ac_cli_fail("info", err.msg);
+    const ac_graph *g = ac_int8_model_graph(m);
+    const ac_plan *p = ac_int8_model_plan(m);
+    printf("model: %s (autocalib int8 model, format version %d, written by %s; graph '%s', "
+           "opset %d)\n", path, AC_INT8_MODEL_VERSION, ac_int8_model_producer(m), g->name,
+           g->opset);
+    print_io(g, "inputs", g->ninputs, g->inputs);
+    print_io(g, "outputs", g->noutputs, g->outputs);
+    print_op_histogram(g);
+    printf("options: per_channel %s, accuracy_opt %s, first_conv_fp32 %s, fp32_layers",
+           p->opt.per_channel ? "on" : "off", p->opt.accuracy_opt ? "on" : "off",
+           p->opt.first_conv_fp32 ? "on" : "off");
+    for (int i = 0; i < p->opt.n_fp32_layers; i++)
+        printf("%s%s", i ? "," : " ", p->opt.fp32_layers[i]);
+    printf("%s\n", p->opt.n_fp32_layers ? "" : " none");
+    printf("calibration table: %zu tensors; plan: %d int8 layers, %d fp32 layers\n",
+           ac_calib_table_size(p->shared), p->n_int8, p->n_fp32);
+    printf("layers:\n");
+    ac_plan_print(p, stdout);
+    ac_int8_model_destroy(&m);
+    return 0;
+}
+
 int ac_cmd_info(int argc, char **argv)
 {
     const char *shapes = NULL, *weights = NULL, *model = NULL;
@@ -89,6 +121,8 @@ int ac_cmd_info(int argc, char **argv)
         fprintf(stderr, "autocalib info: no model given (autocalib info MODEL)\n");
         return 2;
     }
+    if (ac_int8_model_detect(model))
+        return info_int8(model);
     ac_model_options opt = {.weights = weights, .input_shapes = shapes, .no_simplify = raw};
     ac_passes_stats st = {0};
     ac_graph *g = ac_model_load(model, &opt, &st, &err);
