@@ -3,15 +3,17 @@
  * invariance, all-fp32 plan = fp32 executor) and whole-network sanity on the
  * Fashion-MNIST nets (int8 top-1 close to fp32).
  *
- * usage: ac_plan_selftest <repo dir> <zoo dir> [--long <val1300 dir>]
+ * usage: ac_plan_selftest <repo dir> <zoo dir> [--long]
  * The Fashion-MNIST part skips (with a message) when the models or the
- * dataset are absent; --long runs the MobileNetV2 check of spec §11. */
+ * dataset are absent; --long runs only the MobileNetV2 check of spec §11
+ * (exit 77 = skipped when the zoo is absent). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ac_calib_table.h"
+#include "ac_dataset.h"
 #include "ac_exec.h"
 #include "ac_graph.h"
 #include "ac_ops.h"
@@ -719,10 +721,91 @@ done:
     free(lte);
 }
 
+/* ---- spec §11: MobileNetV2 per-tensor vs per-channel (long) ---------------------------------- */
+
+#define MB_CALIB 100
+#define MB_TEST 200
+#define MB_TEST_FIRST 300 /* zoo convention: the first 300 lines are calibration images */
+
+static float *read_images(ac_dataset *ds, int64_t first, int64_t n, int32_t *labels, ac_err *err)
+{
+    size_t elems = ac_dataset_sample_elems(ds, 0);
+    float *x = malloc(sizeof(float) * elems * (size_t)n);
+    if (!x) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (ac_dataset_read(ds, 0, first, n, x, err)) {
+        free(x);
+        return NULL;
+    }
+    for (int64_t i = 0; labels && i < n; i++)
+        labels[i] = ac_labels_class(ac_dataset_labels(ds), first + i);
+    return x;
+}
+
+static int test_mobilenet_v2(const char *zoo)
+{
+    char model[4096], list[4096];
+    snprintf(model, sizeof model, "%s/imagenet/mobilenet_v2_1.0_224.onnx", zoo);
+    snprintf(list, sizeof list, "%s/imagenet/val1300/dataset_1001.txt", zoo);
+    FILE *f = fopen(model, "rb");
+    if (!f) {
+        printf("SKIP MobileNetV2: %s is absent\n", model);
+        return 77;
+    }
+    fclose(f);
+    ac_err err = {0};
+    ac_dataset_opts o = {.preprocess = "resize_h=224,resize_w=224;mean_value=128:128:128,"
+                                       "scale=0.0078125,bgr2rgb=True",
+                         .channels = 3, .height = 224, .width = 224};
+    ac_dataset *ds = ac_dataset_open(list, &o, &err);
+    CHECK(ds != NULL, "%s", err.msg);
+    ac_graph *g = ds ? qt_load(model, "(1,3,224,224)", &err) : NULL;
+    CHECK(!ds || g != NULL, "%s", err.msg);
+    int32_t labels[MB_TEST];
+    float *xcal = g ? read_images(ds, 0, MB_CALIB, NULL, &err) : NULL;
+    float *xte = xcal ? read_images(ds, MB_TEST_FIRST, MB_TEST, labels, &err) : NULL;
+    CHECK(!g || xte != NULL, "%s", err.msg);
+    ac_calib_table *t = xte ? qt_absmax_table(g, xcal, MB_CALIB, &err) : NULL;
+    if (t) {
+        int64_t c = qt_top1(g, NULL, xte, labels, MB_TEST, 0, 0, &err);
+        double fp32 = 100.0 * (double)c / MB_TEST;
+        printf("MobileNetV2 (%d calibration / %d test images, abs-max): fp32 top-1 %.1f%%\n",
+               MB_CALIB, MB_TEST, fp32);
+        const char *what[3] = {"per-tensor", "per-channel", "per-tensor, depthwise fp32"};
+        double top1[3];
+        for (int k = 0; k < 3; k++) {
+            ac_quant_options qo = {.per_channel = k == 1, .accuracy_opt = k == 2};
+            ac_plan *p = build(g, t, &qo);
+            top1[k] = p ? 100.0 * (double)qt_top1(g, p, xte, labels, MB_TEST, 0, 0, &err) / MB_TEST
+                        : -1.0;
+            printf("  int8 %-28s top-1 %.1f%% (%d int8 / %d fp32 layers)\n", what[k], top1[k],
+                   p ? p->n_int8 : 0, p ? p->n_fp32 : 0);
+            fflush(stdout);
+            ac_plan_destroy(&p);
+        }
+        /* Spec §11: per-tensor collapses, per-channel recovers. */
+        CHECK(top1[0] < fp32 - 30.0, "per-tensor %.1f%% should collapse (fp32 %.1f%%)", top1[0],
+              fp32);
+        CHECK(top1[1] > fp32 - 5.0, "per-channel %.1f%% should be close to fp32 %.1f%%", top1[1],
+              fp32);
+        CHECK(top1[2] > top1[0] + 30.0, "depthwise in fp32 %.1f%% recovers most", top1[2]);
+    }
+    ac_calib_table_destroy(&t);
+    free(xcal);
+    free(xte);
+    ac_graph_destroy(&g);
+    ac_dataset_destroy(&ds);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *repo = argc > 1 ? argv[1] : ".";
     const char *zoo = argc > 2 ? argv[2] : "../shared/zoo";
+    if (argc > 3 && strcmp(argv[3], "--long") == 0)
+        return test_mobilenet_v2(zoo);
     test_sharing_backward_forward();
     test_sharing_sign();
     test_sharing_concat();
