@@ -64,6 +64,10 @@ typedef struct {
     const int32_t *rshift;  /* [c_out], each in [0, 31] */
     bool relu;
     int32_t clip_hi;        /* with relu: upper clamp code, AC_Q8_NO_CLIP for none */
+    /* Optional: the weights as ac_conv_q8_pack() (kernels/ac_int8_fast.h) laid
+     * them out for the fast kernels, packed once per plan. NULL: the fast kernels
+     * pack on the fly. The __ref kernel ignores it. */
+    const void *w_packed;
 } ac_conv_q8_params;
 
 void ac_conv2d_q8__ref(const ac_conv_q8_params *p, const void *x, void *y, int ith, int nth);

@@ -1,0 +1,1133 @@
+/* Fast BM1684 int8 conv / FC kernels (see ac_int8_fast.h), bit-identical to
+ * the __ref kernels of ac_int8_ref.c.
+ *
+ * Arithmetic. Inputs are int8 or uint8 codes, weights int8. The AVX-512 path
+ * multiplies with vpdpbusd, which takes one *unsigned* byte operand: signed
+ * inputs are shifted to unsigned by adding 128 (xor 0x80), and the extra
+ * 128 * sum(w) is subtracted per output channel afterwards. All of this is
+ * modulo-2^32 integer arithmetic on values whose true sum is an int32 (the
+ * lowering proves the accumulator cannot overflow), so the result is the
+ * exact accumulator. Padding reads code 0, i.e. 0x80 after the shift; its
+ * 128 * w is part of the same correction. vpmaddubsw is never used: it
+ * saturates pairs to int16. The AVX2 path widens the same unsigned bytes to
+ * int16 and uses vpmaddwd (pairs of 255 * 128 fit int32); the portable path
+ * multiplies in C (uint32, wrapping by definition).
+ *
+ * Epilogue (spec §3 step 5, §10.7): v = rshift_round(acc + bias, r) with the
+ * bias and rounding adds done in 64 bits by __ref. The SIMD paths compute the
+ * same value in 32-bit lanes without overflow: with c = bias + 2^(r-1) split
+ * as c = ch * 2^r + cl (0 <= cl < 2^r) and acc = q * 2^r + rem (q = acc >> r,
+ * rem = acc & (2^r - 1)),
+ *     (acc + c) >> r = q + ch + ((rem + cl) >> r),
+ * where rem + cl < 2^32 is added and shifted as unsigned. q is clamped to
+ * +-2^24 first (|ch| <= 2^15, so a clamped q saturates the same way), then the
+ * ReLU / clip and the code range are one [lo, hi] clamp (see epi_init).
+ *
+ * Conv layouts. Grouped / normal convs run as GEMMs per (image, group):
+ * Y[c_out/g][pixels] = W[c_out/g][K] * B[K][pixels], K = c_in/g * kh * kw.
+ *  - B (im2col, built per column block of nb pixels into scratch) is stored in
+ *    panels of NR = 32 pixels, each [K/4][NR][4] bytes: 4 consecutive k of
+ *    one pixel form the dword vpdpbusd consumes. A 1x1 stride-1 unpadded conv
+ *    reads its rows straight from the input.
+ *  - W is stored in panels of MR = 8 output channels, [K/4][MR][4] int8 (for
+ *    vpdpbusd's broadcast operand) and the same as int16 (for AVX2), plus
+ *    sum(w) per channel; ac_conv_q8_pack() does it once per plan, otherwise the
+ *    kernel packs the panels it needs into scratch.
+ *  - The micro-kernel computes an MR x NR int32 tile over the whole K (exact,
+ *    so no K blocking is needed for determinism), the epilogue turns each
+ *    row into codes.
+ * Depthwise convs (one input channel per group) run directly on a zero-padded
+ * copy of the input plane: with AVX-512, vpermb gathers for each output pixel
+ * the 4 taps of a kernel row into one dword, so one vpdpbusd does 4 taps of
+ * 16 pixels; small planes put several output rows in one vector.
+ *
+ * Threads: tiles (image*group, column block, row block) or planes or FC
+ * features are split in contiguous ranges; tile sizes may depend on nth
+ * because integer results do not depend on the order of the sums. */
+#include "ac_int8_fast.h"
+#include "ac_int8_fast_internal.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "ac_round.h"
+
+#define T_AVX2 __attribute__((target("avx2")))
+#define T_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+
+enum {
+    MR = 8,              /* weight panel rows (output channels) */
+    NR = 32,             /* B panel columns (output pixels) */
+    B_BLOCK_BYTES = 192 * 1024, /* packed B block target: stays in L2 */
+    NB_MAX = 1024,       /* widest column block */
+    ALIGN = 64,
+    DW_SLACK = 64,       /* bytes after a padded depthwise plane: 64-byte loads */
+    PACK_MAGIC = 0x38714341 /* "ACq8" */
+};
+
+static const uint8_t k_zero_row[NB_MAX];
+
+/* ---- ISA selection ------------------------------------------------------------------ */
+
+bool ac_q8_isa_available(ac_q8_isa isa)
+{
+    switch (isa) {
+    case AC_Q8_ISA_AVX512:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+    case AC_Q8_ISA_AVX2:
+        return __builtin_cpu_supports("avx2");
+    default:
+        return true;
+    }
+}
+
+ac_q8_isa ac_q8_isa_resolve(ac_q8_isa isa)
+{
+    if (isa == AC_Q8_ISA_PORTABLE)
+        return AC_Q8_ISA_PORTABLE;
+    if ((isa == AC_Q8_ISA_AUTO || isa == AC_Q8_ISA_AVX512) &&
+        ac_q8_isa_available(AC_Q8_ISA_AVX512))
+        return AC_Q8_ISA_AVX512;
+    return ac_q8_isa_available(AC_Q8_ISA_AVX2) ? AC_Q8_ISA_AVX2 : AC_Q8_ISA_PORTABLE;
+}
+
+const char *ac_q8_isa_name(ac_q8_isa isa)
+{
+    switch (isa) {
+    case AC_Q8_ISA_PORTABLE: return "portable";
+    case AC_Q8_ISA_AVX2: return "avx2";
+    case AC_Q8_ISA_AVX512: return "avx512vnni";
+    default: return "auto";
+    }
+}
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int64_t round_up64(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+static int div_up(int v, int by) { return (v + by - 1) / by; }
+
+static uint8_t *align_up(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return (uint8_t *)((u + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+}
+
+/* ---- epilogue --------------------------------------------------------------------------- */
+
+/* Per output channel: the input-offset correction, the split rounding constant
+ * (see the file comment) and the final clamp. */
+typedef struct {
+    int32_t corr;   /* added to the raw accumulator: -128 * sum(w) for offset inputs */
+    int32_t bias;
+    int32_t r;
+    int32_t mask;   /* 2^r - 1 */
+    int32_t cl, ch; /* bias + 2^(r-1) = ch * 2^r + cl */
+    int32_t lo, hi; /* final clamp: ReLU / clip composed with the code range */
+} epi_consts;
+
+/* offset: the accumulator holds sum((x + 128) * w) and wsum = sum(w). */
+static void epi_init(epi_consts *e, bool offset, int32_t wsum, int32_t bias, int32_t r, bool relu,
+                     int32_t clip_hi, bool y_signed)
+{
+    e->corr = offset ? (int32_t)(0u - (uint32_t)wsum * 128u) : 0;
+    e->bias = bias;
+    e->r = r;
+    e->mask = r > 0 ? (int32_t)((1u << r) - 1u) : 0;
+    int64_t c = (int64_t)bias + (r > 0 ? (int64_t)1 << (r - 1) : 0);
+    int64_t ch = c >> r; /* arithmetic: floor */
+    e->ch = (int32_t)ch;
+    e->cl = (int32_t)(uint32_t)(c - ch * ((int64_t)1 << r));
+    /* __ref: w = relu ? min(max(v, 0), clip_hi) : v, then saturation to
+     * [ymin, ymax]. With relu and clip_hi >= 0 that is clamp(v, 0,
+     * min(clip_hi, ymax)) (both ranges hold 0); with clip_hi < 0 it is the
+     * constant sat(clip_hi). */
+    int32_t ymin = y_signed ? -128 : 0, ymax = y_signed ? 127 : 255;
+    if (!relu) {
+        e->lo = ymin;
+        e->hi = ymax;
+    } else if (clip_hi >= 0) {
+        e->lo = 0;
+        e->hi = clip_hi < ymax ? clip_hi : ymax;
+    } else {
+        int32_t v = clip_hi < ymin ? ymin : clip_hi;
+        e->lo = e->hi = v;
+    }
+}
+
+/* One code from a raw accumulator, in 64 bits as __ref does. */
+static inline int32_t requant1(uint32_t acc_raw, const epi_consts *e)
+{
+    int32_t acc = (int32_t)(acc_raw + (uint32_t)e->corr);
+    int64_t v = ac_rshift_round((int64_t)acc + e->bias, e->r);
+    if (v < e->lo)
+        v = e->lo;
+    if (v > e->hi)
+        v = e->hi;
+    return (int32_t)v;
+}
+
+static void epi_row_scalar(const int32_t *acc, int n, const epi_consts *e, uint8_t *dst)
+{
+    for (int j = 0; j < n; j++)
+        dst[j] = (uint8_t)requant1((uint32_t)acc[j], e); /* two's complement byte */
+}
+
+T_AVX2 static inline __m256i requant8_avx2(__m256i acc, const epi_consts *e)
+{
+    const __m128i rc = _mm_cvtsi32_si128(e->r);
+    acc = _mm256_add_epi32(acc, _mm256_set1_epi32(e->corr));
+    __m256i q = _mm256_sra_epi32(acc, rc);
+    __m256i rem = _mm256_and_si256(acc, _mm256_set1_epi32(e->mask));
+    __m256i t = _mm256_srl_epi32(_mm256_add_epi32(rem, _mm256_set1_epi32(e->cl)), rc);
+    q = _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(1 << 24)),
+                         _mm256_set1_epi32(-(1 << 24)));
+    __m256i v = _mm256_add_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(e->ch)), t);
+    v = _mm256_max_epi32(v, _mm256_set1_epi32(e->lo));
+    return _mm256_min_epi32(v, _mm256_set1_epi32(e->hi));
+}
+
+/* 8 codes (values already in the code range) to bytes, n <= 8 stored: the low
+ * byte of each lane (two's complement for int8). */
+T_AVX2 static inline void store8_avx2(__m256i v, uint8_t *dst, int n)
+{
+    __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    __m128i b = _mm_packus_epi16(_mm_and_si128(w16, _mm_set1_epi16(0xFF)), _mm_setzero_si128());
+    if (n == 8) {
+        _mm_storel_epi64((__m128i *)dst, b);
+    } else {
+        uint8_t tmp[16];
+        _mm_storeu_si128((__m128i *)tmp, b);
+        memcpy(dst, tmp, (size_t)n);
+    }
+}
+
+T_AVX2 static void epi_row_avx2(const int32_t *acc, int n, const epi_consts *e, uint8_t *dst)
+{
+    for (int j = 0; j < n; j += 8) {
+        __m256i a;
+        if (j + 8 <= n) {
+            a = _mm256_loadu_si256((const __m256i *)(acc + j));
+        } else {
+            int32_t tmp[8] = {0};
+            memcpy(tmp, acc + j, sizeof(int32_t) * (size_t)(n - j));
+            a = _mm256_loadu_si256((const __m256i *)tmp);
+        }
+        store8_avx2(requant8_avx2(a, e), dst + j, imin(8, n - j));
+    }
+}
+
+T_AVX512 static inline __m512i requant16_avx512(__m512i acc, const epi_consts *e)
+{
+    const __m128i rc = _mm_cvtsi32_si128(e->r);
+    acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e->corr));
+    __m512i q = _mm512_sra_epi32(acc, rc);
+    __m512i rem = _mm512_and_si512(acc, _mm512_set1_epi32(e->mask));
+    __m512i t = _mm512_srl_epi32(_mm512_add_epi32(rem, _mm512_set1_epi32(e->cl)), rc);
+    q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(1 << 24)),
+                         _mm512_set1_epi32(-(1 << 24)));
+    __m512i v = _mm512_add_epi32(_mm512_add_epi32(q, _mm512_set1_epi32(e->ch)), t);
+    v = _mm512_max_epi32(v, _mm512_set1_epi32(e->lo));
+    return _mm512_min_epi32(v, _mm512_set1_epi32(e->hi));
+}
+
+/* Low byte of each lane (the code, two's complement for int8) for lanes < n. */
+T_AVX512 static inline void store16_avx512(__m512i v, uint8_t *dst, int n)
+{
+    __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+    _mm512_mask_cvtepi32_storeu_epi8(dst, m, v);
+}
+
+T_AVX512 static void epi_row_avx512(const int32_t *acc, int n, const epi_consts *e, uint8_t *dst)
+{
+    for (int j = 0; j < n; j += 16) {
+        int cnt = imin(16, n - j);
+        __mmask16 m = cnt >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cnt) - 1u);
+        __m512i a = _mm512_maskz_loadu_epi32(m, acc + j);
+        store16_avx512(requant16_avx512(a, e), dst + j, cnt);
+    }
+}
+
+/* ---- GEMM geometry and weight packing ---------------------------------------------------- */
+
+typedef struct {
+    int cin_g, cout_g;
+    int k, kq;   /* K and K rounded up to quads / 4 */
+    int n;       /* output pixels per image */
+    int npan;    /* weight panels per group */
+    int nb;      /* column block (multiple of NR) */
+} gemm_geom;
+
+static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
+{
+    g->cin_g = s->groups > 0 ? s->c_in / s->groups : 0;
+    g->cout_g = s->groups > 0 ? s->c_out / s->groups : 0;
+    g->k = g->cin_g * s->kh * s->kw;
+    g->kq = div_up(g->k, 4);
+    g->n = s->h_out * s->w_out;
+    g->npan = div_up(g->cout_g, MR);
+    int nb = B_BLOCK_BYTES / (imax(g->kq, 1) * 4) / NR * NR;
+    nb = imax(NR, imin(nb, NB_MAX));
+    g->nb = imin(nb, (int)round_up64(imax(g->n, 1), NR));
+}
+
+static size_t panel_s8_bytes(const gemm_geom *g) { return (size_t)g->kq * MR * 4; }
+
+/* Packed weights: a 64-byte header, then every panel as int8, every panel as
+ * int16, then sum(w) per output channel. */
+typedef struct {
+    uint32_t magic;
+    int32_t c_out, k, groups, mr, kq;
+} pack_header;
+
+static size_t pack_off_i16(const ac_conv2d_shape *s, const gemm_geom *g)
+{
+    return ALIGN + (size_t)s->groups * g->npan * panel_s8_bytes(g);
+}
+
+static size_t pack_off_wsum(const ac_conv2d_shape *s, const gemm_geom *g)
+{
+    return pack_off_i16(s, g) + 2 * (size_t)s->groups * g->npan * panel_s8_bytes(g);
+}
+
+/* One panel: rows [0, rows) of w (row stride k) into s8 / i16 ([kq][MR][4]),
+ * zero rows and zero k past the end; wsum[r] = sum of row r (rows only). */
+static void pack_panel(const int8_t *w, int k, int kq, int rows, int8_t *s8, int16_t *i16,
+                       int32_t *wsum)
+{
+    for (int q = 0; q < kq; q++)
+        for (int r = 0; r < MR; r++)
+            for (int i = 0; i < 4; i++) {
+                int kk = 4 * q + i;
+                int8_t v = r < rows && kk < k ? w[(int64_t)r * k + kk] : 0;
+                s8[(q * MR + r) * 4 + i] = v;
+                i16[(q * MR + r) * 4 + i] = v;
+            }
+    for (int r = 0; r < rows; r++) {
+        int32_t sum = 0;
+        for (int kk = 0; kk < k; kk++)
+            sum += w[(int64_t)r * k + kk];
+        wsum[r] = sum;
+    }
+}
+
+static bool conv_is_direct_dw(const ac_conv2d_shape *s)
+{
+    return s->groups > 1 && s->c_in == s->groups;
+}
+
+static bool conv_is_empty(const ac_conv2d_shape *s)
+{
+    return s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0 || s->groups <= 0;
+}
+
+size_t ac_conv_q8_pack_bytes(const ac_conv_q8_params *p)
+{
+    const ac_conv2d_shape *s = &p->s;
+    if (conv_is_empty(s) || conv_is_direct_dw(s))
+        return 0;
+    gemm_geom g;
+    gemm_geom_of(s, &g);
+    return pack_off_wsum(s, &g) + sizeof(int32_t) * (size_t)s->c_out;
+}
+
+void ac_conv_q8_pack(const ac_conv_q8_params *p, void *packed)
+{
+    const ac_conv2d_shape *s = &p->s;
+    if (ac_conv_q8_pack_bytes(p) == 0)
+        return;
+    gemm_geom g;
+    gemm_geom_of(s, &g);
+    uint8_t *base = packed;
+    pack_header h = {PACK_MAGIC, s->c_out, g.k, s->groups, MR, g.kq};
+    memset(base, 0, ALIGN);
+    memcpy(base, &h, sizeof h);
+    int32_t *wsum = (int32_t *)(void *)(base + pack_off_wsum(s, &g));
+    int32_t sums[MR];
+    for (int gr = 0; gr < s->groups; gr++)
+        for (int pi = 0; pi < g.npan; pi++) {
+            size_t idx = (size_t)gr * g.npan + pi;
+            int r0 = pi * MR, rows = imin(MR, g.cout_g - r0);
+            int oc0 = gr * g.cout_g + r0;
+            pack_panel(p->w + (int64_t)oc0 * g.k, g.k, g.kq, rows,
+                       (int8_t *)(base + ALIGN + idx * panel_s8_bytes(&g)),
+                       (int16_t *)(void *)(base + pack_off_i16(s, &g) + 2 * idx * panel_s8_bytes(&g)),
+                       sums);
+            memcpy(wsum + oc0, sums, sizeof(int32_t) * (size_t)rows);
+        }
+}
+
+static bool packed_matches(const ac_conv_q8_params *p, const gemm_geom *g)
+{
+    if (!p->w_packed)
+        return false;
+    pack_header h;
+    memcpy(&h, p->w_packed, sizeof h);
+    return h.magic == PACK_MAGIC && h.c_out == p->s.c_out && h.k == g->k &&
+           h.groups == p->s.groups && h.mr == MR && h.kq == g->kq;
+}
+
+/* ---- B packing (im2col into quad panels) --------------------------------------------------- */
+
+/* Row k of the im2col matrix for output pixels [j0, j0 + nb): codes, 0 for padding. */
+static void im2col_row(uint8_t *row, const ac_conv2d_shape *s, const uint8_t *xg, int k, int j0,
+                       int nb)
+{
+    const int ksz = s->kh * s->kw;
+    const int ci = k / ksz, ky = (k % ksz) / s->kw, kx = k % s->kw;
+    const int64_t plane = (int64_t)s->h_in * s->w_in;
+    const uint8_t *xc = xg + ci * plane;
+    const int sw = s->stride_w, off = kx * s->dil_w - s->pad_left;
+    /* valid ow: 0 <= ow * sw + off < w_in */
+    const int vlo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    const int vhi = s->w_in - 1 - off < 0 ? 0 : imin(s->w_out, (s->w_in - 1 - off) / sw + 1);
+    int j = j0;
+    while (j < j0 + nb) {
+        const int oh = j / s->w_out, ow_a = j % s->w_out;
+        const int ow_b = imin(s->w_out, ow_a + (j0 + nb - j));
+        uint8_t *d = row + (j - j0); /* d[ow - ow_a] for ow in [ow_a, ow_b) */
+        const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
+        if (ih < 0 || ih >= s->h_in) {
+            memset(d, 0, (size_t)(ow_b - ow_a));
+        } else {
+            const uint8_t *src = xc + (int64_t)ih * s->w_in; /* src[ow * sw + off] */
+            const int va = imax(imin(vlo, ow_b), ow_a), vb = imax(imin(vhi, ow_b), va);
+            memset(d, 0, (size_t)(va - ow_a));
+            if (sw == 1) {
+                memcpy(d + (va - ow_a), src + va + off, (size_t)(vb - va));
+            } else {
+                int ow = va;
+                if (sw == 2) {
+                    /* even bytes of 32: mask to 16-bit lanes, pack; only while the
+                     * 32-byte read stays inside the plane */
+                    const int64_t plane_left = plane - (int64_t)ih * s->w_in - off;
+                    const __m128i m = _mm_set1_epi16(0x00FF);
+                    for (; ow + 16 <= vb && 2 * (int64_t)ow + 32 <= plane_left; ow += 16) {
+                        const uint8_t *sp = src + 2 * ow + off;
+                        __m128i lo = _mm_loadu_si128((const __m128i *)sp);
+                        __m128i hi = _mm_loadu_si128((const __m128i *)(sp + 16));
+                        _mm_storeu_si128((__m128i *)(d + (ow - ow_a)),
+                                         _mm_packus_epi16(_mm_and_si128(lo, m),
+                                                          _mm_and_si128(hi, m)));
+                    }
+                }
+                for (; ow < vb; ow++)
+                    d[ow - ow_a] = src[(int64_t)ow * sw + off];
+            }
+            memset(d + (vb - ow_a), 0, (size_t)(ow_b - vb));
+        }
+        j += ow_b - ow_a;
+    }
+}
+
+/* Interleave rows[0..3] (nb valid bytes each) into quad q of the panels of bp:
+ * byte (panel P, q, pixel jj, i) = rows[i][P*NR + jj] ^ flip, pixels past nb = 0 ^ flip. */
+static void interleave_quad(uint8_t *bp, int kq, int q, const uint8_t *const rows[4], int nb,
+                            uint8_t flip)
+{
+    const __m128i f = _mm_set1_epi8((char)flip);
+    int j = 0;
+    for (; j + 16 <= nb; j += 16) {
+        __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[0] + j)), f);
+        __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[1] + j)), f);
+        __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[2] + j)), f);
+        __m128i d = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[3] + j)), f);
+        __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
+        __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+        uint8_t *dst = bp + ((int64_t)(j / NR) * kq + q) * NR * 4 + (j % NR) * 4;
+        _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128((__m128i *)(dst + 32), _mm_unpacklo_epi16(ab_hi, cd_hi));
+        _mm_storeu_si128((__m128i *)(dst + 48), _mm_unpackhi_epi16(ab_hi, cd_hi));
+    }
+    const int end = (int)round_up64(nb, NR);
+    for (; j < end; j++) {
+        uint8_t *dst = bp + ((int64_t)(j / NR) * kq + q) * NR * 4 + (j % NR) * 4;
+        for (int i = 0; i < 4; i++)
+            dst[i] = (uint8_t)((j < nb ? rows[i][j] : 0) ^ flip);
+    }
+}
+
+static bool conv_is_pointwise(const ac_conv2d_shape *s)
+{
+    return s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 &&
+           s->pad_left == 0 && s->h_out == s->h_in && s->w_out == s->w_in;
+}
+
+/* B block for pixels [j0, j0 + nb) of one (image, group) input xg. */
+static void pack_b(uint8_t *bp, uint8_t *rowbuf, const ac_conv2d_shape *s, const gemm_geom *g,
+                   const uint8_t *xg, int j0, int nb, uint8_t flip)
+{
+    const bool direct = conv_is_pointwise(s);
+    const int64_t plane = (int64_t)s->h_in * s->w_in;
+    for (int q = 0; q < g->kq; q++) {
+        const uint8_t *rows[4];
+        for (int i = 0; i < 4; i++) {
+            int k = 4 * q + i;
+            if (k >= g->k) {
+                rows[i] = k_zero_row;
+            } else if (direct) {
+                rows[i] = xg + k * plane + j0;
+            } else {
+                uint8_t *r = rowbuf + (size_t)i * (NB_MAX + 16);
+                im2col_row(r, s, xg, k, j0, nb);
+                rows[i] = r;
+            }
+        }
+        interleave_quad(bp, g->kq, q, rows, nb, flip);
+    }
+}
+
+/* ---- GEMM micro-kernels: c[MR][NR] = sum over kq quads of w-panel x b-panel ---------------- */
+
+static void uk_portable(int kq, const int8_t *w, const uint8_t *b, int32_t *c)
+{
+    uint32_t acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int q = 0; q < kq; q++) {
+        for (int r = 0; r < MR; r++) {
+            const int8_t *wr = w + r * 4;
+            for (int j = 0; j < NR; j++) {
+                const uint8_t *bj = b + j * 4;
+                acc[r][j] += (uint32_t)((int32_t)bj[0] * wr[0] + (int32_t)bj[1] * wr[1] +
+                                        (int32_t)bj[2] * wr[2] + (int32_t)bj[3] * wr[3]);
+            }
+        }
+        w += MR * 4;
+        b += NR * 4;
+    }
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++)
+            c[r * NR + j] = (int32_t)acc[r][j];
+}
+
+/* 4 rows x 8 pixels with vpmaddwd: unsigned bytes widened to int16, weights as
+ * int16; each dword holds the sum of 2 of a pixel's 4 products, the two halves
+ * are added at the end (hadd). */
+T_AVX2 static void uk_4x8_avx2(int kq, const int16_t *w, const uint8_t *b, int32_t *c)
+{
+    __m256i a00 = _mm256_setzero_si256(), a01 = _mm256_setzero_si256();
+    __m256i a10 = _mm256_setzero_si256(), a11 = _mm256_setzero_si256();
+    __m256i a20 = _mm256_setzero_si256(), a21 = _mm256_setzero_si256();
+    __m256i a30 = _mm256_setzero_si256(), a31 = _mm256_setzero_si256();
+    for (int q = 0; q < kq; q++) {
+        const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)b));
+        const __m256i x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + 16)));
+        int64_t wv;
+        __m256i ww;
+#define AC_ROW(r, lo, hi)                                                                    \
+    memcpy(&wv, w + (r) * 4, sizeof wv);                                                     \
+    ww = _mm256_set1_epi64x(wv);                                                             \
+    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(x0, ww));                                    \
+    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(x1, ww));
+        AC_ROW(0, a00, a01)
+        AC_ROW(1, a10, a11)
+        AC_ROW(2, a20, a21)
+        AC_ROW(3, a30, a31)
+#undef AC_ROW
+        w += MR * 4;
+        b += NR * 4;
+    }
+    /* hadd gives pixels 0,1,4,5 | 2,3,6,7; the permute restores 0..7 */
+    _mm256_storeu_si256((__m256i *)c,
+                        _mm256_permute4x64_epi64(_mm256_hadd_epi32(a00, a01), 0xD8));
+    _mm256_storeu_si256((__m256i *)(c + NR),
+                        _mm256_permute4x64_epi64(_mm256_hadd_epi32(a10, a11), 0xD8));
+    _mm256_storeu_si256((__m256i *)(c + 2 * NR),
+                        _mm256_permute4x64_epi64(_mm256_hadd_epi32(a20, a21), 0xD8));
+    _mm256_storeu_si256((__m256i *)(c + 3 * NR),
+                        _mm256_permute4x64_epi64(_mm256_hadd_epi32(a30, a31), 0xD8));
+}
+
+T_AVX2 static void uk_avx2(int kq, const int16_t *w, const uint8_t *b, int32_t *c)
+{
+    for (int r0 = 0; r0 < MR; r0 += 4)
+        for (int j0 = 0; j0 < NR; j0 += 8)
+            uk_4x8_avx2(kq, w + r0 * 4, b + j0 * 4, c + r0 * NR + j0);
+}
+
+T_AVX512 static void uk_8x32_avx512(int kq, const int8_t *w, const uint8_t *b, int32_t *c)
+{
+    __m512i c00 = _mm512_setzero_si512(), c01 = _mm512_setzero_si512();
+    __m512i c10 = _mm512_setzero_si512(), c11 = _mm512_setzero_si512();
+    __m512i c20 = _mm512_setzero_si512(), c21 = _mm512_setzero_si512();
+    __m512i c30 = _mm512_setzero_si512(), c31 = _mm512_setzero_si512();
+    __m512i c40 = _mm512_setzero_si512(), c41 = _mm512_setzero_si512();
+    __m512i c50 = _mm512_setzero_si512(), c51 = _mm512_setzero_si512();
+    __m512i c60 = _mm512_setzero_si512(), c61 = _mm512_setzero_si512();
+    __m512i c70 = _mm512_setzero_si512(), c71 = _mm512_setzero_si512();
+    for (int q = 0; q < kq; q++) {
+        const __m512i b0 = _mm512_loadu_si512(b);
+        const __m512i b1 = _mm512_loadu_si512(b + 64);
+        int32_t wv;
+        __m512i ww;
+#define AC_ROW(r, lo, hi)                                                                    \
+    memcpy(&wv, w + (r) * 4, sizeof wv);                                                     \
+    ww = _mm512_set1_epi32(wv);                                                              \
+    lo = _mm512_dpbusd_epi32(lo, b0, ww);                                                    \
+    hi = _mm512_dpbusd_epi32(hi, b1, ww);
+        AC_ROW(0, c00, c01)
+        AC_ROW(1, c10, c11)
+        AC_ROW(2, c20, c21)
+        AC_ROW(3, c30, c31)
+        AC_ROW(4, c40, c41)
+        AC_ROW(5, c50, c51)
+        AC_ROW(6, c60, c61)
+        AC_ROW(7, c70, c71)
+#undef AC_ROW
+        w += MR * 4;
+        b += NR * 4;
+    }
+#define AC_ST(r, lo, hi)                                                                     \
+    _mm512_storeu_si512(c + (r) * NR, lo);                                                   \
+    _mm512_storeu_si512(c + (r) * NR + 16, hi);
+    AC_ST(0, c00, c01)
+    AC_ST(1, c10, c11)
+    AC_ST(2, c20, c21)
+    AC_ST(3, c30, c31)
+    AC_ST(4, c40, c41)
+    AC_ST(5, c50, c51)
+    AC_ST(6, c60, c61)
+    AC_ST(7, c70, c71)
+#undef AC_ST
+}
+
+/* ---- GEMM conv driver ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t *bp;      /* packed B block: kq * nb * 4 */
+    uint8_t *rowbuf;  /* 4 im2col rows */
+    int8_t *w8;       /* one weight panel (on-the-fly packing) */
+    int16_t *w16;
+    int32_t *tile;    /* MR x NR int32 */
+} gemm_slice;
+
+static size_t gemm_slice_bytes(const gemm_geom *g)
+{
+    size_t b = (size_t)round_up64((int64_t)g->kq * g->nb * 4, ALIGN);
+    b += (size_t)round_up64(4 * (NB_MAX + 16), ALIGN);
+    b += (size_t)round_up64((int64_t)panel_s8_bytes(g) * 3, ALIGN);
+    b += sizeof(int32_t) * MR * NR;
+    return b + ALIGN; /* alignment of the slice start */
+}
+
+static gemm_slice gemm_slice_get(void *scratch, const gemm_geom *g, int ith)
+{
+    uint8_t *p = align_up((uint8_t *)scratch + (size_t)ith * gemm_slice_bytes(g));
+    gemm_slice sl;
+    sl.bp = p;
+    p += round_up64((int64_t)g->kq * g->nb * 4, ALIGN);
+    sl.rowbuf = p;
+    p += round_up64(4 * (NB_MAX + 16), ALIGN);
+    sl.w8 = (int8_t *)p;
+    sl.w16 = (int16_t *)(void *)(p + panel_s8_bytes(g));
+    p += round_up64((int64_t)panel_s8_bytes(g) * 3, ALIGN);
+    sl.tile = (int32_t *)(void *)p;
+    return sl;
+}
+
+static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, void *scratch,
+                      int ith, int nth, ac_q8_isa isa)
+{
+    const ac_conv2d_shape *s = &p->s;
+    gemm_geom g;
+    gemm_geom_of(s, &g);
+    const gemm_slice sl = gemm_slice_get(scratch, &g, ith);
+    const bool packed = packed_matches(p, &g);
+    const uint8_t *pk = p->w_packed;
+    const int outer = s->n * s->groups;
+    const int nnb = div_up(g.n, g.nb);
+    /* Enough tiles for the threads: split rows when columns are too few. */
+    int nrb = 1;
+    if ((int64_t)outer * nnb < 2 * (int64_t)nth)
+        nrb = imin(g.npan, div_up(2 * nth, outer * nnb));
+    const int ppb = div_up(g.npan, nrb);
+    nrb = div_up(g.npan, ppb);
+    const int64_t tiles = (int64_t)outer * nnb * nrb;
+    int64_t begin, end;
+    ac_ref_range(tiles, ith, nth, &begin, &end);
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in, plane_out = (int64_t)g.n;
+    const uint8_t flip = p->x_signed ? 0x80 : 0;
+    int64_t packed_cb = -1;
+    for (int64_t t = begin; t < end; t++) {
+        const int64_t cb = t / nrb; /* o * nnb + column block */
+        const int rb = (int)(t % nrb);
+        const int o = (int)(cb / nnb), nbi = (int)(cb % nnb);
+        const int img = o / s->groups, gr = o % s->groups;
+        const int j0 = nbi * g.nb, ncols = imin(g.nb, g.n - j0);
+        if (cb != packed_cb) {
+            const uint8_t *xg = x + ((int64_t)img * s->c_in + (int64_t)gr * g.cin_g) * plane_in;
+            pack_b(sl.bp, sl.rowbuf, s, &g, xg, j0, ncols, flip);
+            packed_cb = cb;
+        }
+        const int pend = imin(g.npan, (rb + 1) * ppb);
+        for (int pi = rb * ppb; pi < pend; pi++) {
+            const int r0 = pi * MR, rows = imin(MR, g.cout_g - r0);
+            const int oc0 = gr * g.cout_g + r0;
+            const int8_t *w8;
+            const int16_t *w16;
+            int32_t wsum[MR];
+            if (packed) {
+                size_t idx = (size_t)gr * g.npan + pi;
+                w8 = (const int8_t *)(pk + ALIGN + idx * panel_s8_bytes(&g));
+                w16 = (const int16_t *)(const void *)(pk + pack_off_i16(s, &g) +
+                                                      2 * idx * panel_s8_bytes(&g));
+                memcpy(wsum, pk + pack_off_wsum(s, &g) + sizeof(int32_t) * (size_t)oc0,
+                       sizeof(int32_t) * (size_t)rows);
+            } else {
+                pack_panel(p->w + (int64_t)oc0 * g.k, g.k, g.kq, rows, sl.w8, sl.w16, wsum);
+                w8 = sl.w8;
+                w16 = sl.w16;
+            }
+            epi_consts ec[MR];
+            for (int r = 0; r < rows; r++)
+                epi_init(&ec[r], p->x_signed, wsum[r], p->bias ? p->bias[oc0 + r] : 0,
+                         p->rshift[oc0 + r], p->relu, p->clip_hi, p->y_signed);
+            uint8_t *yb = y + ((int64_t)img * s->c_out + oc0) * plane_out + j0;
+            for (int jp = 0; jp < ncols; jp += NR) {
+                const uint8_t *bpan = sl.bp + (int64_t)(jp / NR) * g.kq * NR * 4;
+                const int nc = imin(NR, ncols - jp);
+                switch (isa) {
+                case AC_Q8_ISA_AVX512:
+                    uk_8x32_avx512(g.kq, w8, bpan, sl.tile);
+                    for (int r = 0; r < rows; r++)
+                        epi_row_avx512(sl.tile + r * NR, nc, &ec[r], yb + r * plane_out + jp);
+                    break;
+                case AC_Q8_ISA_AVX2:
+                    uk_avx2(g.kq, w16, bpan, sl.tile);
+                    for (int r = 0; r < rows; r++)
+                        epi_row_avx2(sl.tile + r * NR, nc, &ec[r], yb + r * plane_out + jp);
+                    break;
+                default:
+                    uk_portable(g.kq, w8, bpan, sl.tile);
+                    for (int r = 0; r < rows; r++)
+                        epi_row_scalar(sl.tile + r * NR, nc, &ec[r], yb + r * plane_out + jp);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/* ---- depthwise (one input channel per group) ------------------------------------------------ */
+
+typedef struct {
+    int rows, cols; /* padded plane: every input position any output reads */
+} dw_geom;
+
+static void dw_geom_of(const ac_conv2d_shape *s, dw_geom *d)
+{
+    d->rows = (s->h_out - 1) * s->stride_h + (s->kh - 1) * s->dil_h + 1;
+    d->cols = (s->w_out - 1) * s->stride_w + (s->kw - 1) * s->dil_w + 1;
+}
+
+static size_t dw_slice_bytes(const ac_conv2d_shape *s)
+{
+    dw_geom d;
+    dw_geom_of(s, &d);
+    return (size_t)round_up64((int64_t)d.rows * d.cols + DW_SLACK, ALIGN) + ALIGN;
+}
+
+/* pad[r][c] = x[r - pad_top][c - pad_left] ^ flip, 0 ^ flip outside the plane and
+ * in the slack after it. */
+static void dw_pad_plane(const ac_conv2d_shape *s, const dw_geom *d, const uint8_t *xc,
+                         uint8_t *pad, uint8_t flip)
+{
+    const int c0 = imax(0, imin(s->pad_left, d->cols));
+    const int c1 = imax(c0, imin(s->pad_left + s->w_in, d->cols));
+    for (int r = 0; r < d->rows; r++) {
+        uint8_t *pr = pad + (int64_t)r * d->cols;
+        const int ih = r - s->pad_top;
+        if (ih < 0 || ih >= s->h_in) {
+            memset(pr, flip, (size_t)d->cols);
+            continue;
+        }
+        memset(pr, flip, (size_t)c0);
+        const uint8_t *src = xc + (int64_t)ih * s->w_in + (c0 - s->pad_left);
+        for (int c = 0; c < c1 - c0; c++)
+            pr[c0 + c] = src[c] ^ flip;
+        memset(pr + c1, flip, (size_t)(d->cols - c1));
+    }
+    memset(pad + (int64_t)d->rows * d->cols, flip, DW_SLACK);
+}
+
+static void dw_plane_scalar(const ac_conv2d_shape *s, const dw_geom *d, const uint8_t *pad,
+                            const int8_t *wc, const epi_consts *e, uint8_t *yc)
+{
+    for (int oh = 0; oh < s->h_out; oh++)
+        for (int ow = 0; ow < s->w_out; ow++) {
+            uint32_t acc = 0;
+            for (int ky = 0; ky < s->kh; ky++) {
+                const uint8_t *pr = pad + (int64_t)(oh * s->stride_h + ky * s->dil_h) * d->cols +
+                                    (int64_t)ow * s->stride_w;
+                for (int kx = 0; kx < s->kw; kx++)
+                    acc += (uint32_t)((int32_t)pr[kx * s->dil_w] * wc[ky * s->kw + kx]);
+            }
+            yc[(int64_t)oh * s->w_out + ow] = (uint8_t)requant1(acc, e);
+        }
+}
+
+/* 8 bytes at p, p + sw, ..., p + 7*sw (n of them valid; others 0). */
+T_AVX2 static inline __m128i dw_load8_avx2(const uint8_t *p, int sw, int n)
+{
+    if (sw == 1)
+        return _mm_loadl_epi64((const __m128i *)p);
+    if (sw == 2)
+        return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p),
+                                _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1,
+                                              -1, -1));
+    uint8_t tmp[16] = {0};
+    for (int i = 0; i < n; i++)
+        tmp[i] = p[(int64_t)i * sw];
+    return _mm_loadu_si128((const __m128i *)tmp);
+}
+
+T_AVX2 static void dw_plane_avx2(const ac_conv2d_shape *s, const dw_geom *d, const uint8_t *pad,
+                                 const int8_t *wc, const epi_consts *e, uint8_t *yc)
+{
+    const int sw = s->stride_w, dw = s->dil_w;
+    for (int oh = 0; oh < s->h_out; oh++) {
+        for (int ow0 = 0; ow0 < s->w_out; ow0 += 8) {
+            const int n = imin(8, s->w_out - ow0);
+            __m256i acc = _mm256_setzero_si256();
+            for (int ky = 0; ky < s->kh; ky++) {
+                const uint8_t *pr = pad + (int64_t)(oh * s->stride_h + ky * s->dil_h) * d->cols +
+                                    (int64_t)ow0 * sw;
+                for (int kx = 0; kx < s->kw; kx++) {
+                    /* each lane: the byte in the low int16, 0 above; weight likewise */
+                    __m256i xv = _mm256_cvtepu8_epi32(dw_load8_avx2(pr + kx * dw, sw, n));
+                    __m256i wv = _mm256_set1_epi32((uint16_t)(int16_t)wc[ky * s->kw + kx]);
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
+                }
+            }
+            store8_avx2(requant8_avx2(acc, e), yc + (int64_t)oh * s->w_out + ow0, n);
+        }
+    }
+}
+
+/* Vector shape of the AVX-512 depthwise kernel: R output rows of wv pixels
+ * (R > 1 only when wv = w_out < 16), and the vpermb index: byte 4L+i of the
+ * vector = offset of tap i of lane L from the vector's base. */
+typedef struct {
+    int R, wv;
+    uint8_t idx[64];
+} dw_vec;
+
+static bool dw_vec_plan(const ac_conv2d_shape *s, const dw_geom *d, dw_vec *v)
+{
+    const int taps = imin(4, s->kw) - 1; /* the highest live tap in a quad */
+    v->wv = imin(16, s->w_out);
+    v->R = s->w_out < 16 ? 16 / s->w_out : 1;
+    for (; v->R >= 1; v->R--) {
+        int64_t maxoff = (int64_t)(v->R - 1) * s->stride_h * d->cols +
+                         (int64_t)(v->wv - 1) * s->stride_w + (int64_t)taps * s->dil_w;
+        if (maxoff <= 63)
+            break;
+    }
+    if (v->R < 1 || s->kh * div_up(s->kw, 4) > 64)
+        return false;
+    for (int L = 0; L < 16; L++)
+        for (int i = 0; i < 4; i++) {
+            int64_t off = 0;
+            if (L < v->R * v->wv && i <= taps)
+                off = (int64_t)(L / v->wv) * s->stride_h * d->cols +
+                      (int64_t)(L % v->wv) * s->stride_w + (int64_t)i * s->dil_w;
+            v->idx[4 * L + i] = (uint8_t)off;
+        }
+    return true;
+}
+
+T_AVX512 static void dw_plane_avx512(const ac_conv2d_shape *s, const dw_geom *d,
+                                     const uint8_t *pad, const int8_t *wc, const epi_consts *e,
+                                     uint8_t *yc, const dw_vec *v)
+{
+    const int nq = div_up(s->kw, 4);
+    int32_t wq[64];
+    for (int ky = 0; ky < s->kh; ky++)
+        for (int qq = 0; qq < nq; qq++) {
+            uint8_t b[4];
+            for (int i = 0; i < 4; i++) {
+                int kx = 4 * qq + i;
+                b[i] = (uint8_t)(kx < s->kw ? wc[ky * s->kw + kx] : 0);
+            }
+            memcpy(&wq[ky * nq + qq], b, 4);
+        }
+    const __m512i idx = _mm512_loadu_si512(v->idx);
+    const int64_t row_step = (int64_t)s->dil_h * d->cols;
+    const int qstep = 4 * s->dil_w;
+    for (int oh0 = 0; oh0 < s->h_out; oh0 += v->R) {
+        for (int ow0 = 0; ow0 < s->w_out; ow0 += v->wv) {
+            const uint8_t *base =
+                pad + (int64_t)oh0 * s->stride_h * d->cols + (int64_t)ow0 * s->stride_w;
+            __m512i acc = _mm512_setzero_si512();
+            for (int ky = 0; ky < s->kh; ky++) {
+                const uint8_t *rb = base + ky * row_step;
+                for (int qq = 0; qq < nq; qq++) {
+                    __m512i xv = _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(rb + qq * qstep));
+                    acc = _mm512_dpbusd_epi32(acc, xv, _mm512_set1_epi32(wq[ky * nq + qq]));
+                }
+            }
+            const __m512i res = requant16_avx512(acc, e);
+            if (v->R == 1)
+                store16_avx512(res, yc + (int64_t)oh0 * s->w_out + ow0, imin(v->wv, s->w_out - ow0));
+            else
+                store16_avx512(res, yc + (int64_t)oh0 * s->w_out,
+                               imin(v->R, s->h_out - oh0) * s->w_out);
+        }
+    }
+}
+
+static void conv_depthwise(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y,
+                           void *scratch, int ith, int nth, ac_q8_isa isa)
+{
+    const ac_conv2d_shape *s = &p->s;
+    dw_geom d;
+    dw_geom_of(s, &d);
+    uint8_t *pad = align_up((uint8_t *)scratch + (size_t)ith * dw_slice_bytes(s));
+    dw_vec vec;
+    if (isa == AC_Q8_ISA_AVX512 && !dw_vec_plan(s, &d, &vec))
+        isa = AC_Q8_ISA_AVX2;
+    const int cout_g = s->c_out / s->groups;
+    const int ksz = s->kh * s->kw;
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    const uint8_t flip = p->x_signed ? 0x80 : 0;
+    int64_t lo, hi, padded = -1;
+    ac_ref_range((int64_t)s->n * s->c_out, ith, nth, &lo, &hi);
+    for (int64_t plane = lo; plane < hi; plane++) {
+        const int oc = (int)(plane % s->c_out);
+        const int64_t img = plane / s->c_out;
+        const int64_t in_plane = img * s->c_in + oc / cout_g;
+        if (in_plane != padded) { /* channel multipliers share the padded input */
+            dw_pad_plane(s, &d, x + in_plane * plane_in, pad, flip);
+            padded = in_plane;
+        }
+        const int8_t *wc = p->w + (int64_t)oc * ksz;
+        int32_t wsum = 0;
+        for (int i = 0; i < ksz; i++)
+            wsum += wc[i];
+        epi_consts e;
+        epi_init(&e, p->x_signed, wsum, p->bias ? p->bias[oc] : 0, p->rshift[oc], p->relu,
+                 p->clip_hi, p->y_signed);
+        uint8_t *yc = y + plane * plane_out;
+        switch (isa) {
+        case AC_Q8_ISA_AVX512: dw_plane_avx512(s, &d, pad, wc, &e, yc, &vec); break;
+        case AC_Q8_ISA_AVX2: dw_plane_avx2(s, &d, pad, wc, &e, yc); break;
+        default: dw_plane_scalar(s, &d, pad, wc, &e, yc); break;
+        }
+    }
+}
+
+/* ---- conv entry points -------------------------------------------------------------------- */
+
+size_t ac_conv2d_q8_scratch_bytes(const ac_conv_q8_params *p, int nth)
+{
+    const ac_conv2d_shape *s = &p->s;
+    if (nth < 1)
+        nth = 1;
+    if (conv_is_empty(s))
+        return 0;
+    if (conv_is_direct_dw(s))
+        return (size_t)nth * dw_slice_bytes(s);
+    gemm_geom g;
+    gemm_geom_of(s, &g);
+    return (size_t)nth * gemm_slice_bytes(&g);
+}
+
+void ac_conv2d_q8_isa(const ac_conv_q8_params *p, const void *x, void *y, void *scratch, int ith,
+                      int nth, ac_q8_isa isa)
+{
+    if (nth < 1) {
+        nth = 1;
+        ith = 0;
+    }
+    if (conv_is_empty(&p->s))
+        return;
+    isa = ac_q8_isa_resolve(isa);
+    if (conv_is_direct_dw(&p->s))
+        conv_depthwise(p, x, y, scratch, ith, nth, isa);
+    else
+        conv_gemm(p, x, y, scratch, ith, nth, isa);
+}
+
+void ac_conv2d_q8(const ac_conv_q8_params *p, const void *x, void *y, void *scratch, int ith,
+                  int nth)
+{
+    if (ac_kernels_ref_forced() || (!scratch && ac_conv2d_q8_scratch_bytes(p, nth) > 0)) {
+        ac_conv2d_q8__ref(p, x, y, ith, nth);
+        return;
+    }
+    ac_conv2d_q8_isa(p, x, y, scratch, ith, nth, AC_Q8_ISA_AUTO);
+}
+
+/* ---- fully connected ---------------------------------------------------------------------- */
+
+/* Each thread converts x once into its slice (offset bytes for AVX-512, int16
+ * for AVX2), zero-padded to whole vectors, then computes a contiguous range of
+ * output features for every row, 4 rows at a time so each weight load serves 4. */
+static int64_t fc_kpad(const ac_fc_q8_params *p) { return round_up64(p->k, 64); }
+
+static size_t fc_slice_bytes(const ac_fc_q8_params *p)
+{
+    return (size_t)round_up64(p->m * fc_kpad(p) * 2, ALIGN) + ALIGN;
+}
+
+size_t ac_fc_q8_scratch_bytes(const ac_fc_q8_params *p, int nth)
+{
+    if (nth < 1)
+        nth = 1;
+    if (p->m <= 0 || p->n <= 0 || p->k <= 0)
+        return 0;
+    return (size_t)nth * fc_slice_bytes(p);
+}
+
+static void fc_epi(const ac_fc_q8_params *p, int64_t o, bool offset, int32_t wsum, int64_t i,
+                   uint32_t acc, uint8_t *y)
+{
+    epi_consts e;
+    epi_init(&e, offset, wsum, p->bias ? p->bias[o] : 0, p->rshift[o], p->relu, p->clip_hi,
+             p->y_signed);
+    y[i * p->n + o] = (uint8_t)requant1(acc, &e);
+}
+
+static void fc_portable(const ac_fc_q8_params *p, const uint8_t *x, uint8_t *y, int64_t lo,
+                        int64_t hi)
+{
+    for (int64_t o = lo; o < hi; o++) {
+        const int8_t *w = p->w + o * p->k;
+        for (int64_t i = 0; i < p->m; i++) {
+            uint32_t acc = 0;
+            for (int64_t kk = 0; kk < p->k; kk++)
+                acc += (uint32_t)(ac_q8_get(x, p->x_signed, i * p->k + kk) * w[kk]);
+            fc_epi(p, o, false, 0, i, acc, y);
+        }
+    }
+}
+
+T_AVX2 static void fc_avx2(const ac_fc_q8_params *p, const uint8_t *x, uint8_t *y, int64_t lo,
+                           int64_t hi, uint8_t *slice)
+{
+    const int64_t kp = fc_kpad(p);
+    int16_t *xs = (int16_t *)(void *)slice;
+    for (int64_t i = 0; i < p->m; i++)
+        for (int64_t kk = 0; kk < kp; kk++)
+            xs[i * kp + kk] = (int16_t)(kk < p->k ? ac_q8_get(x, p->x_signed, i * p->k + kk) : 0);
+    for (int64_t o = lo; o < hi; o++) {
+        const int8_t *w = p->w + o * p->k;
+        for (int64_t i0 = 0; i0 < p->m; i0 += 4) {
+            const int rows = (int)(p->m - i0 < 4 ? p->m - i0 : 4);
+            const int16_t *xr[4];
+            for (int r = 0; r < 4; r++) /* spare rows repeat row i0 */
+                xr[r] = xs + (i0 + (r < rows ? r : 0)) * kp;
+            __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+            __m256i a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256();
+            for (int64_t kk = 0; kk < p->k; kk += 16) {
+                __m128i wb;
+                if (kk + 16 <= p->k) {
+                    wb = _mm_loadu_si128((const __m128i *)(w + kk));
+                } else {
+                    int8_t tmp[16] = {0};
+                    memcpy(tmp, w + kk, (size_t)(p->k - kk));
+                    wb = _mm_loadu_si128((const __m128i *)tmp);
+                }
+                const __m256i wv = _mm256_cvtepi8_epi16(wb);
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xr[0] + kk)), wv));
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xr[1] + kk)), wv));
+                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xr[2] + kk)), wv));
+                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xr[3] + kk)), wv));
+            }
+            __m256i acc[4] = {a0, a1, a2, a3};
+            for (int r = 0; r < rows; r++) {
+                int32_t lanes[8];
+                _mm256_storeu_si256((__m256i *)lanes, acc[r]);
+                uint32_t sum = 0;
+                for (int l = 0; l < 8; l++)
+                    sum += (uint32_t)lanes[l];
+                fc_epi(p, o, false, 0, i0 + r, sum, y);
+            }
+        }
+    }
+}
+
+T_AVX512 static void fc_avx512(const ac_fc_q8_params *p, const uint8_t *x, uint8_t *y,
+                               int64_t lo, int64_t hi, uint8_t *slice)
+{
+    const int64_t kp = fc_kpad(p);
+    const uint8_t flip = p->x_signed ? 0x80 : 0;
+    uint8_t *xs = slice;
+    for (int64_t i = 0; i < p->m; i++) {
+        memset(xs + i * kp, 0, (size_t)kp);
+        for (int64_t kk = 0; kk < p->k; kk++)
+            xs[i * kp + kk] = x[i * p->k + kk] ^ flip;
+    }
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t o = lo; o < hi; o++) {
+        const int8_t *w = p->w + o * p->k;
+        int32_t wsum = 0; /* sum(w): from 128 * sum(w) computed on the first row block */
+        for (int64_t i0 = 0; i0 < p->m; i0 += 4) {
+            const int rows = (int)(p->m - i0 < 4 ? p->m - i0 : 4);
+            const uint8_t *xr[4];
+            for (int r = 0; r < 4; r++)
+                xr[r] = xs + (i0 + (r < rows ? r : 0)) * kp;
+            const bool want_sum = i0 == 0 && p->x_signed;
+            __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+            __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+            __m512i ws = _mm512_setzero_si512();
+            for (int64_t kk = 0; kk < p->k; kk += 64) {
+                const int64_t left = p->k - kk;
+                const __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+                const __m512i wv = _mm512_maskz_loadu_epi8(m, w + kk);
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(xr[0] + kk), wv);
+                a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(xr[1] + kk), wv);
+                a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(xr[2] + kk), wv);
+                a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(xr[3] + kk), wv);
+                if (want_sum)
+                    ws = _mm512_dpbusd_epi32(ws, k80, wv);
+            }
+            if (want_sum) /* 128 * sum(w) is exact in int32 (|sum(w)| <= 128 k) */
+                wsum = _mm512_reduce_add_epi32(ws) / 128;
+            __m512i acc[4] = {a0, a1, a2, a3};
+            for (int r = 0; r < rows; r++)
+                fc_epi(p, o, p->x_signed, wsum, i0 + r,
+                       (uint32_t)_mm512_reduce_add_epi32(acc[r]), y);
+        }
+    }
+}
+
+void ac_fc_q8_isa(const ac_fc_q8_params *p, const void *x, void *y, void *scratch, int ith,
+                  int nth, ac_q8_isa isa)
+{
+    if (nth < 1) {
+        nth = 1;
+        ith = 0;
+    }
+    if (p->m <= 0 || p->n <= 0)
+        return;
+    isa = ac_q8_isa_resolve(isa);
+    if (p->k <= 0)
+        isa = AC_Q8_ISA_PORTABLE; /* no scratch then */
+    int64_t lo, hi;
+    ac_ref_range(p->n, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return;
+    uint8_t *slice = isa == AC_Q8_ISA_PORTABLE
+                         ? NULL
+                         : align_up((uint8_t *)scratch + (size_t)ith * fc_slice_bytes(p));
+    switch (isa) {
+    case AC_Q8_ISA_AVX512: fc_avx512(p, x, y, lo, hi, slice); break;
+    case AC_Q8_ISA_AVX2: fc_avx2(p, x, y, lo, hi, slice); break;
+    default: fc_portable(p, x, y, lo, hi); break;
+    }
+}
+
+void ac_fc_q8(const ac_fc_q8_params *p, const void *x, void *y, void *scratch, int ith, int nth)
+{
+    if (ac_kernels_ref_forced() || (!scratch && ac_fc_q8_scratch_bytes(p, nth) > 0)) {
+        ac_fc_q8__ref(p, x, y, ith, nth);
+        return;
+    }
+    ac_fc_q8_isa(p, x, y, scratch, ith, nth, AC_Q8_ISA_AUTO);
+}
