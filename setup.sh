@@ -56,8 +56,11 @@ PY=/usr/bin/python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv --system-site-packages .venv
 fi
-if ! .venv/bin/python -c "import onnxruntime" 2>/dev/null; then
+# Reinstall when the requirements file changed since the last successful install.
+req_sum=$(sha256sum python/requirements-test.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$req_sum" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
+  echo "$req_sum" > .venv/.requirements.sha256
 fi
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAC_SANITIZE="$SANITIZE" >/dev/null
