@@ -18,6 +18,7 @@
 #include "ac_model.h"
 #include "ac_plan.h"
 #include "ac_qexec.h"
+#include "ac_runner.h"
 
 #define TUNE_IMAGES 16   /* images scored by the KL tuning step (the reference uses a few) */
 #define MAX_FP32_LAYERS 4096
@@ -43,7 +44,7 @@ typedef struct {
     ac_metric_partial *fp32_part, *int8_part;
     ac_metric_result fp32_res, int8_res;
     layer_acc *acc;       /* [g->ntensors] */
-    float *x;             /* one batch of input */
+    ac_runner *calib_run, *test_run; /* the data loops (batches, padding, labels) */
     char *fp32_names_buf;
     const char *fp32_names[MAX_FP32_LAYERS];
     int n_fp32_names;
@@ -115,19 +116,11 @@ static int load_model(job *j, ac_err *err)
     return 0;
 }
 
-/* The sample layout the model input expects: NCHW unless the last dim looks like channels. */
+/* The sample layout the model input expects (shared with the workers: it also
+ * decides the dataset's content hash). */
 static ac_dataset_opts data_opts(const job *j)
 {
-    const ac_tensor *in = &j->g->tensors[j->g->inputs[j->input]];
-    ac_dataset_opts d = {.preprocess = j->o->preprocess, .nthreads = j->o->threads};
-    if (in->ndim == 4) {
-        bool nhwc = in->dims[3] <= 4 && in->dims[1] > 4;
-        d.layout = nhwc ? AC_LAYOUT_NHWC : AC_LAYOUT_NCHW;
-        d.channels = (int)(nhwc ? in->dims[3] : in->dims[1]);
-        d.height = (int)(nhwc ? in->dims[1] : in->dims[2]);
-        d.width = (int)(nhwc ? in->dims[2] : in->dims[3]);
-    }
-    return d;
+    return ac_runner_data_opts(j->g, j->input, j->o->preprocess, j->o->threads);
 }
 
 static ac_dataset *open_data(const job *j, const char *images, const char *lmdb, const char *idx_images,
@@ -149,46 +142,16 @@ static ac_dataset *open_data(const job *j, const char *images, const char *lmdb,
                                 : ac_dataset_open(images ? images : lmdb, &d, err);
     if (!ds)
         return NULL;
-    size_t want = (size_t)(ac_tensor_numel(&j->g->tensors[j->g->inputs[j->input]]) / j->batch);
-    if (ac_dataset_sample_elems(ds, 0) != want) {
-        int64_t dims[8];
-        int nd = ac_dataset_sample_shape(ds, 0, dims);
-        char shape[128] = "";
-        size_t len = 0;
-        for (int i = 0; i < nd && len < sizeof shape - 24; i++)
-            len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", i ? "x" : "", (long long)dims[i]);
-        ac_err_set(err, AC_E_INVALID, "%s data %s: samples are %s (%zu values), the model input '%s' needs %zu",
-                   what, ac_dataset_source_name(ds), shape, ac_dataset_sample_elems(ds, 0),
-                   j->g->tensors[j->g->inputs[j->input]].name, want);
+    if (ac_runner_check_data(j->g, j->input, ds, what, err))
         ac_dataset_destroy(&ds);
-    }
     return ds;
-}
-
-/* Reads samples [first, first + n) into the batch buffer; a short last batch
- * repeats its last sample so the model always runs full batches (only the
- * first n results are scored). */
-static int read_batch(job *j, ac_dataset *ds, int64_t first, int n, ac_err *err)
-{
-    size_t per = ac_dataset_sample_elems(ds, 0);
-    if (ac_dataset_read(ds, 0, first, n, j->x, err))
-        return -1;
-    for (int i = n; i < j->batch; i++)
-        memcpy(j->x + (size_t)i * per, j->x + (size_t)(n - 1) * per, per * sizeof(float));
-    return 0;
 }
 
 /* ---- calibration ---------------------------------------------------------------- */
 
 static int feed_calibration(job *j, ac_calib_collector *c, int64_t nsamples, ac_err *err)
 {
-    for (int64_t i = 0; i + j->batch <= nsamples; i += j->batch) {
-        const void *in[1] = {j->x};
-        if (read_batch(j, j->calib, i, j->batch, err) || ac_exec_run(j->fp32, in, err) ||
-            ac_calib_collector_observe(c, j->fp32, err))
-            return -1;
-    }
-    return 0;
+    return ac_runner_calibrate(j->calib_run, j->fp32, c, 0, nsamples, err);
 }
 
 static int calibrate(job *j, ac_err *err)
@@ -306,17 +269,6 @@ static int make_metric(job *j, ac_err *err)
     return j->fp32_part && j->int8_part ? 0 : -1;
 }
 
-static void tensor_view(const ac_graph *g, int t, const float *data, int n, ac_metric_tensor *v)
-{
-    const ac_tensor *ts = &g->tensors[t];
-    memset(v, 0, sizeof *v);
-    v->data = data;
-    v->ndim = ts->ndim;
-    for (int d = 0; d < ts->ndim && d < AC_METRIC_MAX_DIMS; d++)
-        v->dims[d] = ts->dims[d];
-    v->dims[0] = n; /* only the real samples of a padded batch */
-}
-
 /* The int8 run's value of tensor t as float: its float buffer, or its codes dequantized. */
 static const float *int8_value(job *j, int t, float *tmp, int64_t n)
 {
@@ -360,16 +312,19 @@ static void accumulate_layers(job *j, int nreal, float *tmp)
     }
 }
 
-static int fill_labels(job *j, int64_t first, int n, ac_metric_label *lab)
+/* After each test batch: the per-layer agreement of its real samples. */
+typedef struct {
+    job *j;
+    float *tmp;
+} layer_ctx;
+
+static int after_test_batch(void *ctx, int64_t first, int n, ac_err *err)
 {
-    const ac_labels *labels = ac_dataset_labels(j->test);
-    if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
-        return 0;
-    for (int i = 0; i < n; i++) {
-        memset(&lab[i], 0, sizeof lab[i]);
-        lab[i].cls = ac_labels_class(labels, first + i);
-    }
-    return 1;
+    layer_ctx *c = ctx;
+    accumulate_layers(c->j, n, c->tmp);
+    (void)first;
+    (void)err;
+    return 0;
 }
 
 static int evaluate(job *j, ac_err *err)
@@ -382,41 +337,20 @@ static int evaluate(job *j, ac_err *err)
     for (int t = 0; t < g->ntensors; t++)
         if (ac_tensor_numel(&g->tensors[t]) > maxnumel)
             maxnumel = ac_tensor_numel(&g->tensors[t]);
-    float *tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1));
-    ac_metric_label *lab = calloc((size_t)j->batch, sizeof *lab);
-    ac_metric_tensor *outs = calloc((size_t)g->noutputs, sizeof *outs);
-    ac_metric_tensor *refs = calloc((size_t)g->noutputs, sizeof *refs);
+    layer_ctx lc = {.j = j, .tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1))};
     int rc = -1;
-    if (!tmp || !lab || !outs || !refs) {
+    if (!lc.tmp) {
         ac_err_set(err, AC_E_NOMEM, "out of memory for scoring");
         goto done;
     }
     say(j, "scoring: %lld test samples of %s (%s)", (long long)j->n_test, ac_dataset_source_name(j->test),
         ac_metric_kind_name(ac_metric_get_kind(j->metric)));
-    for (int64_t first = 0; first < j->n_test; first += j->batch) {
-        int n = (int)(j->n_test - first < j->batch ? j->n_test - first : j->batch);
-        const void *in[1] = {j->x};
-        if (read_batch(j, j->test, first, n, err) || ac_qexec_run(j->int8, in, err))
-            goto done;
-        if (need_fp32 && ac_exec_run(j->fp32, in, err))
-            goto done;
-        int has_labels = fill_labels(j, first, n, lab);
-        for (int o = 0; o < g->noutputs; o++) {
-            int t = g->outputs[o];
-            tensor_view(g, t, ac_qexec_tensor_float(j->int8, t), n, &outs[o]);
-            if (need_fp32)
-                tensor_view(g, t, ac_exec_tensor(j->fp32, t), n, &refs[o]);
-        }
-        if (ac_metric_partial_add(j->int8_part, first, n, outs, g->noutputs, need_fp32 ? refs : NULL,
-                                  need_fp32 ? g->noutputs : 0, has_labels ? lab : NULL, err))
-            goto done;
-        if (need_fp32 && j->o->fp32_score <= 0 &&
-            ac_metric_partial_add(j->fp32_part, first, n, refs, g->noutputs, refs, g->noutputs,
-                                  has_labels ? lab : NULL, err))
-            goto done;
-        if (need_fp32)
-            accumulate_layers(j, n, tmp);
-    }
+    /* The loop the workers run too (runner/ac_runner.h): the same batches,
+     * padding and labels, so sharded scores equal this one. */
+    ac_runner_set_callback(j->test_run, need_fp32 ? after_test_batch : NULL, &lc);
+    if (ac_runner_score(j->test_run, j->int8, j->fp32, need_fp32, j->int8_part,
+                        need_fp32 && j->o->fp32_score <= 0 ? j->fp32_part : NULL, 0, j->n_test, err))
+        goto done;
     if (ac_metric_score(j->int8_part, &j->int8_res, err))
         goto done;
     if (j->o->fp32_score > 0)
@@ -426,10 +360,7 @@ static int evaluate(job *j, ac_err *err)
     j->t_test = now_s() - t;
     rc = 0;
 done:
-    free(tmp);
-    free(lab);
-    free(outs);
-    free(refs);
+    free(lc.tmp);
     return rc;
 }
 
@@ -727,7 +658,8 @@ static void job_free(job *j)
     ac_dataset_destroy(&j->test);
     ac_graph_destroy(&j->g);
     free(j->acc);
-    free(j->x);
+    ac_runner_destroy(&j->calib_run);
+    ac_runner_destroy(&j->test_run);
     free(j->fp32_names_buf);
 }
 
@@ -756,12 +688,15 @@ int ac_quantize_run(const ac_quantize_options *o, ac_quantize_result *res, ac_er
                        err);
     if (!j.test)
         goto done;
-    j.x = malloc(sizeof(float) * (size_t)ac_tensor_numel(&j.g->tensors[j.g->inputs[j.input]]));
     j.acc = calloc((size_t)j.g->ntensors, sizeof *j.acc);
-    if (!j.x || !j.acc) {
+    if (!j.acc) {
         ac_err_set(err, AC_E_NOMEM, "out of memory");
         goto done;
     }
+    j.calib_run = ac_runner_new(j.g, j.input, j.calib, err);
+    j.test_run = j.calib_run ? ac_runner_new(j.g, j.input, j.test, err) : NULL;
+    if (!j.test_run)
+        goto done;
     j.fp32 = ac_exec_new(j.g, err);
     if (!j.fp32)
         goto done;

@@ -1,0 +1,216 @@
+#include "ac_runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ac_runner {
+    const ac_graph *g;
+    int input, batch;
+    ac_dataset *ds;
+    size_t per;              /* floats per sample */
+    float *x;                /* [batch * per] */
+    ac_metric_label *lab;    /* [batch] */
+    ac_metric_tensor *outs, *refs; /* [g->noutputs] */
+    ac_runner_batch_fn fn;
+    void *ctx;
+};
+
+ac_dataset_opts ac_runner_data_opts(const ac_graph *g, int input, const char *preprocess, int nthreads)
+{
+    const ac_tensor *in = &g->tensors[g->inputs[input]];
+    ac_dataset_opts d = {.preprocess = preprocess, .nthreads = nthreads};
+    if (in->ndim == 4) {
+        bool nhwc = in->dims[3] <= 4 && in->dims[1] > 4;
+        d.layout = nhwc ? AC_LAYOUT_NHWC : AC_LAYOUT_NCHW;
+        d.channels = (int)(nhwc ? in->dims[3] : in->dims[1]);
+        d.height = (int)(nhwc ? in->dims[1] : in->dims[2]);
+        d.width = (int)(nhwc ? in->dims[2] : in->dims[3]);
+    }
+    return d;
+}
+
+int ac_runner_check_data(const ac_graph *g, int input, ac_dataset *ds, const char *what, ac_err *err)
+{
+    const ac_tensor *in = &g->tensors[g->inputs[input]];
+    size_t want = in->ndim >= 1 && in->dims[0] > 0 ? (size_t)(ac_tensor_numel(in) / in->dims[0]) : 0;
+    if (ac_dataset_sample_elems(ds, 0) == want)
+        return 0;
+    int64_t dims[8];
+    int nd = ac_dataset_sample_shape(ds, 0, dims);
+    char shape[128] = "";
+    size_t len = 0;
+    for (int i = 0; i < nd && i < 8 && len < sizeof shape - 24; i++)
+        len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", i ? "x" : "", (long long)dims[i]);
+    return ac_err_set(err, AC_E_INVALID, "%s data %s: samples are %s (%zu values), the model input '%s' needs %zu",
+                      what, ac_dataset_source_name(ds), shape, ac_dataset_sample_elems(ds, 0), in->name, want);
+}
+
+ac_runner *ac_runner_new(const ac_graph *g, int input, ac_dataset *ds, ac_err *err)
+{
+    if (input < 0 || input >= g->ninputs) {
+        ac_err_set(err, AC_E_INVALID, "runner: input %d out of range (%d inputs)", input, g->ninputs);
+        return NULL;
+    }
+    const ac_tensor *in = &g->tensors[g->inputs[input]];
+    if (in->dtype != AC_DT_F32 || in->ndim < 2 || in->dims[0] < 1) {
+        ac_err_set(err, AC_E_UNSUPPORTED, "input '%s': need a float32 tensor with a batch dim", in->name);
+        return NULL;
+    }
+    if (ac_runner_check_data(g, input, ds, "the", err))
+        return NULL;
+    ac_runner *r = calloc(1, sizeof *r);
+    if (!r) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    r->g = g;
+    r->input = input;
+    r->batch = (int)in->dims[0];
+    r->ds = ds;
+    r->per = ac_dataset_sample_elems(ds, 0);
+    r->x = malloc(sizeof(float) * r->per * (size_t)r->batch);
+    r->lab = calloc((size_t)r->batch, sizeof *r->lab);
+    r->outs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->outs);
+    r->refs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->refs);
+    if (!r->x || !r->lab || !r->outs || !r->refs) {
+        ac_runner_destroy(&r);
+        ac_err_set(err, AC_E_NOMEM, "out of memory for a batch of %d", (int)in->dims[0]);
+        return NULL;
+    }
+    return r;
+}
+
+void ac_runner_destroy(ac_runner **p)
+{
+    if (!p || !*p)
+        return;
+    ac_runner *r = *p;
+    free(r->x);
+    free(r->lab);
+    free(r->outs);
+    free(r->refs);
+    free(r);
+    *p = NULL;
+}
+
+void ac_runner_set_callback(ac_runner *r, ac_runner_batch_fn fn, void *ctx)
+{
+    r->fn = fn;
+    r->ctx = ctx;
+}
+
+int ac_runner_batch(const ac_runner *r)
+{
+    return r->batch;
+}
+
+const float *ac_runner_input(const ac_runner *r)
+{
+    return r->x;
+}
+
+int ac_runner_read_batch(ac_runner *r, int64_t first, int n, ac_err *err)
+{
+    if (n < 1 || n > r->batch)
+        return ac_err_set(err, AC_E_INTERNAL, "runner: batch of %d samples, the model batch is %d", n, r->batch);
+    if (ac_dataset_read(r->ds, 0, first, n, r->x, err))
+        return -1;
+    for (int i = n; i < r->batch; i++)
+        memcpy(r->x + (size_t)i * r->per, r->x + (size_t)(n - 1) * r->per, r->per * sizeof(float));
+    return 0;
+}
+
+static int check_range(const ac_runner *r, int64_t begin, int64_t end, ac_err *err)
+{
+    int64_t count = ac_dataset_count(r->ds);
+    if (begin < 0 || end < begin || end > count)
+        return ac_err_set(err, AC_E_INVALID, "sample range [%lld, %lld) is outside %s (%lld samples)",
+                          (long long)begin, (long long)end, ac_dataset_source_name(r->ds), (long long)count);
+    return 0;
+}
+
+int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int64_t begin, int64_t end, ac_err *err)
+{
+    if (check_range(r, begin, end, err))
+        return -1;
+    if ((end - begin) % r->batch)
+        return ac_err_set(err, AC_E_INVALID,
+                          "calibration range [%lld, %lld): %lld samples is not a whole number of batches of %d",
+                          (long long)begin, (long long)end, (long long)(end - begin), r->batch);
+    for (int64_t first = begin; first < end; first += r->batch) {
+        const void *in[1] = {r->x};
+        if (ac_runner_read_batch(r, first, r->batch, err) || ac_exec_run(fp32, in, err) ||
+            ac_calib_collector_observe(c, fp32, err))
+            return -1;
+        if (r->fn) {
+            int rc = r->fn(r->ctx, first, r->batch, err);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static void tensor_view(const ac_graph *g, int t, const float *data, int n, ac_metric_tensor *v)
+{
+    const ac_tensor *ts = &g->tensors[t];
+    memset(v, 0, sizeof *v);
+    v->data = data;
+    v->ndim = ts->ndim;
+    for (int d = 0; d < ts->ndim && d < AC_METRIC_MAX_DIMS; d++)
+        v->dims[d] = ts->dims[d];
+    v->dims[0] = n; /* only the real samples of a padded batch */
+}
+
+static int fill_labels(ac_runner *r, int64_t first, int n)
+{
+    const ac_labels *labels = ac_dataset_labels(r->ds);
+    if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        memset(&r->lab[i], 0, sizeof r->lab[i]);
+        r->lab[i].cls = ac_labels_class(labels, first + i);
+    }
+    return 1;
+}
+
+int ac_runner_score(ac_runner *r, ac_qexec *int8, ac_exec *fp32, bool run_fp32, ac_metric_partial *int8_part,
+                    ac_metric_partial *fp32_part, int64_t begin, int64_t end, ac_err *err)
+{
+    const ac_graph *g = r->g;
+    if (check_range(r, begin, end, err))
+        return -1;
+    if ((run_fp32 && !fp32) || (int8 && !int8_part) || (!run_fp32 && fp32_part) || (!int8 && !run_fp32))
+        return ac_err_set(err, AC_E_INTERNAL, "runner: inconsistent executors and partials");
+    for (int64_t first = begin; first < end; first += r->batch) {
+        int n = (int)(end - first < r->batch ? end - first : r->batch);
+        const void *in[1] = {r->x};
+        if (ac_runner_read_batch(r, first, n, err))
+            return -1;
+        if (int8 && ac_qexec_run(int8, in, err))
+            return -1;
+        if (run_fp32 && ac_exec_run(fp32, in, err))
+            return -1;
+        int has_labels = fill_labels(r, first, n);
+        for (int o = 0; o < g->noutputs; o++) {
+            int t = g->outputs[o];
+            if (int8)
+                tensor_view(g, t, ac_qexec_tensor_float(int8, t), n, &r->outs[o]);
+            if (run_fp32)
+                tensor_view(g, t, ac_exec_tensor(fp32, t), n, &r->refs[o]);
+        }
+        if (int8 && ac_metric_partial_add(int8_part, first, n, r->outs, g->noutputs, run_fp32 ? r->refs : NULL,
+                                          run_fp32 ? g->noutputs : 0, has_labels ? r->lab : NULL, err))
+            return -1;
+        if (fp32_part && ac_metric_partial_add(fp32_part, first, n, r->refs, g->noutputs, r->refs, g->noutputs,
+                                               has_labels ? r->lab : NULL, err))
+            return -1;
+        if (r->fn) {
+            int rc = r->fn(r->ctx, first, n, err);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
