@@ -348,7 +348,8 @@ static int evaluate(job *j, ac_err *err)
     /* The loop the workers run too (runner/ac_runner.h): the same batches,
      * padding and labels, so sharded scores equal this one. */
     ac_runner_set_callback(j->test_run, need_fp32 ? after_test_batch : NULL, &lc);
-    if (ac_runner_score(j->test_run, j->int8, j->fp32, need_fp32, j->int8_part,
+    ac_runner_exec cand = ac_runner_exec_int8(j->int8), ref = ac_runner_exec_fp32(j->fp32);
+    if (ac_runner_score(j->test_run, &cand, need_fp32 ? &ref : NULL, j->int8_part,
                         need_fp32 && j->o->fp32_score <= 0 ? j->fp32_part : NULL, 0, j->n_test, err))
         goto done;
     if (ac_metric_score(j->int8_part, &j->int8_res, err))

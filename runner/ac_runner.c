@@ -175,36 +175,72 @@ static int fill_labels(ac_runner *r, int64_t first, int n)
     return 1;
 }
 
-int ac_runner_score(ac_runner *r, ac_qexec *int8, ac_exec *fp32, bool run_fp32, ac_metric_partial *int8_part,
-                    ac_metric_partial *fp32_part, int64_t begin, int64_t end, ac_err *err)
+static int run_int8(void *ctx, const void *const *inputs, ac_err *err)
+{
+    return ac_qexec_run(ctx, inputs, err);
+}
+
+static const float *out_int8(void *ctx, int t)
+{
+    return ac_qexec_tensor_float(ctx, t);
+}
+
+static int run_fp32(void *ctx, const void *const *inputs, ac_err *err)
+{
+    return ac_exec_run(ctx, inputs, err);
+}
+
+static const float *out_fp32(void *ctx, int t)
+{
+    return ac_exec_tensor(ctx, t);
+}
+
+ac_runner_exec ac_runner_exec_int8(ac_qexec *e)
+{
+    return (ac_runner_exec){.run = run_int8, .output = out_int8, .ctx = e};
+}
+
+ac_runner_exec ac_runner_exec_fp32(ac_exec *e)
+{
+    return (ac_runner_exec){.run = run_fp32, .output = out_fp32, .ctx = e};
+}
+
+int ac_runner_score(ac_runner *r, const ac_runner_exec *cand, const ac_runner_exec *ref,
+                    ac_metric_partial *cand_part, ac_metric_partial *ref_part, int64_t begin, int64_t end,
+                    ac_err *err)
 {
     const ac_graph *g = r->g;
     if (check_range(r, begin, end, err))
         return -1;
-    if ((run_fp32 && !fp32) || (int8 && !int8_part) || (!run_fp32 && fp32_part) || (!int8 && !run_fp32))
+    if ((cand && !cand_part) || (!ref && ref_part) || (!cand && !ref))
         return ac_err_set(err, AC_E_INTERNAL, "runner: inconsistent executors and partials");
     for (int64_t first = begin; first < end; first += r->batch) {
         int n = (int)(end - first < r->batch ? end - first : r->batch);
         const void *in[1] = {r->x};
         if (ac_runner_read_batch(r, first, n, err))
             return -1;
-        if (int8 && ac_qexec_run(int8, in, err))
+        if (cand && cand->run(cand->ctx, in, err))
             return -1;
-        if (run_fp32 && ac_exec_run(fp32, in, err))
+        if (ref && ref->run(ref->ctx, in, err))
             return -1;
         int has_labels = fill_labels(r, first, n);
         for (int o = 0; o < g->noutputs; o++) {
             int t = g->outputs[o];
-            if (int8)
-                tensor_view(g, t, ac_qexec_tensor_float(int8, t), n, &r->outs[o]);
-            if (run_fp32)
-                tensor_view(g, t, ac_exec_tensor(fp32, t), n, &r->refs[o]);
+            const float *cv = cand ? cand->output(cand->ctx, t) : NULL;
+            const float *rv = ref ? ref->output(ref->ctx, t) : NULL;
+            if ((cand && !cv) || (ref && !rv))
+                return ac_err_set(err, AC_E_INTERNAL, "output '%s': no float value after the run",
+                                  g->tensors[t].name);
+            if (cand)
+                tensor_view(g, t, cv, n, &r->outs[o]);
+            if (ref)
+                tensor_view(g, t, rv, n, &r->refs[o]);
         }
-        if (int8 && ac_metric_partial_add(int8_part, first, n, r->outs, g->noutputs, run_fp32 ? r->refs : NULL,
-                                          run_fp32 ? g->noutputs : 0, has_labels ? r->lab : NULL, err))
+        if (cand && ac_metric_partial_add(cand_part, first, n, r->outs, g->noutputs, ref ? r->refs : NULL,
+                                          ref ? g->noutputs : 0, has_labels ? r->lab : NULL, err))
             return -1;
-        if (fp32_part && ac_metric_partial_add(fp32_part, first, n, r->refs, g->noutputs, r->refs, g->noutputs,
-                                               has_labels ? r->lab : NULL, err))
+        if (ref_part && ac_metric_partial_add(ref_part, first, n, r->refs, g->noutputs, r->refs, g->noutputs,
+                                              has_labels ? r->lab : NULL, err))
             return -1;
         if (r->fn) {
             int rc = r->fn(r->ctx, first, n, err);

@@ -57,13 +57,27 @@ int ac_runner_read_batch(ac_runner *r, int64_t first, int n, ac_err *err);
 int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int64_t begin, int64_t end,
                         ac_err *err);
 
+/* An executor as the scoring loop sees it (a backend of the workers may put a
+ * board or a GPU behind it): run one batch, then read the float value of a
+ * graph output tensor (g->outputs[i], batch rows first). */
+typedef struct {
+    int (*run)(void *ctx, const void *const *inputs, ac_err *err);
+    const float *(*output)(void *ctx, int tensor);
+    void *ctx;
+} ac_runner_exec;
+
+/* Views of the CPU executors (no allocation; the executor must outlive them). */
+ac_runner_exec ac_runner_exec_int8(ac_qexec *e);
+ac_runner_exec ac_runner_exec_fp32(ac_exec *e);
+
 /* Scores samples [begin, end) in batches from begin (the last one padded).
- *   int8 (may be NULL): run the candidate; its outputs go to int8_part with
- *       the fp32 outputs as references when run_fp32.
- *   run_fp32: also run fp32 (needs fp32); fp32_part (may be NULL) then gets
- *       the fp32 outputs scored against themselves.
+ *   cand (may be NULL): the candidate; its outputs go to cand_part, with the
+ *       reference's outputs as references when ref is given.
+ *   ref (may be NULL): the fp32 model; ref_part (may be NULL) then gets its
+ *       outputs scored against themselves (the fp32 score).
  * Class labels of the dataset are given to the partials when it has them. */
-int ac_runner_score(ac_runner *r, ac_qexec *int8, ac_exec *fp32, bool run_fp32, ac_metric_partial *int8_part,
-                    ac_metric_partial *fp32_part, int64_t begin, int64_t end, ac_err *err);
+int ac_runner_score(ac_runner *r, const ac_runner_exec *cand, const ac_runner_exec *ref,
+                    ac_metric_partial *cand_part, ac_metric_partial *ref_part, int64_t begin, int64_t end,
+                    ac_err *err);
 
 #endif
