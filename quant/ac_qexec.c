@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_int8_fast.h"
 #include "ac_ops.h"
 
 struct ac_qexec {
@@ -21,6 +22,7 @@ struct ac_qexec {
     int max_io;
     void *scratch;
     int scratch_nth;
+    void **wpacked;       /* per node: int8 conv weights packed for the fast kernels, or NULL */
     int nthreads;
 };
 
@@ -98,8 +100,21 @@ ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err)
     }
     e->in_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
     e->out_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
-    if (!e->in_ptr || !e->out_ptr)
+    e->wpacked = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(void *));
+    if (!e->in_ptr || !e->out_ptr || !e->wpacked)
         goto nomem;
+    /* Pack the int8 conv weights once per plan for the fast kernels. */
+    for (int i = 0; i < g->nnodes; i++) {
+        const ac_node_plan *np = &p->nodes[i];
+        if (np->mode != AC_MODE_INT8 || np->kind != AC_Q8_CONV)
+            continue;
+        size_t bytes = ac_conv_q8_pack_bytes(&np->u.conv);
+        if (!bytes)
+            continue;
+        if (alloc_buf(&e->wpacked[i], bytes))
+            goto nomem;
+        ac_conv_q8_pack(&np->u.conv, e->wpacked[i]);
+    }
     return e;
 nomem:
     ac_err_set(err, AC_E_NOMEM, "out of memory allocating the int8 tensors of '%s'", g->name);
@@ -125,6 +140,10 @@ void ac_qexec_destroy(ac_qexec **pp)
     free(e->in_ptr);
     free(e->out_ptr);
     free(e->scratch);
+    if (e->wpacked)
+        for (int i = 0; i < e->g->nnodes; i++)
+            free(e->wpacked[i]);
+    free(e->wpacked);
     free(e);
     *pp = NULL;
 }
@@ -162,7 +181,7 @@ const void *ac_qexec_tensor_dump(const ac_qexec *e, int t, ac_dtype *dtype)
     return ac_qexec_tensor_float(e, t);
 }
 
-/* fp32 nodes may need kernel scratch (conv / gemm). */
+/* fp32 nodes (conv / gemm) and int8 conv / FC nodes may need kernel scratch. */
 static int ensure_scratch(ac_qexec *e, int nth, ac_err *err)
 {
     if (e->scratch_nth == nth)
@@ -171,10 +190,15 @@ static int ensure_scratch(ac_qexec *e, int nth, ac_err *err)
     for (int i = 0; i < e->g->nnodes; i++) {
         const ac_node *n = &e->g->nodes[i];
         const ac_op_def *def = ac_op_def_get(n->op);
-        if (e->p->nodes[i].mode == AC_MODE_FP32 && def->scratch_bytes) {
-            size_t b = def->scratch_bytes(e->g, n, nth);
-            need = b > need ? b : need;
-        }
+        const ac_node_plan *np = &e->p->nodes[i];
+        size_t b = 0;
+        if (np->mode == AC_MODE_FP32 && def->scratch_bytes)
+            b = def->scratch_bytes(e->g, n, nth);
+        else if (np->mode == AC_MODE_INT8 && np->kind == AC_Q8_CONV)
+            b = ac_conv2d_q8_scratch_bytes(&np->u.conv, nth);
+        else if (np->mode == AC_MODE_INT8 && np->kind == AC_Q8_FC)
+            b = ac_fc_q8_scratch_bytes(&np->u.fc, nth);
+        need = b > need ? b : need;
     }
     free(e->scratch);
     e->scratch = NULL;
@@ -219,8 +243,13 @@ static int run_int8(const ac_qexec *e, const ac_node *n, const ac_node_plan *np,
     const ac_tensor_plan *x = &e->p->tensors[n->inputs[0]];
     int64_t numel = ac_tensor_numel(&e->g->tensors[n->outputs[0]]);
     switch (np->kind) {
-    case AC_Q8_CONV: ac_conv2d_q8__ref(&np->u.conv, in[0], out[0], ith, nth); return 0;
-    case AC_Q8_FC: ac_fc_q8__ref(&np->u.fc, in[0], out[0], ith, nth); return 0;
+    case AC_Q8_CONV: {
+        ac_conv_q8_params cp = np->u.conv; /* fast kernels, with this plan's packed weights */
+        cp.w_packed = e->wpacked[np - e->p->nodes];
+        ac_conv2d_q8(&cp, in[0], out[0], e->scratch, ith, nth);
+        return 0;
+    }
+    case AC_Q8_FC: ac_fc_q8(&np->u.fc, in[0], out[0], e->scratch, ith, nth); return 0;
     case AC_Q8_ADD: ac_add_q8__ref(&np->u.add, in, out[0], ith, nth); return 0;
     case AC_Q8_MUL: ac_mul_q8__ref(&np->u.mul, in[0], in[1], out[0], ith, nth); return 0;
     case AC_Q8_CONCAT:
