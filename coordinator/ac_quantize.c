@@ -1,19 +1,15 @@
 #include "ac_quantize.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "ac_calibrate.h"
 #include "ac_dataset.h"
 #include "ac_exec.h"
-#include "ac_int8_model.h"
-#include "ac_json.h"
+#include "ac_outputs.h"
 #include "ac_metric.h"
 #include "ac_model.h"
 #include "ac_plan.h"
@@ -24,9 +20,7 @@
 #define MAX_FP32_LAYERS 4096
 
 /* Per-layer agreement of int8 with fp32 activations on the test set. */
-typedef struct {
-    double dot, ref_sq, q_sq, err_sq;
-} layer_acc;
+typedef ac_layer_acc layer_acc;
 
 typedef struct {
     const ac_quantize_options *o;
@@ -367,281 +361,45 @@ done:
 
 /* ---- artefacts ------------------------------------------------------------------ */
 
-static const char *model_stem(const char *path, char *buf, size_t n)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    snprintf(buf, n, "%s", base);
-    char *dot = strrchr(buf, '.');
-    if (dot && dot != buf)
-        *dot = '\0';
-    return buf;
-}
-
-static void json_scores(ac_json *js, const ac_metric_result *r)
-{
-    ac_json_object_begin(js);
-    ac_json_key(js, "score");
-    ac_json_double(js, r->score);
-    ac_json_key(js, "samples");
-    ac_json_int(js, r->samples);
-    if (r->topk) {
-        ac_json_key(js, "top1");
-        ac_json_double(js, r->top1);
-        ac_json_key(js, "top5");
-        ac_json_double(js, r->topk_accuracy);
-    }
-    if (r->cosine != 0) {
-        ac_json_key(js, "cosine");
-        ac_json_double(js, r->cosine);
-        ac_json_key(js, "top1_agreement");
-        ac_json_double(js, r->top1_agreement);
-    }
-    if (r->detections || r->gt_boxes) {
-        ac_json_key(js, "map50");
-        ac_json_double(js, r->map50);
-        ac_json_key(js, "map50_95");
-        ac_json_double(js, r->map50_95);
-    }
-    ac_json_object_end(js);
-}
-
-/* shift(s) / multipliers of an int8 layer, as the report shows them. */
-static void json_layer_params(ac_json *js, const job *j, const ac_node_plan *np, const ac_node *n)
-{
-    const int32_t *rs = NULL;
-    int64_t nr = 0;
-    if (np->kind == AC_Q8_CONV) {
-        rs = np->u.conv.rshift;
-        nr = np->u.conv.s.c_out;
-    } else if (np->kind == AC_Q8_FC) {
-        rs = np->u.fc.rshift;
-        nr = np->u.fc.n;
-    }
-    if (rs) {
-        ac_json_key(js, "shift");
-        if (np->per_channel) {
-            ac_json_array_begin(js);
-            for (int64_t c = 0; c < nr; c++)
-                ac_json_int(js, rs[c]);
-            ac_json_array_end(js);
-        } else {
-            ac_json_int(js, nr ? rs[0] : 0);
-        }
-    } else if (np->kind == AC_Q8_ADD) {
-        ac_json_key(js, "multipliers");
-        ac_json_array_begin(js);
-        for (int i = 0; i < np->u.add.ninputs; i++) {
-            ac_json_array_begin(js);
-            ac_json_int(js, np->u.add.m[i]);
-            ac_json_int(js, np->u.add.r[i]);
-            ac_json_array_end(js);
-        }
-        ac_json_array_end(js);
-    } else if (np->kind == AC_Q8_AVGPOOL || np->kind == AC_Q8_GLOBAL_AVGPOOL) {
-        ac_json_key(js, "multiplier");
-        ac_json_array_begin(js);
-        ac_json_int(js, np->kind == AC_Q8_AVGPOOL ? np->u.avgpool.m : np->u.gavg.m);
-        ac_json_int(js, np->kind == AC_Q8_AVGPOOL ? np->u.avgpool.e : np->u.gavg.e);
-        ac_json_array_end(js);
-    }
-    (void)j;
-    (void)n;
-}
-
-static void json_layers(ac_json *js, const job *j)
-{
-    const ac_graph *g = j->g;
-    ac_json_array_begin(js);
-    for (int i = 0; i < g->nnodes; i++) {
-        const ac_node *n = &g->nodes[i];
-        const ac_node_plan *np = &j->plan->nodes[i];
-        int t = n->outputs[0];
-        const ac_tensor_plan *tp = t >= 0 ? &j->plan->tensors[t] : NULL;
-        ac_json_object_begin(js);
-        ac_json_key(js, "name");
-        ac_json_string(js, n->name);
-        ac_json_key(js, "op");
-        ac_json_string(js, ac_op_name(n->op));
-        ac_json_key(js, "output");
-        ac_json_string(js, t >= 0 ? g->tensors[t].name : NULL);
-        ac_json_key(js, "mode");
-        ac_json_string(js, np->mode == AC_MODE_INT8 ? "int8" : "fp32");
-        if (np->mode == AC_MODE_FP32) {
-            ac_json_key(js, "fp32_reason");
-            ac_json_string(js, ac_fp32_reason_name(np->why));
-            if (np->detail[0]) {
-                ac_json_key(js, "fp32_detail");
-                ac_json_string(js, np->detail);
-            }
-        }
-        ac_json_key(js, "threshold");
-        if (tp && tp->has_range)
-            ac_json_double(js, tp->th);
-        else
-            ac_json_null(js);
-        if (tp && tp->has_range) {
-            ac_json_key(js, "signed");
-            ac_json_bool(js, tp->is_signed);
-        }
-        json_layer_params(js, j, np, n);
-        const layer_acc *a = t >= 0 ? &j->acc[t] : NULL;
-        if (a && a->ref_sq > 0) {
-            ac_json_key(js, "cosine");
-            ac_json_double(js, a->q_sq > 0 ? a->dot / sqrt(a->ref_sq * a->q_sq) : 0.0);
-            ac_json_key(js, "sqnr_db");
-            ac_json_double(js, a->err_sq > 0 ? 10.0 * log10(a->ref_sq / a->err_sq) : 200.0);
-        }
-        ac_json_object_end(js);
-    }
-    ac_json_array_end(js);
-}
-
-static int write_report(const job *j, const char *path, const char *int8_name, double elapsed, ac_err *err)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", path, strerror(errno));
-    ac_json js;
-    ac_json_init(&js, f);
-    ac_json_object_begin(&js);
-    ac_json_key(&js, "model");
-    ac_json_string(&js, j->o->model);
-    ac_json_key(&js, "task");
-    ac_json_string(&js, ac_metric_kind_name(ac_metric_get_kind(j->metric)));
-    ac_json_key(&js, "fp32_score");
-    ac_json_double(&js, j->fp32_res.score);
-    ac_json_key(&js, "int8_score");
-    ac_json_double(&js, j->int8_res.score);
-    ac_json_key(&js, "accept_int8_decay");
-    ac_json_double(&js, j->o->accept_int8_decay);
-    ac_json_key(&js, "met_budget");
-    ac_json_bool(&js, j->fp32_res.score - j->int8_res.score <= j->o->accept_int8_decay + 1e-12);
-    ac_json_key(&js, "strategy");
-    ac_json_object_begin(&js);
-    ac_json_key(&js, "th_method");
-    ac_json_string(&js, ac_th_method_name(j->o->th_method));
-    ac_json_key(&js, "kl_tune");
-    ac_json_bool(&js, j->o->kl_tune && j->o->th_method == AC_TH_KL);
-    ac_json_key(&js, "per_channel");
-    ac_json_bool(&js, j->o->per_channel);
-    ac_json_key(&js, "accuracy_opt");
-    ac_json_bool(&js, j->o->accuracy_opt);
-    ac_json_key(&js, "first_conv_fp32");
-    ac_json_bool(&js, j->o->first_conv_fp32);
-    ac_json_key(&js, "fp32_layers_requested");
-    ac_json_array_begin(&js);
-    for (int i = 0; i < j->n_fp32_names; i++)
-        ac_json_string(&js, j->fp32_names[i]);
-    ac_json_array_end(&js);
-    ac_json_object_end(&js);
-    ac_json_key(&js, "fp32_layers");
-    ac_json_array_begin(&js);
-    for (int i = 0; i < j->g->nnodes; i++)
-        if (j->plan->nodes[i].mode == AC_MODE_FP32)
-            ac_json_string(&js, j->g->nodes[i].name);
-    ac_json_array_end(&js);
-    ac_json_key(&js, "int8_model");
-    ac_json_string(&js, int8_name);
-    ac_json_key(&js, "evaluations");
-    ac_json_int(&js, 1);
-    ac_json_key(&js, "elapsed_s");
-    ac_json_double(&js, elapsed);
-    ac_json_key(&js, "calibration");
-    ac_json_object_begin(&js);
-    ac_json_key(&js, "source");
-    ac_json_string(&js, ac_dataset_source_name(j->calib));
-    ac_json_key(&js, "samples");
-    ac_json_int(&js, j->n_calib);
-    ac_json_key(&js, "tuned_thresholds");
-    ac_json_int(&js, j->tuned_up);
-    ac_json_key(&js, "seconds");
-    ac_json_double(&js, j->t_calib);
-    ac_json_object_end(&js);
-    ac_json_key(&js, "test");
-    ac_json_object_begin(&js);
-    ac_json_key(&js, "source");
-    ac_json_string(&js, ac_dataset_source_name(j->test));
-    ac_json_key(&js, "samples");
-    ac_json_int(&js, j->n_test);
-    ac_json_key(&js, "seconds");
-    ac_json_double(&js, j->t_test);
-    ac_json_key(&js, "fp32");
-    if (j->o->fp32_score > 0)
-        ac_json_null(&js);
-    else
-        json_scores(&js, &j->fp32_res);
-    ac_json_key(&js, "int8");
-    json_scores(&js, &j->int8_res);
-    ac_json_object_end(&js);
-    ac_json_key(&js, "layers");
-    json_layers(&js, j);
-    ac_json_object_end(&js);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return ac_err_set(err, AC_E_IO, "%s: write failed", path);
-    return 0;
-}
-
-static int remove_tree(const char *dir)
-{
-    char cmd[8192];
-    /* Only our own temporary/old folders are removed, by exact path. */
-    snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir);
-    return system(cmd);
-}
-
-/* Everything goes to <out>.tmp.<pid> first; the folder is renamed into place
- * only when every file was written, so --output_dir is never half-written. */
 static int write_artefacts(job *j, ac_quantize_result *res, ac_err *err)
 {
-    const char *out = j->o->output_dir;
-    if (strchr(out, '\''))
-        return ac_err_set(err, AC_E_INVALID, "--output_dir '%s': quote characters are not allowed", out);
-    char tmp[4096], old[4096], path[4096 + 640], stem[512], int8_name[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-    snprintf(old, sizeof old, "%s.old.%d", out, (int)getpid());
-    model_stem(j->o->model, stem, sizeof stem);
-    snprintf(int8_name, sizeof int8_name, "%s.int8.acq", stem);
-    remove_tree(tmp);
-    if (mkdir(tmp, 0777) != 0)
-        return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    char header[512];
-    snprintf(header, sizeof header, "autocalib calibration table for %s\nth_method %s%s", j->o->model,
-             ac_th_method_name(j->o->th_method), j->o->kl_tune && j->o->th_method == AC_TH_KL ? " (tuned)" : "");
-    int rc = -1;
-    snprintf(path, sizeof path, "%s/calibration_table", tmp);
-    if (ac_calib_table_write(j->plan->shared, path, header, err))
-        goto fail;
-    snprintf(path, sizeof path, "%s/qtable", tmp);
-    if (ac_plan_write_qtable(j->plan, path, err))
-        goto fail;
-    snprintf(path, sizeof path, "%s/%s", tmp, int8_name);
-    if (ac_int8_model_write(path, j->plan, err))
-        goto fail;
-    snprintf(path, sizeof path, "%s/report.json", tmp);
     res->elapsed_s = now_s() - j->t0;
-    if (write_report(j, path, int8_name, res->elapsed_s, err))
-        goto fail;
-    struct stat st;
-    bool had_old = stat(out, &st) == 0;
-    if (had_old && rename(out, old) != 0) {
-        ac_err_set(err, AC_E_IO, "%s: cannot move the previous results aside: %s", out, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, out) != 0) {
-        ac_err_set(err, AC_E_IO, "%s: cannot rename %s into place: %s", out, tmp, strerror(errno));
-        if (had_old)
-            rename(old, out);
-        goto fail;
-    }
-    if (had_old)
-        remove_tree(old);
-    snprintf(res->output_dir, sizeof res->output_dir, "%s", out);
+    bool tuned = j->o->kl_tune && j->o->th_method == AC_TH_KL;
+    ac_outputs out = {
+        .output_dir = j->o->output_dir,
+        .model_path = j->o->model,
+        .g = j->g,
+        .plan = j->plan,
+        .task = ac_metric_kind_name(ac_metric_get_kind(j->metric)),
+        .fp32_score = j->fp32_res.score,
+        .int8_score = j->int8_res.score,
+        .accept_decay = j->o->accept_int8_decay,
+        .met_budget = j->fp32_res.score - j->int8_res.score <= j->o->accept_int8_decay + 1e-12,
+        .fp32_res = j->o->fp32_score > 0 ? NULL : &j->fp32_res,
+        .int8_res = &j->int8_res,
+        .th_method = ac_th_method_name(j->o->th_method),
+        .kl_tune = tuned,
+        .per_channel = j->o->per_channel,
+        .accuracy_opt = j->o->accuracy_opt,
+        .first_conv_fp32 = j->o->first_conv_fp32,
+        .fp32_requested = j->fp32_names,
+        .n_fp32_requested = j->n_fp32_names,
+        .calib_source = ac_dataset_source_name(j->calib),
+        .calib_samples = j->n_calib,
+        .tuned_thresholds = j->tuned_up,
+        .calib_s = j->t_calib,
+        .test_source = ac_dataset_source_name(j->test),
+        .test_samples = j->n_test,
+        .test_s = j->t_test,
+        .layers = j->acc,
+        .layer_samples = j->n_test,
+        .estimated_cost = ac_estimated_cost(j->plan),
+        .elapsed_s = res->elapsed_s,
+    };
+    if (ac_outputs_write(&out, err))
+        return -1;
+    snprintf(res->output_dir, sizeof res->output_dir, "%s", j->o->output_dir);
     return 0;
-fail:
-    remove_tree(tmp);
-    return rc;
 }
 
 /* ---- the job -------------------------------------------------------------------- */

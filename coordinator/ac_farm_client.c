@@ -1,0 +1,380 @@
+#include "ac_farm_client.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ac_msg_codec.h"
+
+typedef struct {
+    char job[AC_JOB_ID_MAX];
+    uint8_t hash[AC_HASH_BYTES];
+    const uint8_t *data;
+    size_t len;
+} blob_ref;
+
+struct ac_farm_client {
+    ac_farm_client_opts o;
+    char *endpoint, *cert, *server_pub;
+    zsock_t *sock;
+    uint64_t epoch;            /* the broker's, from its HEARTBEAT (0: unknown) */
+    double last_recv, last_send;
+    blob_ref *blobs;
+    int nblobs, cap_blobs;
+    ac_farm_client_stats stats;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int interval_ms(const ac_farm_client *c)
+{
+    return c->o.heartbeat_ms > 0 ? c->o.heartbeat_ms : 1000;
+}
+
+static int liveness(const ac_farm_client *c)
+{
+    return c->o.liveness > 0 ? c->o.liveness : 3;
+}
+
+static int connect_socket(ac_farm_client *c, ac_err *err)
+{
+    zsock_destroy(&c->sock);
+    c->sock = ac_msg_dealer_new(c->endpoint, c->cert, c->server_pub, err);
+    if (!c->sock)
+        return -1;
+    c->epoch = 0;
+    c->last_recv = c->last_send = now_s();
+    return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+ac_farm_client *ac_farm_client_new(const ac_farm_client_opts *o, ac_err *err)
+{
+    ac_farm_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    c->o = *o;
+    c->endpoint = dup_or_null(o->endpoint);
+    c->cert = dup_or_null(o->cert_path);
+    c->server_pub = dup_or_null(o->server_pub);
+    if (!c->endpoint || connect_socket(c, err)) {
+        if (!c->endpoint)
+            ac_err_set(err, AC_E_INVALID, "no broker endpoint");
+        ac_farm_client_destroy(&c);
+        return NULL;
+    }
+    return c;
+}
+
+void ac_farm_client_destroy(ac_farm_client **p)
+{
+    if (!p || !*p)
+        return;
+    ac_farm_client *c = *p;
+    zsock_destroy(&c->sock);
+    free(c->endpoint);
+    free(c->cert);
+    free(c->server_pub);
+    free(c->blobs);
+    free(c);
+    *p = NULL;
+}
+
+static int send_msg(ac_farm_client *c, const ac_msg *m, ac_err *err)
+{
+    if (ac_msg_send(c->sock, NULL, m, err))
+        return -1;
+    c->last_send = now_s();
+    return 0;
+}
+
+static int upload(ac_farm_client *c, const blob_ref *b, ac_err *err)
+{
+    size_t off = 0;
+    do {
+        size_t n = b->len - off < AC_BLOB_CHUNK ? b->len - off : AC_BLOB_CHUNK;
+        ac_msg m;
+        ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_BLOB_PUT);
+        snprintf(m.blob.job, sizeof m.blob.job, "%s", b->job);
+        memcpy(m.blob.hash, b->hash, AC_HASH_BYTES);
+        m.blob.offset = off;
+        m.blob.total = b->len;
+        m.blob.data.data = b->data + off;
+        m.blob.data.len = n;
+        if (send_msg(c, &m, err))
+            return -1;
+        off += n;
+    } while (off < b->len);
+    return 0;
+}
+
+int ac_farm_client_put_blob(ac_farm_client *c, const char *job, const uint8_t hash[AC_HASH_BYTES],
+                            const uint8_t *data, size_t len, ac_err *err)
+{
+    for (int i = 0; i < c->nblobs; i++)
+        if (!strcmp(c->blobs[i].job, job) && !memcmp(c->blobs[i].hash, hash, AC_HASH_BYTES))
+            return 0; /* already registered and uploaded */
+    if (c->nblobs == c->cap_blobs) {
+        int ncap = c->cap_blobs ? c->cap_blobs * 2 : 8;
+        blob_ref *n = realloc(c->blobs, sizeof *n * (size_t)ncap);
+        if (!n)
+            return ac_err_set(err, AC_E_NOMEM, "out of memory");
+        c->blobs = n;
+        c->cap_blobs = ncap;
+    }
+    blob_ref *b = &c->blobs[c->nblobs++];
+    snprintf(b->job, sizeof b->job, "%s", job);
+    memcpy(b->hash, hash, AC_HASH_BYTES);
+    b->data = data;
+    b->len = len;
+    return upload(c, b, err);
+}
+
+static int submit(ac_farm_client *c, const char *job, const ac_task *tasks, const int *idx, int n, ac_err *err)
+{
+    ac_task *batch = malloc(sizeof(ac_task) * (size_t)(n < (int)AC_MSG_SUBMIT_MAX ? (n ? n : 1) : (int)AC_MSG_SUBMIT_MAX));
+    if (!batch)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    for (int first = 0; first < n; first += (int)AC_MSG_SUBMIT_MAX) {
+        int k = n - first < (int)AC_MSG_SUBMIT_MAX ? n - first : (int)AC_MSG_SUBMIT_MAX;
+        for (int i = 0; i < k; i++) {
+            batch[i] = tasks[idx ? idx[first + i] : first + i];
+            batch[i].key.attempt = 0;
+        }
+        ac_msg m;
+        ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_SUBMIT);
+        snprintf(m.submit.job, sizeof m.submit.job, "%s", job);
+        m.submit.ntasks = (uint32_t)k;
+        m.submit.tasks = batch;
+        if (send_msg(c, &m, err)) {
+            free(batch);
+            return -1;
+        }
+    }
+    free(batch);
+    return 0;
+}
+
+/* After a broker restart: reconnect, upload the job's blobs, resubmit what has no outcome. */
+static int recover(ac_farm_client *c, const char *job, const ac_task *tasks, int n, const ac_farm_outcome *out,
+                   const bool *have, ac_err *err)
+{
+    (void)out;
+    c->stats.broker_restarts++;
+    if (connect_socket(c, err))
+        return -1;
+    for (int i = 0; i < c->nblobs; i++)
+        if (!strcmp(c->blobs[i].job, job) && upload(c, &c->blobs[i], err))
+            return -1;
+    int *idx = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    if (!idx)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!have[i])
+            idx[k++] = i;
+    c->stats.resubmits += k;
+    int rc = submit(c, job, tasks, idx, k, err);
+    free(idx);
+    return rc;
+}
+
+static int find_task(const ac_task *tasks, int n, const ac_task_key *k, int hint)
+{
+    if (hint >= 0 && hint < n && ac_task_key_eq(&tasks[hint].key, k))
+        return hint;
+    for (int i = 0; i < n; i++)
+        if (ac_task_key_eq(&tasks[i].key, k))
+            return i;
+    return -1;
+}
+
+static int cancel_rest(ac_farm_client *c, const char *job, const ac_task *tasks, int n, ac_farm_outcome *out,
+                       bool *have, ac_err *err)
+{
+    ac_task_key *keys = malloc(sizeof(ac_task_key) * (size_t)(n ? n : 1));
+    if (!keys)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    uint32_t k = 0;
+    for (int i = 0; i < n; i++)
+        if (!have[i]) {
+            keys[k++] = tasks[i].key;
+            have[i] = true;
+            out[i].status = AC_RESULT_CANCELLED;
+            snprintf(out[i].error, sizeof out[i].error, "cancelled");
+        }
+    int rc = 0;
+    for (uint32_t first = 0; first < k && !rc; first += AC_MSG_CANCEL_MAX) {
+        ac_msg m;
+        ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_CANCEL);
+        snprintf(m.cancel.job, sizeof m.cancel.job, "%s", job);
+        m.cancel.nkeys = k - first < AC_MSG_CANCEL_MAX ? k - first : AC_MSG_CANCEL_MAX;
+        m.cancel.keys = keys + first;
+        rc = send_msg(c, &m, err);
+    }
+    free(keys);
+    return rc;
+}
+
+static void take_result(ac_farm_client *c, const ac_result *r, ac_farm_outcome *o)
+{
+    o->status = r->status;
+    snprintf(o->error, sizeof o->error, "%s", r->error);
+    o->attempts = r->key.attempt;
+    o->seconds = r->seconds;
+    o->partial = NULL;
+    o->partial_len = 0;
+    if (r->status == AC_RESULT_OK && r->partial.len) {
+        o->partial = malloc(r->partial.len);
+        if (o->partial) {
+            memcpy(o->partial, r->partial.data, r->partial.len);
+            o->partial_len = r->partial.len;
+        } else {
+            o->status = AC_RESULT_ERROR;
+            snprintf(o->error, sizeof o->error, "coordinator out of memory for a %zu-byte partial", r->partial.len);
+        }
+    }
+    if (r->key.attempt > 1)
+        c->stats.requeued_results++;
+}
+
+int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks, int n, ac_farm_outcome *out,
+                       double timeout_s, ac_farm_progress_fn progress, void *ctx, ac_err *err)
+{
+    memset(out, 0, sizeof *out * (size_t)(n > 0 ? n : 0));
+    if (n <= 0)
+        return 0;
+    bool *have = calloc((size_t)n, sizeof(bool));
+    if (!have)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    int rc = submit(c, job, tasks, NULL, n, err);
+    int done = 0, hint = 0;
+    double start = now_s();
+    zpoller_t *poller = NULL;
+    while (!rc && done < n) {
+        if (!poller) {
+            poller = zpoller_new(c->sock, NULL);
+            if (!poller) {
+                rc = ac_err_set(err, AC_E_NOMEM, "cannot poll the broker socket");
+                break;
+            }
+        }
+        void *ready = zpoller_wait(poller, interval_ms(c));
+        double t = now_s();
+        if (zpoller_terminated(poller)) {
+            rc = ac_err_set(err, AC_E_IO, "interrupted while waiting for results");
+            break;
+        }
+        if (timeout_s > 0 && t - start > timeout_s) {
+            rc = cancel_rest(c, job, tasks, n, out, have, err);
+            done = n;
+            break;
+        }
+        if (t - c->last_send >= interval_ms(c) / 1000.0) {
+            ac_msg hb;
+            ac_msg_init(&hb, AC_PROTO_CLIENT, AC_MSG_HEARTBEAT);
+            hb.heartbeat.interval_ms = (uint32_t)interval_ms(c);
+            hb.heartbeat.liveness = (uint32_t)liveness(c);
+            rc = send_msg(c, &hb, err);
+            if (rc)
+                break;
+        }
+        if (!ready) {
+            if (t - c->last_recv > interval_ms(c) * liveness(c) / 1000.0) {
+                /* Silent broker: assume it restarted; start over on a new socket. */
+                zpoller_destroy(&poller);
+                rc = recover(c, job, tasks, n, out, have, err);
+            }
+            continue;
+        }
+        ac_msg m;
+        ac_err merr = {0};
+        if (ac_msg_recv(c->sock, AC_DIR_FROM_BROKER, &m, NULL, NULL, &merr) != AC_OK)
+            continue; /* a malformed message from the broker: ignore it, liveness decides */
+        c->last_recv = t;
+        switch (m.cmd) {
+        case AC_MSG_HEARTBEAT:
+            if (c->epoch && m.heartbeat.epoch && m.heartbeat.epoch != c->epoch) {
+                c->epoch = m.heartbeat.epoch;
+                zpoller_destroy(&poller);
+                rc = recover(c, job, tasks, n, out, have, err);
+                c->epoch = m.heartbeat.epoch;
+            } else if (m.heartbeat.epoch) {
+                c->epoch = m.heartbeat.epoch;
+            }
+            break;
+        case AC_MSG_RESULT: {
+            if (strcmp(m.result.key.job, job) != 0)
+                break; /* another job of this client: not ours to wait for */
+            int i = find_task(tasks, n, &m.result.key, hint);
+            if (i < 0)
+                break;
+            hint = i + 1;
+            if (have[i]) {
+                c->stats.duplicates++;
+                break;
+            }
+            take_result(c, &m.result, &out[i]);
+            have[i] = true;
+            done++;
+            if (progress && progress(ctx, done, n, i, &out[i])) {
+                rc = cancel_rest(c, job, tasks, n, out, have, err);
+                done = n;
+            }
+            break;
+        }
+        case AC_MSG_ERROR:
+            if (!m.error.job[0] || !strcmp(m.error.job, job))
+                rc = ac_err_set(err, AC_E_IO, "broker refused a request of job '%s': %s", job, m.error.message);
+            break;
+        case AC_MSG_DISCONNECT:
+            zpoller_destroy(&poller);
+            rc = recover(c, job, tasks, n, out, have, err);
+            break;
+        default:
+            break;
+        }
+        ac_msg_reset(&m);
+    }
+    zpoller_destroy(&poller);
+    free(have);
+    return rc;
+}
+
+void ac_farm_outcome_free(ac_farm_outcome *o, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(o[i].partial);
+        o[i].partial = NULL;
+    }
+}
+
+int ac_farm_client_end_job(ac_farm_client *c, const char *job, ac_err *err)
+{
+    ac_msg m;
+    ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_JOB_END);
+    snprintf(m.job, sizeof m.job, "%s", job);
+    int rc = send_msg(c, &m, err);
+    int k = 0;
+    for (int i = 0; i < c->nblobs; i++)
+        if (strcmp(c->blobs[i].job, job) != 0)
+            c->blobs[k++] = c->blobs[i];
+    c->nblobs = k;
+    return rc;
+}
+
+void ac_farm_client_get_stats(const ac_farm_client *c, ac_farm_client_stats *s)
+{
+    *s = c->stats;
+}
