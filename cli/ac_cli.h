@@ -8,6 +8,7 @@ int ac_cmd_run(int argc, char **argv);
 int ac_cmd_quantize(int argc, char **argv);
 int ac_cmd_demo(int argc, char **argv);
 int ac_cmd_dataset(int argc, char **argv);
+int ac_cmd_worker(int argc, char **argv);
 
 /* Prints "autocalib <cmd>: <message>" to stderr and returns 1. */
 int ac_cli_fail(const char *cmd, const char *msg);

@@ -18,6 +18,7 @@ static const subcommand commands[] = {
     {"run", ac_cmd_run, "fp32 inference of a model on .npy inputs, outputs as .npy"},
     {"demo", ac_cmd_demo, "the bundled example end to end (Fashion-MNIST models and data)"},
     {"dataset", ac_cmd_dataset, "import image folders/lists/idx files into LMDB; describe a dataset"},
+    {"worker", ac_cmd_worker, "serve a farm broker: run calibration and evaluation tasks"},
 };
 
 int ac_cli_fail(const char *cmd, const char *msg)
