@@ -62,6 +62,7 @@ enum {
     NB_MAX = 1024,       /* widest column block */
     ALIGN = 64,
     DW_SLACK = 64,       /* bytes after a padded depthwise plane: 64-byte loads */
+    MAX_TAPS = 256,      /* implicit GEMM up to this kernel area (larger: im2col) */
     PACK_MAGIC = 0x38714341 /* "ACq8" */
 };
 
@@ -118,26 +119,36 @@ static uint8_t *align_up(void *p)
 
 /* ---- epilogue --------------------------------------------------------------------------- */
 
-/* Per output channel: the input-offset correction, the split rounding constant
- * (see the file comment) and the final clamp. */
+/* Per output channel: what is added to the raw accumulator first (init), the
+ * rounding shift and the final clamp.
+ * - simple: when sum|w| * max|x| + |bias| + 2^(r-1) fits int32 (nearly every
+ *   layer), init = corr + bias + 2^(r-1) and the code is clamp(acc >> r): the
+ *   int32 sum is the exact 64-bit value of __ref;
+ * - otherwise init = corr and the split rounding of the file comment applies.
+ * corr = -128 * sum(w) for offset (signed) inputs, 0 otherwise. */
 typedef struct {
-    int32_t corr;   /* added to the raw accumulator: -128 * sum(w) for offset inputs */
+    int32_t init;
     int32_t bias;
     int32_t r;
+    int32_t simple;
     int32_t mask;   /* 2^r - 1 */
     int32_t cl, ch; /* bias + 2^(r-1) = ch * 2^r + cl */
     int32_t lo, hi; /* final clamp: ReLU / clip composed with the code range */
 } epi_consts;
 
-/* offset: the accumulator holds sum((x + 128) * w) and wsum = sum(w). */
-static void epi_init(epi_consts *e, bool offset, int32_t wsum, int32_t bias, int32_t r, bool relu,
-                     int32_t clip_hi, bool y_signed)
+/* offset: the accumulator holds sum((x + 128) * w); wsum = sum(w); bound =
+ * sum|w| * max|x| (a bound on |acc|), negative when unknown. */
+static void epi_init(epi_consts *e, bool offset, int32_t wsum, int64_t bound, int32_t bias,
+                     int32_t r, bool relu, int32_t clip_hi, bool y_signed)
 {
-    e->corr = offset ? (int32_t)(0u - (uint32_t)wsum * 128u) : 0;
+    const uint32_t corr = offset ? 0u - (uint32_t)wsum * 128u : 0u;
+    const int64_t half = r > 0 ? (int64_t)1 << (r - 1) : 0;
+    e->simple = bound >= 0 && bound + (bias < 0 ? -(int64_t)bias : bias) + half <= INT32_MAX;
+    e->init = (int32_t)(e->simple ? corr + (uint32_t)(int32_t)bias + (uint32_t)half : corr);
     e->bias = bias;
     e->r = r;
     e->mask = r > 0 ? (int32_t)((1u << r) - 1u) : 0;
-    int64_t c = (int64_t)bias + (r > 0 ? (int64_t)1 << (r - 1) : 0);
+    int64_t c = (int64_t)bias + half;
     int64_t ch = c >> r; /* arithmetic: floor */
     e->ch = (int32_t)ch;
     e->cl = (int32_t)(uint32_t)(c - ch * ((int64_t)1 << r));
@@ -158,11 +169,11 @@ static void epi_init(epi_consts *e, bool offset, int32_t wsum, int32_t bias, int
     }
 }
 
-/* One code from a raw accumulator, in 64 bits as __ref does. */
+/* One code from a raw accumulator; the general case in 64 bits as __ref does. */
 static inline int32_t requant1(uint32_t acc_raw, const epi_consts *e)
 {
-    int32_t acc = (int32_t)(acc_raw + (uint32_t)e->corr);
-    int64_t v = ac_rshift_round((int64_t)acc + e->bias, e->r);
+    const int32_t a = (int32_t)(acc_raw + (uint32_t)e->init);
+    int64_t v = e->simple ? (int64_t)(a >> e->r) : ac_rshift_round((int64_t)a + e->bias, e->r);
     if (v < e->lo)
         v = e->lo;
     if (v > e->hi)
@@ -179,13 +190,18 @@ static void epi_row_scalar(const int32_t *acc, int n, const epi_consts *e, uint8
 T_AVX2 static inline __m256i requant8_avx2(__m256i acc, const epi_consts *e)
 {
     const __m128i rc = _mm_cvtsi32_si128(e->r);
-    acc = _mm256_add_epi32(acc, _mm256_set1_epi32(e->corr));
-    __m256i q = _mm256_sra_epi32(acc, rc);
-    __m256i rem = _mm256_and_si256(acc, _mm256_set1_epi32(e->mask));
-    __m256i t = _mm256_srl_epi32(_mm256_add_epi32(rem, _mm256_set1_epi32(e->cl)), rc);
-    q = _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(1 << 24)),
-                         _mm256_set1_epi32(-(1 << 24)));
-    __m256i v = _mm256_add_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(e->ch)), t);
+    acc = _mm256_add_epi32(acc, _mm256_set1_epi32(e->init));
+    __m256i v;
+    if (e->simple) {
+        v = _mm256_sra_epi32(acc, rc);
+    } else {
+        __m256i q = _mm256_sra_epi32(acc, rc);
+        __m256i rem = _mm256_and_si256(acc, _mm256_set1_epi32(e->mask));
+        __m256i t = _mm256_srl_epi32(_mm256_add_epi32(rem, _mm256_set1_epi32(e->cl)), rc);
+        q = _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(1 << 24)),
+                             _mm256_set1_epi32(-(1 << 24)));
+        v = _mm256_add_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(e->ch)), t);
+    }
     v = _mm256_max_epi32(v, _mm256_set1_epi32(e->lo));
     return _mm256_min_epi32(v, _mm256_set1_epi32(e->hi));
 }
@@ -223,13 +239,18 @@ T_AVX2 static void epi_row_avx2(const int32_t *acc, int n, const epi_consts *e, 
 T_AVX512 static inline __m512i requant16_avx512(__m512i acc, const epi_consts *e)
 {
     const __m128i rc = _mm_cvtsi32_si128(e->r);
-    acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e->corr));
-    __m512i q = _mm512_sra_epi32(acc, rc);
-    __m512i rem = _mm512_and_si512(acc, _mm512_set1_epi32(e->mask));
-    __m512i t = _mm512_srl_epi32(_mm512_add_epi32(rem, _mm512_set1_epi32(e->cl)), rc);
-    q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(1 << 24)),
-                         _mm512_set1_epi32(-(1 << 24)));
-    __m512i v = _mm512_add_epi32(_mm512_add_epi32(q, _mm512_set1_epi32(e->ch)), t);
+    acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e->init));
+    __m512i v;
+    if (e->simple) {
+        v = _mm512_sra_epi32(acc, rc);
+    } else {
+        __m512i q = _mm512_sra_epi32(acc, rc);
+        __m512i rem = _mm512_and_si512(acc, _mm512_set1_epi32(e->mask));
+        __m512i t = _mm512_srl_epi32(_mm512_add_epi32(rem, _mm512_set1_epi32(e->cl)), rc);
+        q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(1 << 24)),
+                             _mm512_set1_epi32(-(1 << 24)));
+        v = _mm512_add_epi32(_mm512_add_epi32(q, _mm512_set1_epi32(e->ch)), t);
+    }
     v = _mm512_max_epi32(v, _mm512_set1_epi32(e->lo));
     return _mm512_min_epi32(v, _mm512_set1_epi32(e->hi));
 }
@@ -237,8 +258,11 @@ T_AVX512 static inline __m512i requant16_avx512(__m512i acc, const epi_consts *e
 /* Low byte of each lane (the code, two's complement for int8) for lanes < n. */
 T_AVX512 static inline void store16_avx512(__m512i v, uint8_t *dst, int n)
 {
-    __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-    _mm512_mask_cvtepi32_storeu_epi8(dst, m, v);
+    const __m128i b = _mm512_cvtepi32_epi8(v); /* register form: the memory form is slow */
+    if (n >= 16)
+        _mm_storeu_si128((__m128i *)dst, b);
+    else
+        _mm_mask_storeu_epi8(dst, (__mmask16)((1u << n) - 1u), b);
 }
 
 T_AVX512 static void epi_row_avx512(const int32_t *acc, int n, const epi_consts *e, uint8_t *dst)
@@ -253,34 +277,75 @@ T_AVX512 static void epi_row_avx512(const int32_t *acc, int n, const epi_consts 
 
 /* ---- GEMM geometry and weight packing ---------------------------------------------------- */
 
+/* Two ways to feed B:
+ * - implicit (stride 1): the input of one (image, group) is stored once as
+ *   xq[c/4][hp][wp][4] (4 channels per dword, zero-padded plane hp x wp).
+ *   With outputs computed on the padded grid (j = oh * wp + ow, ow < wp), the
+ *   input of tap (ky, kx) for output j is at j + ky*dh*wp + kx*dw: 32
+ *   consecutive outputs read 128 contiguous bytes, no im2col at all. Columns
+ *   ow >= w_out are computed and dropped. K is ordered (tap, channel quad).
+ * - im2col (other strides): B blocks are built per column block in panels of
+ *   NR pixels ([kq][NR][4]); K is ordered (channel, ky, kx) as in OIHW. */
 typedef struct {
     int cin_g, cout_g;
-    int k, kq;   /* K and K rounded up to quads / 4 */
-    int n;       /* output pixels per image */
+    int k;       /* K */
+    bool implicit;
+    int taps;    /* implicit: kh * kw; im2col: 1 */
+    int cq;      /* quads per tap: implicit ceil(cin_g / 4); im2col kq */
+    int kq;      /* quads of K: taps * cq */
+    int hp, wp;  /* implicit: padded input plane */
+    int n;       /* output columns per image: implicit h_out * wp, else h_out * w_out */
     int npan;    /* weight panels per group */
     int nb;      /* column block (multiple of NR) */
 } gemm_geom;
+
+static bool conv_is_pointwise(const ac_conv2d_shape *s)
+{
+    return s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 &&
+           s->pad_left == 0 && s->h_out == s->h_in && s->w_out == s->w_in;
+}
 
 static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
 {
     g->cin_g = s->groups > 0 ? s->c_in / s->groups : 0;
     g->cout_g = s->groups > 0 ? s->c_out / s->groups : 0;
     g->k = g->cin_g * s->kh * s->kw;
-    g->kq = div_up(g->k, 4);
-    g->n = s->h_out * s->w_out;
+    /* pointwise convs keep the im2col path: its B rows are the input rows, packed
+     * block by block so each block stays in L2 (faster than a whole-plane xq) */
+    g->implicit = s->stride_h == 1 && s->stride_w == 1 && s->kh * s->kw <= MAX_TAPS &&
+                  !conv_is_pointwise(s);
+    if (g->implicit) {
+        g->taps = s->kh * s->kw;
+        g->cq = div_up(g->cin_g, 4);
+        g->hp = s->h_out + (s->kh - 1) * s->dil_h;
+        g->wp = s->w_out + (s->kw - 1) * s->dil_w;
+        g->n = s->h_out * g->wp;
+    } else {
+        g->taps = 1;
+        g->cq = div_up(g->k, 4);
+        g->hp = g->wp = 0;
+        g->n = s->h_out * s->w_out;
+    }
+    g->kq = g->taps * g->cq;
     g->npan = div_up(g->cout_g, MR);
     int nb = B_BLOCK_BYTES / (imax(g->kq, 1) * 4) / NR * NR;
     nb = imax(NR, imin(nb, NB_MAX));
     g->nb = imin(nb, (int)round_up64(imax(g->n, 1), NR));
 }
 
+/* implicit: bytes of xq plus the slack its last reads run into */
+static size_t xq_bytes(const ac_conv2d_shape *s, const gemm_geom *g)
+{
+    return (size_t)g->cq * g->hp * g->wp * 4 + 4 * ((size_t)(s->kw - 1) * s->dil_w + NR) + ALIGN;
+}
+
 static size_t panel_s8_bytes(const gemm_geom *g) { return (size_t)g->kq * MR * 4; }
 
 /* Packed weights: a 64-byte header, then every panel as int8, every panel as
- * int16, then sum(w) per output channel. */
+ * int16, then per output channel sum(w) and sum|w|. */
 typedef struct {
     uint32_t magic;
-    int32_t c_out, k, groups, mr, kq;
+    int32_t c_out, k, groups, mr, kq, implicit;
 } pack_header;
 
 static size_t pack_off_i16(const ac_conv2d_shape *s, const gemm_geom *g)
@@ -288,29 +353,45 @@ static size_t pack_off_i16(const ac_conv2d_shape *s, const gemm_geom *g)
     return ALIGN + (size_t)s->groups * g->npan * panel_s8_bytes(g);
 }
 
-static size_t pack_off_wsum(const ac_conv2d_shape *s, const gemm_geom *g)
+static size_t pack_off_sums(const ac_conv2d_shape *s, const gemm_geom *g)
 {
     return pack_off_i16(s, g) + 2 * (size_t)s->groups * g->npan * panel_s8_bytes(g);
 }
 
-/* One panel: rows [0, rows) of w (row stride k) into s8 / i16 ([kq][MR][4]),
- * zero rows and zero k past the end; wsum[r] = sum of row r (rows only). */
-static void pack_panel(const int8_t *w, int k, int kq, int rows, int8_t *s8, int16_t *i16,
-                       int32_t *wsum)
+/* Index into a filter ([c_in/g][kh][kw]) of byte i of quad q, -1 for padding. */
+static int quad_k(const ac_conv2d_shape *s, const gemm_geom *g, int q, int i)
 {
-    for (int q = 0; q < kq; q++)
-        for (int r = 0; r < MR; r++)
-            for (int i = 0; i < 4; i++) {
-                int kk = 4 * q + i;
-                int8_t v = r < rows && kk < k ? w[(int64_t)r * k + kk] : 0;
+    if (!g->implicit) {
+        int k = 4 * q + i;
+        return k < g->k ? k : -1;
+    }
+    const int tap = q / g->cq, ci = 4 * (q % g->cq) + i;
+    return ci < g->cin_g ? ci * s->kh * s->kw + tap : -1;
+}
+
+/* One panel: filters [0, rows) of w (stride k) into s8 / i16 ([kq][MR][4]),
+ * zero rows and padding past the end; sums[r] = {sum(w), sum|w|} (rows only). */
+static void pack_panel(const ac_conv2d_shape *s, const gemm_geom *g, const int8_t *w, int rows,
+                       int8_t *s8, int16_t *i16, int32_t (*sums)[2])
+{
+    for (int q = 0; q < g->kq; q++)
+        for (int i = 0; i < 4; i++) {
+            const int k = quad_k(s, g, q, i);
+            for (int r = 0; r < MR; r++) {
+                int8_t v = r < rows && k >= 0 ? w[(int64_t)r * g->k + k] : 0;
                 s8[(q * MR + r) * 4 + i] = v;
                 i16[(q * MR + r) * 4 + i] = v;
             }
+        }
     for (int r = 0; r < rows; r++) {
-        int32_t sum = 0;
-        for (int kk = 0; kk < k; kk++)
-            sum += w[(int64_t)r * k + kk];
-        wsum[r] = sum;
+        int32_t sum = 0, sabs = 0;
+        for (int kk = 0; kk < g->k; kk++) {
+            int v = w[(int64_t)r * g->k + kk];
+            sum += v;
+            sabs += v < 0 ? -v : v;
+        }
+        sums[r][0] = sum;
+        sums[r][1] = sabs;
     }
 }
 
@@ -331,7 +412,7 @@ size_t ac_conv_q8_pack_bytes(const ac_conv_q8_params *p)
         return 0;
     gemm_geom g;
     gemm_geom_of(s, &g);
-    return pack_off_wsum(s, &g) + sizeof(int32_t) * (size_t)s->c_out;
+    return pack_off_sums(s, &g) + 2 * sizeof(int32_t) * (size_t)s->c_out;
 }
 
 void ac_conv_q8_pack(const ac_conv_q8_params *p, void *packed)
@@ -342,21 +423,21 @@ void ac_conv_q8_pack(const ac_conv_q8_params *p, void *packed)
     gemm_geom g;
     gemm_geom_of(s, &g);
     uint8_t *base = packed;
-    pack_header h = {PACK_MAGIC, s->c_out, g.k, s->groups, MR, g.kq};
+    pack_header h = {PACK_MAGIC, s->c_out, g.k, s->groups, MR, g.kq, g.implicit};
     memset(base, 0, ALIGN);
     memcpy(base, &h, sizeof h);
-    int32_t *wsum = (int32_t *)(void *)(base + pack_off_wsum(s, &g));
-    int32_t sums[MR];
+    int32_t(*sums)[2] = (int32_t(*)[2])(void *)(base + pack_off_sums(s, &g));
     for (int gr = 0; gr < s->groups; gr++)
         for (int pi = 0; pi < g.npan; pi++) {
             size_t idx = (size_t)gr * g.npan + pi;
             int r0 = pi * MR, rows = imin(MR, g.cout_g - r0);
             int oc0 = gr * g.cout_g + r0;
-            pack_panel(p->w + (int64_t)oc0 * g.k, g.k, g.kq, rows,
+            int32_t ps[MR][2];
+            pack_panel(s, &g, p->w + (int64_t)oc0 * g.k, rows,
                        (int8_t *)(base + ALIGN + idx * panel_s8_bytes(&g)),
                        (int16_t *)(void *)(base + pack_off_i16(s, &g) + 2 * idx * panel_s8_bytes(&g)),
-                       sums);
-            memcpy(wsum + oc0, sums, sizeof(int32_t) * (size_t)rows);
+                       ps);
+            memcpy(sums + oc0, ps, sizeof(int32_t) * 2 * (size_t)rows);
         }
 }
 
@@ -367,7 +448,7 @@ static bool packed_matches(const ac_conv_q8_params *p, const gemm_geom *g)
     pack_header h;
     memcpy(&h, p->w_packed, sizeof h);
     return h.magic == PACK_MAGIC && h.c_out == p->s.c_out && h.k == g->k &&
-           h.groups == p->s.groups && h.mr == MR && h.kq == g->kq;
+           h.groups == p->s.groups && h.mr == MR && h.kq == g->kq && h.implicit == g->implicit;
 }
 
 /* ---- B packing (im2col into quad panels) --------------------------------------------------- */
@@ -451,12 +532,6 @@ static void interleave_quad(uint8_t *bp, int kq, int q, const uint8_t *const row
     }
 }
 
-static bool conv_is_pointwise(const ac_conv2d_shape *s)
-{
-    return s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 &&
-           s->pad_left == 0 && s->h_out == s->h_in && s->w_out == s->w_in;
-}
-
 /* B block for pixels [j0, j0 + nb) of one (image, group) input xg. */
 static void pack_b(uint8_t *bp, uint8_t *rowbuf, const ac_conv2d_shape *s, const gemm_geom *g,
                    const uint8_t *xg, int j0, int nb, uint8_t flip)
@@ -481,55 +556,64 @@ static void pack_b(uint8_t *bp, uint8_t *rowbuf, const ac_conv2d_shape *s, const
     }
 }
 
-/* ---- GEMM micro-kernels: c[MR][NR] = sum over kq quads of w-panel x b-panel ---------------- */
+/* ---- GEMM micro-kernels --------------------------------------------------------------------
+ * c[MR][NR] = sum over taps t and quads q < cq of the weight panel (quad t*cq + q)
+ * times B(t, q) = b + tapoff[t] + q * bstride, NR dwords (4 bytes of one pixel). */
+typedef struct {
+    int taps, cq;
+    const int64_t *tapoff;
+    int64_t bstride;
+} b_walk;
 
-static void uk_portable(int kq, const int8_t *w, const uint8_t *b, int32_t *c)
+static void uk_portable(const b_walk *bw, const int8_t *w, const uint8_t *b, int32_t *c)
 {
     uint32_t acc[MR][NR];
     memset(acc, 0, sizeof acc);
-    for (int q = 0; q < kq; q++) {
-        for (int r = 0; r < MR; r++) {
-            const int8_t *wr = w + r * 4;
-            for (int j = 0; j < NR; j++) {
-                const uint8_t *bj = b + j * 4;
-                acc[r][j] += (uint32_t)((int32_t)bj[0] * wr[0] + (int32_t)bj[1] * wr[1] +
-                                        (int32_t)bj[2] * wr[2] + (int32_t)bj[3] * wr[3]);
+    for (int t = 0; t < bw->taps; t++)
+        for (int q = 0; q < bw->cq; q++) {
+            const uint8_t *bq = b + bw->tapoff[t] + q * bw->bstride;
+            for (int r = 0; r < MR; r++) {
+                const int8_t *wr = w + r * 4;
+                for (int j = 0; j < NR; j++) {
+                    const uint8_t *bj = bq + j * 4;
+                    acc[r][j] += (uint32_t)((int32_t)bj[0] * wr[0] + (int32_t)bj[1] * wr[1] +
+                                            (int32_t)bj[2] * wr[2] + (int32_t)bj[3] * wr[3]);
+                }
             }
+            w += MR * 4;
         }
-        w += MR * 4;
-        b += NR * 4;
-    }
     for (int r = 0; r < MR; r++)
         for (int j = 0; j < NR; j++)
             c[r * NR + j] = (int32_t)acc[r][j];
 }
 
 /* 4 rows x 8 pixels with vpmaddwd: unsigned bytes widened to int16, weights as
- * int16; each dword holds the sum of 2 of a pixel's 4 products, the two halves
- * are added at the end (hadd). */
-T_AVX2 static void uk_4x8_avx2(int kq, const int16_t *w, const uint8_t *b, int32_t *c)
+ * int16 (w points at row 0 of the 4, panel stride MR*4); each dword holds the sum
+ * of 2 of a pixel's 4 products, the halves are added at the end (hadd). */
+T_AVX2 static void uk_4x8_avx2(const b_walk *bw, const int16_t *w, const uint8_t *b, int32_t *c)
 {
     __m256i a00 = _mm256_setzero_si256(), a01 = _mm256_setzero_si256();
     __m256i a10 = _mm256_setzero_si256(), a11 = _mm256_setzero_si256();
     __m256i a20 = _mm256_setzero_si256(), a21 = _mm256_setzero_si256();
     __m256i a30 = _mm256_setzero_si256(), a31 = _mm256_setzero_si256();
-    for (int q = 0; q < kq; q++) {
-        const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)b));
-        const __m256i x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + 16)));
-        int64_t wv;
-        __m256i ww;
+    for (int t = 0; t < bw->taps; t++) {
+        const uint8_t *bq = b + bw->tapoff[t];
+        for (int q = 0; q < bw->cq; q++, bq += bw->bstride, w += MR * 4) {
+            const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)bq));
+            const __m256i x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(bq + 16)));
+            int64_t wv;
+            __m256i ww;
 #define AC_ROW(r, lo, hi)                                                                    \
     memcpy(&wv, w + (r) * 4, sizeof wv);                                                     \
     ww = _mm256_set1_epi64x(wv);                                                             \
     lo = _mm256_add_epi32(lo, _mm256_madd_epi16(x0, ww));                                    \
     hi = _mm256_add_epi32(hi, _mm256_madd_epi16(x1, ww));
-        AC_ROW(0, a00, a01)
-        AC_ROW(1, a10, a11)
-        AC_ROW(2, a20, a21)
-        AC_ROW(3, a30, a31)
+            AC_ROW(0, a00, a01)
+            AC_ROW(1, a10, a11)
+            AC_ROW(2, a20, a21)
+            AC_ROW(3, a30, a31)
 #undef AC_ROW
-        w += MR * 4;
-        b += NR * 4;
+        }
     }
     /* hadd gives pixels 0,1,4,5 | 2,3,6,7; the permute restores 0..7 */
     _mm256_storeu_si256((__m256i *)c,
@@ -542,14 +626,15 @@ T_AVX2 static void uk_4x8_avx2(int kq, const int16_t *w, const uint8_t *b, int32
                         _mm256_permute4x64_epi64(_mm256_hadd_epi32(a30, a31), 0xD8));
 }
 
-T_AVX2 static void uk_avx2(int kq, const int16_t *w, const uint8_t *b, int32_t *c)
+T_AVX2 static void uk_avx2(const b_walk *bw, const int16_t *w, const uint8_t *b, int32_t *c)
 {
     for (int r0 = 0; r0 < MR; r0 += 4)
         for (int j0 = 0; j0 < NR; j0 += 8)
-            uk_4x8_avx2(kq, w + r0 * 4, b + j0 * 4, c + r0 * NR + j0);
+            uk_4x8_avx2(bw, w + r0 * 4, b + j0 * 4, c + r0 * NR + j0);
 }
 
-T_AVX512 static void uk_8x32_avx512(int kq, const int8_t *w, const uint8_t *b, int32_t *c)
+T_AVX512 static void uk_8x32_avx512(const b_walk *bw, const int8_t *w, const uint8_t *b,
+                                    int32_t *c)
 {
     __m512i c00 = _mm512_setzero_si512(), c01 = _mm512_setzero_si512();
     __m512i c10 = _mm512_setzero_si512(), c11 = _mm512_setzero_si512();
@@ -559,27 +644,29 @@ T_AVX512 static void uk_8x32_avx512(int kq, const int8_t *w, const uint8_t *b, i
     __m512i c50 = _mm512_setzero_si512(), c51 = _mm512_setzero_si512();
     __m512i c60 = _mm512_setzero_si512(), c61 = _mm512_setzero_si512();
     __m512i c70 = _mm512_setzero_si512(), c71 = _mm512_setzero_si512();
-    for (int q = 0; q < kq; q++) {
-        const __m512i b0 = _mm512_loadu_si512(b);
-        const __m512i b1 = _mm512_loadu_si512(b + 64);
-        int32_t wv;
-        __m512i ww;
+    const int64_t bstride = bw->bstride;
+    for (int t = 0; t < bw->taps; t++) {
+        const uint8_t *bq = b + bw->tapoff[t];
+        for (int q = 0; q < bw->cq; q++, bq += bstride, w += MR * 4) {
+            const __m512i b0 = _mm512_loadu_si512(bq);
+            const __m512i b1 = _mm512_loadu_si512(bq + 64);
+            int32_t wv;
+            __m512i ww;
 #define AC_ROW(r, lo, hi)                                                                    \
     memcpy(&wv, w + (r) * 4, sizeof wv);                                                     \
     ww = _mm512_set1_epi32(wv);                                                              \
     lo = _mm512_dpbusd_epi32(lo, b0, ww);                                                    \
     hi = _mm512_dpbusd_epi32(hi, b1, ww);
-        AC_ROW(0, c00, c01)
-        AC_ROW(1, c10, c11)
-        AC_ROW(2, c20, c21)
-        AC_ROW(3, c30, c31)
-        AC_ROW(4, c40, c41)
-        AC_ROW(5, c50, c51)
-        AC_ROW(6, c60, c61)
-        AC_ROW(7, c70, c71)
+            AC_ROW(0, c00, c01)
+            AC_ROW(1, c10, c11)
+            AC_ROW(2, c20, c21)
+            AC_ROW(3, c30, c31)
+            AC_ROW(4, c40, c41)
+            AC_ROW(5, c50, c51)
+            AC_ROW(6, c60, c61)
+            AC_ROW(7, c70, c71)
 #undef AC_ROW
-        w += MR * 4;
-        b += NR * 4;
+        }
     }
 #define AC_ST(r, lo, hi)                                                                     \
     _mm512_storeu_si512(c + (r) * NR, lo);                                                   \
@@ -595,38 +682,172 @@ T_AVX512 static void uk_8x32_avx512(int kq, const int8_t *w, const uint8_t *b, i
 #undef AC_ST
 }
 
+/* ---- implicit B: the quad-interleaved padded input ----------------------------------------- */
+
+/* dst[j][i] = rows[i][j] ^ flip for j < n (4 rows into n dwords). */
+static void interleave4(uint8_t *dst, const uint8_t *const rows[4], int n, uint8_t flip)
+{
+    const __m128i f = _mm_set1_epi8((char)flip);
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[0] + j)), f);
+        __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[1] + j)), f);
+        __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[2] + j)), f);
+        __m128i d = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[3] + j)), f);
+        __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
+        __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+        uint8_t *o = dst + (int64_t)j * 4;
+        _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128((__m128i *)(o + 16), _mm_unpackhi_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128((__m128i *)(o + 32), _mm_unpacklo_epi16(ab_hi, cd_hi));
+        _mm_storeu_si128((__m128i *)(o + 48), _mm_unpackhi_epi16(ab_hi, cd_hi));
+    }
+    for (; j < n; j++)
+        for (int i = 0; i < 4; i++)
+            dst[(int64_t)j * 4 + i] = rows[i][j] ^ flip;
+}
+
+/* xq[c/4][hp][wp][4] of one (image, group) input xg: padding and channels past
+ * cin_g read code 0; the slack after it is filled too (its reads are dropped). */
+static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, const gemm_geom *g,
+                     const uint8_t *xg, uint8_t flip)
+{
+    const int64_t plane = (int64_t)s->h_in * s->w_in;
+    const size_t rowcap = (size_t)imax(NB_MAX, g->wp) + 16;
+    const bool no_pad_cols = s->pad_left == 0 && g->wp == s->w_in;
+    for (int c4 = 0; c4 < g->cq; c4++) {
+        for (int hr = 0; hr < g->hp; hr++) {
+            const int ih = hr - s->pad_top;
+            const uint8_t *rows[4];
+            for (int i = 0; i < 4; i++) {
+                const int ci = 4 * c4 + i;
+                if (ci >= g->cin_g || ih < 0 || ih >= s->h_in) {
+                    rows[i] = k_zero_row; /* wp <= NB_MAX here, else a zeroed row buffer */
+                    if (g->wp > NB_MAX) {
+                        uint8_t *r = rowbuf + (size_t)i * rowcap;
+                        memset(r, 0, (size_t)g->wp);
+                        rows[i] = r;
+                    }
+                    continue;
+                }
+                const uint8_t *src = xg + ci * plane + (int64_t)ih * s->w_in;
+                if (no_pad_cols) {
+                    rows[i] = src;
+                    continue;
+                }
+                uint8_t *r = rowbuf + (size_t)i * rowcap;
+                const int c0 = imax(0, imin(s->pad_left, g->wp));
+                const int c1 = imax(c0, imin(s->pad_left + s->w_in, g->wp));
+                memset(r, 0, (size_t)c0);
+                memcpy(r + c0, src + (c0 - s->pad_left), (size_t)(c1 - c0));
+                memset(r + c1, 0, (size_t)(g->wp - c1));
+                rows[i] = r;
+            }
+            interleave4(xq + ((int64_t)c4 * g->hp + hr) * g->wp * 4, rows, g->wp, flip);
+        }
+    }
+    const size_t body = (size_t)g->cq * g->hp * g->wp * 4;
+    memset(xq + body, flip, xq_bytes(s, g) - body);
+}
+
 /* ---- GEMM conv driver ------------------------------------------------------------------------ */
 
 typedef struct {
-    uint8_t *bp;      /* packed B block: kq * nb * 4 */
-    uint8_t *rowbuf;  /* 4 im2col rows */
+    uint8_t *bp;      /* im2col: packed B block (kq * nb * 4); implicit: xq */
+    uint8_t *rowbuf;  /* 4 rows */
     int8_t *w8;       /* one weight panel (on-the-fly packing) */
     int16_t *w16;
     int32_t *tile;    /* MR x NR int32 */
+    epi_consts *ec;   /* cout_g */
 } gemm_slice;
 
-static size_t gemm_slice_bytes(const gemm_geom *g)
+static size_t rowbuf_bytes(const gemm_geom *g)
 {
-    size_t b = (size_t)round_up64((int64_t)g->kq * g->nb * 4, ALIGN);
-    b += (size_t)round_up64(4 * (NB_MAX + 16), ALIGN);
+    return (size_t)round_up64(4 * ((int64_t)imax(NB_MAX, g->wp) + 16), ALIGN);
+}
+
+static size_t bp_bytes(const ac_conv2d_shape *s, const gemm_geom *g)
+{
+    return (size_t)round_up64(g->implicit ? (int64_t)xq_bytes(s, g) : (int64_t)g->kq * g->nb * 4,
+                              ALIGN);
+}
+
+static size_t gemm_slice_bytes(const ac_conv2d_shape *s, const gemm_geom *g)
+{
+    size_t b = bp_bytes(s, g) + rowbuf_bytes(g);
     b += (size_t)round_up64((int64_t)panel_s8_bytes(g) * 3, ALIGN);
     b += sizeof(int32_t) * MR * NR;
+    b += (size_t)round_up64((int64_t)sizeof(epi_consts) * g->cout_g, ALIGN);
     return b + ALIGN; /* alignment of the slice start */
 }
 
-static gemm_slice gemm_slice_get(void *scratch, const gemm_geom *g, int ith)
+static gemm_slice gemm_slice_get(void *scratch, const ac_conv2d_shape *s, const gemm_geom *g,
+                                 int ith)
 {
-    uint8_t *p = align_up((uint8_t *)scratch + (size_t)ith * gemm_slice_bytes(g));
+    uint8_t *p = align_up((uint8_t *)scratch + (size_t)ith * gemm_slice_bytes(s, g));
     gemm_slice sl;
     sl.bp = p;
-    p += round_up64((int64_t)g->kq * g->nb * 4, ALIGN);
+    p += bp_bytes(s, g);
     sl.rowbuf = p;
-    p += round_up64(4 * (NB_MAX + 16), ALIGN);
+    p += rowbuf_bytes(g);
     sl.w8 = (int8_t *)p;
     sl.w16 = (int16_t *)(void *)(p + panel_s8_bytes(g));
     p += round_up64((int64_t)panel_s8_bytes(g) * 3, ALIGN);
     sl.tile = (int32_t *)(void *)p;
+    p += sizeof(int32_t) * MR * NR;
+    sl.ec = (epi_consts *)(void *)p;
     return sl;
+}
+
+typedef struct {
+    const ac_conv_q8_params *p;
+    const gemm_geom *g;
+    const gemm_slice *sl;
+    ac_q8_isa isa;
+    b_walk bw;
+    uint8_t *yimg;    /* output of this (image, group): channel 0 of the group */
+} gemm_run;
+
+/* Micro-tile (weight panel w8/w16 for rows r0.. of the group, B at b for
+ * columns [j, j + nc)). */
+static void gemm_micro(const gemm_run *gr, const int8_t *w8, const int16_t *w16, int r0,
+                       const uint8_t *b, int j, int nc)
+{
+    const ac_conv2d_shape *s = &gr->p->s;
+    const gemm_geom *g = gr->g;
+    int32_t *tile = gr->sl->tile;
+    const int rows = imin(MR, g->cout_g - r0);
+    switch (gr->isa) {
+    case AC_Q8_ISA_AVX512: uk_8x32_avx512(&gr->bw, w8, b, tile); break;
+    case AC_Q8_ISA_AVX2: uk_avx2(&gr->bw, w16, b, tile); break;
+    default: uk_portable(&gr->bw, w8, b, tile); break;
+    }
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    for (int r = 0; r < rows; r++) {
+        const epi_consts *e = &gr->sl->ec[r0 + r];
+        uint8_t *yrow = gr->yimg + (int64_t)(r0 + r) * plane_out;
+        const bool contiguous = !g->implicit || g->wp == s->w_out;
+        uint8_t codes[NR];
+        uint8_t *dst = contiguous ? yrow + j : codes;
+        switch (gr->isa) {
+        case AC_Q8_ISA_AVX512: epi_row_avx512(tile + r * NR, nc, e, dst); break;
+        case AC_Q8_ISA_AVX2: epi_row_avx2(tile + r * NR, nc, e, dst); break;
+        default: epi_row_scalar(tile + r * NR, nc, e, dst); break;
+        }
+        if (contiguous)
+            continue;
+        /* padded-grid columns j.. to output pixels: row segments, ow >= w_out dropped */
+        for (int l = 0; l < nc;) {
+            const int jj = j + l, oh = jj / g->wp, ow = jj % g->wp;
+            if (ow >= s->w_out) {
+                l += g->wp - ow;
+                continue;
+            }
+            const int len = imin(s->w_out - ow, nc - l);
+            memcpy(yrow + (int64_t)oh * s->w_out + ow, codes + l, (size_t)len);
+            l += len;
+        }
+    }
 }
 
 static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, void *scratch,
@@ -635,7 +856,7 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
     const ac_conv2d_shape *s = &p->s;
     gemm_geom g;
     gemm_geom_of(s, &g);
-    const gemm_slice sl = gemm_slice_get(scratch, &g, ith);
+    const gemm_slice sl = gemm_slice_get(scratch, s, &g, ith);
     const bool packed = packed_matches(p, &g);
     const uint8_t *pk = p->w_packed;
     const int outer = s->n * s->groups;
@@ -649,63 +870,84 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
     const int64_t tiles = (int64_t)outer * nnb * nrb;
     int64_t begin, end;
     ac_ref_range(tiles, ith, nth, &begin, &end);
-    const int64_t plane_in = (int64_t)s->h_in * s->w_in, plane_out = (int64_t)g.n;
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
     const uint8_t flip = p->x_signed ? 0x80 : 0;
-    int64_t packed_cb = -1;
+    const int64_t xmax = p->x_signed ? 128 : 255;
+    int64_t tapoff[MAX_TAPS];
+    gemm_run gr = {p, &g, &sl, isa, {g.taps, g.cq, tapoff, 0}, NULL};
+    if (g.implicit) {
+        gr.bw.bstride = (int64_t)g.hp * g.wp * 4;
+        for (int t = 0; t < g.taps; t++)
+            tapoff[t] = ((int64_t)(t / s->kw) * s->dil_h * g.wp + (int64_t)(t % s->kw) * s->dil_w) * 4;
+    } else {
+        gr.bw.bstride = NR * 4;
+        tapoff[0] = 0;
+    }
+    int64_t built = -1, epi_built = -1;
     for (int64_t t = begin; t < end; t++) {
         const int64_t cb = t / nrb; /* o * nnb + column block */
         const int rb = (int)(t % nrb);
         const int o = (int)(cb / nnb), nbi = (int)(cb % nnb);
-        const int img = o / s->groups, gr = o % s->groups;
+        const int img = o / s->groups, grp = o % s->groups;
         const int j0 = nbi * g.nb, ncols = imin(g.nb, g.n - j0);
-        if (cb != packed_cb) {
-            const uint8_t *xg = x + ((int64_t)img * s->c_in + (int64_t)gr * g.cin_g) * plane_in;
-            pack_b(sl.bp, sl.rowbuf, s, &g, xg, j0, ncols, flip);
-            packed_cb = cb;
+        const uint8_t *xg = x + ((int64_t)img * s->c_in + (int64_t)grp * g.cin_g) * plane_in;
+        if (g.implicit ? built != o : built != cb) {
+            if (g.implicit)
+                build_xq(sl.bp, sl.rowbuf, s, &g, xg, flip);
+            else
+                pack_b(sl.bp, sl.rowbuf, s, &g, xg, j0, ncols, flip);
+            built = g.implicit ? o : cb;
         }
-        const int pend = imin(g.npan, (rb + 1) * ppb);
-        for (int pi = rb * ppb; pi < pend; pi++) {
-            const int r0 = pi * MR, rows = imin(MR, g.cout_g - r0);
-            const int oc0 = gr * g.cout_g + r0;
-            const int8_t *w8;
-            const int16_t *w16;
-            int32_t wsum[MR];
-            if (packed) {
-                size_t idx = (size_t)gr * g.npan + pi;
-                w8 = (const int8_t *)(pk + ALIGN + idx * panel_s8_bytes(&g));
-                w16 = (const int16_t *)(const void *)(pk + pack_off_i16(s, &g) +
-                                                      2 * idx * panel_s8_bytes(&g));
-                memcpy(wsum, pk + pack_off_wsum(s, &g) + sizeof(int32_t) * (size_t)oc0,
-                       sizeof(int32_t) * (size_t)rows);
-            } else {
-                pack_panel(p->w + (int64_t)oc0 * g.k, g.k, g.kq, rows, sl.w8, sl.w16, wsum);
-                w8 = sl.w8;
-                w16 = sl.w16;
+        const int p0 = rb * ppb, p1 = imin(g.npan, (rb + 1) * ppb);
+        if (epi_built != grp) { /* the group's epilogue constants */
+            for (int pi = 0; pi < g.npan; pi++) {
+                const int r0 = pi * MR, rows = imin(MR, g.cout_g - r0);
+                const int oc0 = grp * g.cout_g + r0;
+                int32_t sums[MR][2];
+                if (packed)
+                    memcpy(sums, pk + pack_off_sums(s, &g) + 2 * sizeof(int32_t) * (size_t)oc0,
+                           2 * sizeof(int32_t) * (size_t)rows);
+                else
+                    for (int r = 0; r < rows; r++) {
+                        const int8_t *wr = p->w + (int64_t)(oc0 + r) * g.k;
+                        sums[r][0] = sums[r][1] = 0;
+                        for (int kk = 0; kk < g.k; kk++) {
+                            sums[r][0] += wr[kk];
+                            sums[r][1] += wr[kk] < 0 ? -wr[kk] : wr[kk];
+                        }
+                    }
+                for (int r = 0; r < rows; r++)
+                    epi_init(&sl.ec[r0 + r], p->x_signed, sums[r][0], sums[r][1] * xmax,
+                             p->bias ? p->bias[oc0 + r] : 0, p->rshift[oc0 + r], p->relu,
+                             p->clip_hi, p->y_signed);
             }
-            epi_consts ec[MR];
-            for (int r = 0; r < rows; r++)
-                epi_init(&ec[r], p->x_signed, wsum[r], p->bias ? p->bias[oc0 + r] : 0,
-                         p->rshift[oc0 + r], p->relu, p->clip_hi, p->y_signed);
-            uint8_t *yb = y + ((int64_t)img * s->c_out + oc0) * plane_out + j0;
+            epi_built = grp;
+        }
+        gr.yimg = y + ((int64_t)img * s->c_out + (int64_t)grp * g.cout_g) * s->h_out * s->w_out;
+        /* B for columns [j0 + jp, ...): implicit reads xq in place, im2col its panels */
+        if (packed) {
+            /* each B micro-panel stays in L1 while the row block's weights stream by */
             for (int jp = 0; jp < ncols; jp += NR) {
-                const uint8_t *bpan = sl.bp + (int64_t)(jp / NR) * g.kq * NR * 4;
-                const int nc = imin(NR, ncols - jp);
-                switch (isa) {
-                case AC_Q8_ISA_AVX512:
-                    uk_8x32_avx512(g.kq, w8, bpan, sl.tile);
-                    for (int r = 0; r < rows; r++)
-                        epi_row_avx512(sl.tile + r * NR, nc, &ec[r], yb + r * plane_out + jp);
-                    break;
-                case AC_Q8_ISA_AVX2:
-                    uk_avx2(g.kq, w16, bpan, sl.tile);
-                    for (int r = 0; r < rows; r++)
-                        epi_row_avx2(sl.tile + r * NR, nc, &ec[r], yb + r * plane_out + jp);
-                    break;
-                default:
-                    uk_portable(g.kq, w8, bpan, sl.tile);
-                    for (int r = 0; r < rows; r++)
-                        epi_row_scalar(sl.tile + r * NR, nc, &ec[r], yb + r * plane_out + jp);
-                    break;
+                const uint8_t *b = g.implicit ? sl.bp + (int64_t)(j0 + jp) * 4
+                                              : sl.bp + (int64_t)(jp / NR) * g.kq * NR * 4;
+                for (int pi = p0; pi < p1; pi++) {
+                    size_t idx = (size_t)grp * g.npan + pi;
+                    const int8_t *w8 = (const int8_t *)(pk + ALIGN + idx * panel_s8_bytes(&g));
+                    const int16_t *w16 = (const int16_t *)(const void *)(
+                        pk + pack_off_i16(s, &g) + 2 * idx * panel_s8_bytes(&g));
+                    gemm_micro(&gr, w8, w16, pi * MR, b, j0 + jp, imin(NR, ncols - jp));
+                }
+            }
+        } else {
+            for (int pi = p0; pi < p1; pi++) {
+                const int r0 = pi * MR;
+                int32_t unused[MR][2];
+                pack_panel(s, &g, p->w + (int64_t)(grp * g.cout_g + r0) * g.k,
+                           imin(MR, g.cout_g - r0), sl.w8, sl.w16, unused);
+                for (int jp = 0; jp < ncols; jp += NR) {
+                    const uint8_t *b = g.implicit ? sl.bp + (int64_t)(j0 + jp) * 4
+                                                  : sl.bp + (int64_t)(jp / NR) * g.kq * NR * 4;
+                    gemm_micro(&gr, sl.w8, sl.w16, r0, b, j0 + jp, imin(NR, ncols - jp));
                 }
             }
         }
@@ -906,12 +1148,14 @@ static void conv_depthwise(const ac_conv_q8_params *p, const uint8_t *x, uint8_t
             padded = in_plane;
         }
         const int8_t *wc = p->w + (int64_t)oc * ksz;
-        int32_t wsum = 0;
-        for (int i = 0; i < ksz; i++)
+        int32_t wsum = 0, wabs = 0;
+        for (int i = 0; i < ksz; i++) {
             wsum += wc[i];
+            wabs += wc[i] < 0 ? -wc[i] : wc[i];
+        }
         epi_consts e;
-        epi_init(&e, p->x_signed, wsum, p->bias ? p->bias[oc] : 0, p->rshift[oc], p->relu,
-                 p->clip_hi, p->y_signed);
+        epi_init(&e, p->x_signed, wsum, (int64_t)wabs * (p->x_signed ? 128 : 255),
+                 p->bias ? p->bias[oc] : 0, p->rshift[oc], p->relu, p->clip_hi, p->y_signed);
         uint8_t *yc = y + plane * plane_out;
         switch (isa) {
         case AC_Q8_ISA_AVX512: dw_plane_avx512(s, &d, pad, wc, &e, yc, &vec); break;
@@ -934,7 +1178,7 @@ size_t ac_conv2d_q8_scratch_bytes(const ac_conv_q8_params *p, int nth)
         return (size_t)nth * dw_slice_bytes(s);
     gemm_geom g;
     gemm_geom_of(s, &g);
-    return (size_t)nth * gemm_slice_bytes(&g);
+    return (size_t)nth * gemm_slice_bytes(s, &g);
 }
 
 void ac_conv2d_q8_isa(const ac_conv_q8_params *p, const void *x, void *y, void *scratch, int ith,
@@ -988,7 +1232,7 @@ static void fc_epi(const ac_fc_q8_params *p, int64_t o, bool offset, int32_t wsu
                    uint32_t acc, uint8_t *y)
 {
     epi_consts e;
-    epi_init(&e, offset, wsum, p->bias ? p->bias[o] : 0, p->rshift[o], p->relu, p->clip_hi,
+    epi_init(&e, offset, wsum, -1, p->bias ? p->bias[o] : 0, p->rshift[o], p->relu, p->clip_hi,
              p->y_signed);
     y[i * p->n + o] = (uint8_t)requant1(acc, &e);
 }

@@ -303,6 +303,9 @@ static void test_conv_edges(void)
         /* column blocks: many pixels with a small K, fewer with a large K */
         conv_shape(1, 4, 40, 41, 9, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
         conv_shape(1, 64, 20, 20, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        /* K = 36300: sum|w| * 255 + 2^30 leaves int32, the split-rounding epilogue */
+        conv_shape(1, 300, 11, 11, 9, 11, 11, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+        conv_shape(1, 300, 12, 11, 3, 11, 11, 1, 1, 0, 0, 0, 0, 1, 1, 1),
         /* grouped */
         conv_shape(1, 12, 7, 7, 18, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
         conv_shape(2, 8, 6, 5, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2),
