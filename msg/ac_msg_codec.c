@@ -796,32 +796,55 @@ int ac_msg_send(zsock_t *sock, zframe_t *routing_id, const ac_msg *m, ac_err *er
     return AC_OK;
 }
 
-int ac_msg_recv(zsock_t *sock, ac_msg_dir dir, ac_msg *out, zframe_t **routing_id, char *user_id,
-                ac_err *err)
+int ac_msg_recv_routed(zsock_t *sock, zmsg_t **zmsg, zframe_t **routing_id, char *user_id, ac_err *err)
 {
-    memset(out, 0, sizeof *out);
-    if (routing_id)
-        *routing_id = NULL;
+    *zmsg = NULL;
+    *routing_id = NULL;
     if (user_id)
         user_id[0] = '\0';
     zmsg_t *zm = zmsg_recv(sock);
     if (!zm)
         return ac_err_set(err, AC_E_IO, "receive failed: %s", zmq_strerror(zmq_errno()));
-    if (routing_id) {
-        *routing_id = zmsg_pop(zm);
-        if (!*routing_id) {
-            zmsg_destroy(&zm);
-            return ac_err_set(err, AC_E_INVALID, "message without a routing id");
-        }
-        zframe_t *first = zmsg_first(zm);
-        if (user_id && first) {
-            /* ZAP metadata of a frame the peer sent (the routing id frame is
-             * made by the ROUTER): the CURVE public key (Z85) zauth admitted. */
-            const char *uid = zframe_meta(first, "User-Id");
-            if (uid)
-                snprintf(user_id, 41, "%s", uid);
-        }
+    *routing_id = zmsg_pop(zm);
+    if (!*routing_id) {
+        zmsg_destroy(&zm);
+        return ac_err_set(err, AC_E_INVALID, "message without a routing id");
     }
+    zframe_t *first = zmsg_first(zm);
+    if (user_id && first) {
+        /* ZAP metadata of a frame the peer sent (the routing id frame is made
+         * by the ROUTER): the CURVE public key (Z85) that zauth admitted. */
+        const char *uid = zframe_meta(first, "User-Id");
+        if (uid)
+            snprintf(user_id, 41, "%s", uid);
+    }
+    *zmsg = zm;
+    return AC_OK;
+}
+
+ac_msg_proto ac_msg_peek_proto(zmsg_t *zmsg)
+{
+    zframe_t *f = zmsg ? zmsg_first(zmsg) : NULL;
+    return f && zframe_size(f) >= 4 && !memcmp(zframe_data(f), AC_MSG_SIG_CLIENT, 4) ? AC_PROTO_CLIENT
+                                                                                     : AC_PROTO_WORKER;
+}
+
+int ac_msg_recv(zsock_t *sock, ac_msg_dir dir, ac_msg *out, zframe_t **routing_id, char *user_id,
+                ac_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (user_id)
+        user_id[0] = '\0';
+    if (routing_id) {
+        zmsg_t *zm = NULL;
+        int rc = ac_msg_recv_routed(sock, &zm, routing_id, user_id, err);
+        if (rc)
+            return rc;
+        return ac_msg_decode(&zm, dir, out, err);
+    }
+    zmsg_t *zm = zmsg_recv(sock);
+    if (!zm)
+        return ac_err_set(err, AC_E_IO, "receive failed: %s", zmq_strerror(zmq_errno()));
     return ac_msg_decode(&zm, dir, out, err);
 }
 
@@ -839,6 +862,9 @@ zsock_t *ac_msg_dealer_new(const char *endpoint, const char *cert_path, const ch
     }
     zsock_set_linger(s, 0);
     zsock_set_maxmsgsize(s, (int64_t)AC_MSG_MAX_BYTES);
+    /* Never block a peer's loop: when no connection can take a message (the
+     * broker refused this key), a send fails with AC_E_IO instead. */
+    zsock_set_sndtimeo(s, 0);
     if (cert_path) {
         zcert_t *mine = zcert_load(cert_path);
         zcert_t *server = zcert_load(server_pub_path);

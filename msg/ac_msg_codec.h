@@ -174,9 +174,20 @@ int ac_msg_send(zsock_t *sock, zframe_t *routing_id, const ac_msg *m, ac_err *er
 int ac_msg_recv(zsock_t *sock, ac_msg_dir dir, ac_msg *out, zframe_t **routing_id,
                 char *user_id, ac_err *err);
 
+/* ac_msg_recv on a ROUTER in two steps, for a caller that decides (peer
+ * lookup, rate limits) before it pays for decoding: receives the frames, pops
+ * the routing id and reads the User-Id; then ac_msg_decode(zmsg, ...).
+ * ac_msg_peek_proto tells which sub-protocol a (possibly malformed) message
+ * claims, so the answer to garbage uses the peer's signature. */
+int ac_msg_recv_routed(zsock_t *sock, zmsg_t **zmsg, zframe_t **routing_id, char *user_id, ac_err *err);
+ac_msg_proto ac_msg_peek_proto(zmsg_t *zmsg);
+
 /* A DEALER socket connected to a broker. With cert_path and server_pub_path
  * (czmq certificate files: this peer's secret certificate, the broker's public
- * one) the socket is a CURVE client; with both NULL it is plain. */
+ * one) the socket is a CURVE client; with both NULL it is plain. Sends never
+ * block: messages queue while the connection is re-established, and a send
+ * fails (AC_E_IO) only when no connection can take it, e.g. after the broker
+ * refused this peer's key. Linger is 0. */
 zsock_t *ac_msg_dealer_new(const char *endpoint, const char *cert_path,
                            const char *server_pub_path, ac_err *err);
 
