@@ -19,6 +19,9 @@ static const subcommand commands[] = {
     {"demo", ac_cmd_demo, "the bundled example end to end (Fashion-MNIST models and data)"},
     {"dataset", ac_cmd_dataset, "import image folders/lists/idx files into LMDB; describe a dataset"},
     {"worker", ac_cmd_worker, "serve a farm broker: run calibration and evaluation tasks"},
+    {"broker", ac_cmd_broker, "route a farm's tasks between coordinators and workers"},
+    {"status", ac_cmd_status, "a broker's workers, queues, in-flight tasks and per-job progress"},
+    {"certs", ac_cmd_certs, "make a CURVE key pair for a farm peer (certs new NAME)"},
 };
 
 int ac_cli_fail(const char *cmd, const char *msg)
