@@ -973,6 +973,15 @@ static size_t dw_slice_bytes(const ac_conv2d_shape *s)
     return (size_t)round_up64((int64_t)d.rows * d.cols + DW_SLACK, ALIGN) + ALIGN;
 }
 
+static size_t dwc_slice_bytes(const ac_conv2d_shape *s);
+
+/* One thread's depthwise scratch: enough for either kernel. */
+static size_t dw_scratch_slice(const ac_conv2d_shape *s)
+{
+    size_t a = dw_slice_bytes(s), b = dwc_slice_bytes(s);
+    return a > b ? a : b;
+}
+
 /* pad[r][c] = x[r - pad_top][c - pad_left] ^ flip, 0 ^ flip outside the plane and
  * in the slack after it. */
 static void dw_pad_plane(const ac_conv2d_shape *s, const dw_geom *d, const uint8_t *xc,
@@ -1122,13 +1131,296 @@ T_AVX512 static void dw_plane_avx512(const ac_conv2d_shape *s, const dw_geom *d,
     }
 }
 
-static void conv_depthwise(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y,
-                           void *scratch, int ith, int nth, ac_q8_isa isa)
+/* ---- depthwise, channels in lanes (AVX-512) ---------------------------------------------
+ * For convs with one output per input channel and no column dilation: 16
+ * channels at a time, the padded input strip is transposed to t[row][col][16
+ * channels]; one 64-byte load then holds 4 consecutive columns of 16 channels,
+ * vpermb regroups it to 16 dwords of 4 taps (one per channel) and one vpdpbusd
+ * does 4 taps of 16 channels. Every lane does useful work whatever the plane
+ * size (the plane-wise kernel wastes lanes on 7x7 / 14x14 planes), and the
+ * per-lane epilogue takes per-channel constants (variable shifts). Output
+ * pixels are taken 16 at a time in NCHW order and transposed back. */
+
+enum { DWC_STRIP = 8 }; /* output rows per strip: the strip's t stays in L1/L2 */
+
+static int dwc_strip_rows(const ac_conv2d_shape *s)
+{
+    return (DWC_STRIP - 1) * s->stride_h + (s->kh - 1) * s->dil_h + 1;
+}
+
+static size_t dwc_slice_bytes(const ac_conv2d_shape *s)
+{
+    dw_geom d;
+    dw_geom_of(s, &d);
+    /* slack: 16-column stores past the last row, 64-byte loads past the end */
+    return (size_t)round_up64((int64_t)dwc_strip_rows(s) * d.cols * 16 + 320, ALIGN) + ALIGN;
+}
+
+/* kh * kw <= 64 keeps every accumulator bound far inside int32 (simple epilogue). */
+static bool dwc_usable(const ac_conv2d_shape *s)
+{
+    return s->c_out == s->c_in && s->dil_w == 1 && s->kh * div_up(s->kw, 4) <= 16 &&
+           s->kh * s->kw <= 64;
+}
+
+/* 16 x 16 bytes: r[i] byte j -> r[j] byte i. */
+static inline void transpose16x16(__m128i r[16])
+{
+    __m128i b[16], c[16];
+    for (int k = 0; k < 8; k++) {
+        b[2 * k] = _mm_unpacklo_epi8(r[2 * k], r[2 * k + 1]);
+        b[2 * k + 1] = _mm_unpackhi_epi8(r[2 * k], r[2 * k + 1]);
+    }
+    /* b[2m]: rows 2m,2m+1 for bytes 0..7; b[2m+1]: bytes 8..15 */
+    for (int n = 0; n < 4; n++) {
+        c[4 * n + 0] = _mm_unpacklo_epi16(b[4 * n], b[4 * n + 2]);
+        c[4 * n + 1] = _mm_unpackhi_epi16(b[4 * n], b[4 * n + 2]);
+        c[4 * n + 2] = _mm_unpacklo_epi16(b[4 * n + 1], b[4 * n + 3]);
+        c[4 * n + 3] = _mm_unpackhi_epi16(b[4 * n + 1], b[4 * n + 3]);
+    }
+    /* c[4n+q]: rows 4n..4n+3, bytes 4q..4q+3 */
+    for (int o = 0; o < 2; o++)
+        for (int q = 0; q < 4; q++) {
+            b[8 * o + 2 * q] = _mm_unpacklo_epi32(c[8 * o + q], c[8 * o + 4 + q]);
+            b[8 * o + 2 * q + 1] = _mm_unpackhi_epi32(c[8 * o + q], c[8 * o + 4 + q]);
+        }
+    /* b[8o+m]: rows 8o..8o+7, bytes 2m, 2m+1 */
+    for (int m = 0; m < 8; m++) {
+        r[2 * m] = _mm_unpacklo_epi64(b[m], b[8 + m]);
+        r[2 * m + 1] = _mm_unpackhi_epi64(b[m], b[8 + m]);
+    }
+}
+
+/* Within each 128-bit lane: 4x4 transpose of dwords across a, b, c, d. */
+#define AC_TRANSPOSE4_EPI32_512(a, b, c, d)                                                      \
+    do {                                                                                         \
+        __m512i t0_ = _mm512_unpacklo_epi32(a, b), t1_ = _mm512_unpackhi_epi32(a, b);            \
+        __m512i t2_ = _mm512_unpacklo_epi32(c, d), t3_ = _mm512_unpackhi_epi32(c, d);            \
+        a = _mm512_unpacklo_epi64(t0_, t2_);                                                     \
+        b = _mm512_unpackhi_epi64(t0_, t2_);                                                     \
+        c = _mm512_unpacklo_epi64(t1_, t3_);                                                     \
+        d = _mm512_unpackhi_epi64(t1_, t3_);                                                     \
+    } while (0)
+
+/* t rows for padded rows [pr0, pr1) of channels [c0, c0 + nch) of image img:
+ * t[row][col][16] (offset bytes). 16 input columns of 16 channels go in as
+ * 16 rows of 16 bytes: lane m of zmm k = channel 4m + k; a dword transpose
+ * per lane and a vpermb give 4 zmm of [pixel][channel]. */
+T_AVX512 static void dwc_build(uint8_t *t, const ac_conv2d_shape *s, const dw_geom *d,
+                               const uint8_t *ximg, int c0, int nch, int pr0, int pr1, uint8_t flip)
+{
+    const int64_t plane = (int64_t)s->h_in * s->w_in;
+    const __m512i f = _mm512_set1_epi8((char)flip);
+    uint8_t pix[64]; /* [pixel p][channel c] <- byte 4c + p of the transposed dwords */
+    for (int p = 0; p < 4; p++)
+        for (int c = 0; c < 16; c++)
+            pix[16 * p + c] = (uint8_t)(4 * c + p);
+    const __m512i pidx = _mm512_loadu_si512(pix);
+    const int c_lo = imax(0, imin(s->pad_left, d->cols));         /* first input column */
+    const int c_hi = imax(c_lo, imin(s->pad_left + s->w_in, d->cols)); /* past the last */
+    const int64_t rowb = (int64_t)d->cols * 16;
+    for (int r = pr0; r < pr1; r++) {
+        uint8_t *trow = t + (int64_t)(r - pr0) * rowb;
+        const int ih = r - s->pad_top;
+        if (ih < 0 || ih >= s->h_in) {
+            memset(trow, flip, (size_t)rowb);
+            continue;
+        }
+        memset(trow, flip, (size_t)c_lo * 16);
+        for (int c = c_lo; c < c_hi; c += 16) {
+            const int iw0 = c - s->pad_left, cnt = imin(16, c_hi - c);
+            const __mmask16 m = cnt >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cnt) - 1u);
+            __m512i z[4];
+            for (int k = 0; k < 4; k++) {
+                __m512i v = _mm512_setzero_si512();
+                for (int lane = 0; lane < 4; lane++) {
+                    const int ch = 4 * lane + k;
+                    if (ch >= nch)
+                        continue;
+                    const __m128i row = _mm_maskz_loadu_epi8(
+                        m, ximg + (c0 + ch) * plane + (int64_t)ih * s->w_in + iw0);
+                    v = lane == 0 ? _mm512_inserti32x4(v, row, 0)
+                        : lane == 1 ? _mm512_inserti32x4(v, row, 1)
+                        : lane == 2 ? _mm512_inserti32x4(v, row, 2)
+                                    : _mm512_inserti32x4(v, row, 3);
+                }
+                z[k] = v;
+            }
+            /* lane m of z[k] = 16 pixels of channel 4m + k; after the transpose lane m of
+             * z[g] holds pixels 4g..4g+3 of channels 4m..4m+3 (byte 4c' + p) */
+            AC_TRANSPOSE4_EPI32_512(z[0], z[1], z[2], z[3]);
+            for (int g = 0; g < 4; g++) {
+                /* z[g] byte 16m + 4*kk + p = pixel 4g + p of channel 4m + kk: reorder to [p][c] */
+                z[g] = _mm512_xor_si512(_mm512_permutexvar_epi8(pidx, z[g]), f);
+                _mm512_storeu_si512(trow + (int64_t)(c + 4 * g) * 16, z[g]);
+            }
+        }
+        /* right padding last: the 16-column stores above may run into it */
+        memset(trow + (int64_t)c_hi * 16, flip, (size_t)(d->cols - c_hi) * 16);
+    }
+    memset(t + (int64_t)(pr1 - pr0) * rowb, flip, 64);
+}
+
+T_AVX512 static void dwc_block_avx512(const ac_conv_q8_params *p, const dw_geom *d,
+                                      const uint8_t *ximg, uint8_t *yimg, int c0, int oh_a,
+                                      int oh_b, uint8_t *t)
+{
+    const ac_conv2d_shape *s = &p->s;
+    const int nch = imin(16, s->c_out - c0);
+    const int nq = div_up(s->kw, 4), ksz = s->kh * s->kw;
+    const int pr0 = oh_a * s->stride_h;
+    const int pr1 = imin(d->rows, (oh_b - 1) * s->stride_h + (s->kh - 1) * s->dil_h + 1);
+    dwc_build(t, s, d, ximg, c0, nch, pr0, pr1, p->x_signed ? 0x80 : 0);
+
+    /* weights: lane c of wv[ky * nq + qq] = taps 4qq..4qq+3 of row ky of channel c0 + c */
+    __m512i wv[16];
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i wsum = _mm512_setzero_si512(), wabs = _mm512_setzero_si512();
+    for (int ky = 0; ky < s->kh; ky++)
+        for (int qq = 0; qq < nq; qq++) {
+            int8_t b[64];
+            memset(b, 0, sizeof b);
+            const int ntap = imin(4, s->kw - 4 * qq);
+            const int8_t *src = p->w + (int64_t)c0 * ksz + ky * s->kw + 4 * qq;
+            for (int c = 0; c < nch; c++)
+                for (int i = 0; i < ntap; i++)
+                    b[4 * c + i] = src[(int64_t)c * ksz + i];
+            const __m512i v = _mm512_loadu_si512(b);
+            wv[ky * nq + qq] = v;
+            wsum = _mm512_dpbusd_epi32(wsum, ones, v);
+            wabs = _mm512_dpbusd_epi32(wabs, _mm512_abs_epi8(v), ones); /* |-128| = 0x80 as u8 */
+        }
+    (void)wabs; /* kh * kw <= 64: sum|w| * 255 + |bias| + 2^30 < 2^31, always the simple epilogue */
+    /* per-channel epilogue (simple form, see epi_init): init = corr + bias + 2^(r-1),
+     * code = clamp(acc >> r); lanes past nch get zeros and are not stored */
+    const __mmask16 cm = (__mmask16)((1u << nch) - 1u);
+    const __m512i rv = _mm512_maskz_loadu_epi32(cm, p->rshift + c0);
+    const __m512i biasv =
+        p->bias ? _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(cm, p->bias + c0))
+                : _mm512_setzero_si512();
+    const __m512i halfv = _mm512_srli_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), rv), 1);
+    __m512i initv = _mm512_add_epi32(biasv, halfv);
+    if (p->x_signed)
+        initv = _mm512_sub_epi32(initv, _mm512_slli_epi32(wsum, 7));
+    epi_consts e0;
+    epi_init(&e0, false, 0, 0, 0, 0, p->relu, p->clip_hi, p->y_signed);
+    const __m512i lov = _mm512_set1_epi32(e0.lo), hiv = _mm512_set1_epi32(e0.hi);
+    /* vpermb: dword c = bytes c, 16 + c, 32 + c, 48 + c (4 columns of channel c) */
+    uint8_t tix[64];
+    for (int c = 0; c < 16; c++)
+        for (int i = 0; i < 4; i++)
+            tix[4 * c + i] = (uint8_t)(16 * i + c);
+    const __m512i tidx = _mm512_loadu_si512(tix);
+
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    const int64_t row_step = (int64_t)s->dil_h * d->cols * 16;
+    /* codes of 4 pixels (packs, lane L byte 4p + k = pixel p, channel 4L + k) to
+     * byte 4c + p; then a dword transpose per lane gives 16 pixels per channel */
+    uint8_t oix[64];
+    for (int c = 0; c < 16; c++)
+        for (int pp = 0; pp < 4; pp++)
+            oix[4 * c + pp] = (uint8_t)(16 * (c / 4) + 4 * pp + c % 4);
+    const __m512i oidx = _mm512_loadu_si512(oix);
+    const bool ysig = p->y_signed;
+    const int ja = oh_a * s->w_out, jb = oh_b * s->w_out;
+    int oh = oh_a, ow = 0;
+    for (int j0 = ja; j0 < jb; j0 += 16) {
+        const int n = imin(16, jb - j0);
+        __m512i z[4];
+        for (int g = 0; g < 4; g++) {
+            __m512i vv[4];
+            const uint8_t *base[4];
+            for (int pp = 0; pp < 4; pp++) {
+                /* pixels past n repeat the last valid one (computed, not stored) */
+                base[pp] = t + ((int64_t)(oh * s->stride_h - pr0) * d->cols +
+                                (int64_t)ow * s->stride_w) * 16;
+                if (4 * g + pp + 1 < n && ++ow == s->w_out) {
+                    ow = 0;
+                    oh++;
+                }
+            }
+            if (s->kh == 3 && nq == 1) {
+                /* 3x3 (any stride): 4 independent chains of 3 taps rows */
+                __m512i a0 = initv, a1 = initv, a2 = initv, a3 = initv;
+                for (int ky = 0; ky < 3; ky++) {
+                    const int64_t o = ky * row_step;
+                    a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[0] + o)), wv[ky]);
+                    a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[1] + o)), wv[ky]);
+                    a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[2] + o)), wv[ky]);
+                    a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[3] + o)), wv[ky]);
+                }
+                vv[0] = a0;
+                vv[1] = a1;
+                vv[2] = a2;
+                vv[3] = a3;
+            } else {
+                for (int pp = 0; pp < 4; pp++) {
+                    __m512i acc = initv;
+                    for (int ky = 0; ky < s->kh; ky++)
+                        for (int qq = 0; qq < nq; qq++) {
+                            const __m512i xv =
+                                _mm512_loadu_si512(base[pp] + ky * row_step + qq * 64);
+                            acc = _mm512_dpbusd_epi32(acc, _mm512_permutexvar_epi8(tidx, xv),
+                                                      wv[ky * nq + qq]);
+                        }
+                    vv[pp] = acc;
+                }
+            }
+            for (int pp = 0; pp < 4; pp++)
+                vv[pp] = _mm512_min_epi32(_mm512_max_epi32(_mm512_srav_epi32(vv[pp], rv), lov), hiv);
+            /* values are inside the output code range: the saturating packs are exact */
+            __m512i ab = ysig ? _mm512_packs_epi32(vv[0], vv[1]) : _mm512_packus_epi32(vv[0], vv[1]);
+            __m512i cd = ysig ? _mm512_packs_epi32(vv[2], vv[3]) : _mm512_packus_epi32(vv[2], vv[3]);
+            z[g] = _mm512_permutexvar_epi8(oidx, ysig ? _mm512_packs_epi16(ab, cd)
+                                                      : _mm512_packus_epi16(ab, cd));
+        }
+        if (n == 16 && ++ow == s->w_out) { /* to the next block's first pixel */
+            ow = 0;
+            oh++;
+        }
+        AC_TRANSPOSE4_EPI32_512(z[0], z[1], z[2], z[3]);
+        /* lane m of z[k] = pixels j0.. of channel 4m + k */
+        uint8_t rows[4][64];
+        for (int k = 0; k < 4; k++)
+            _mm512_storeu_si512(rows[k], z[k]);
+        const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+        for (int c = 0; c < nch; c++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)&rows[c % 4][16 * (c / 4)]);
+            _mm_mask_storeu_epi8(yimg + (int64_t)(c0 + c) * plane_out + j0, m, v);
+        }
+    }
+}
+
+static void conv_depthwise_cl(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y,
+                              void *scratch, int ith, int nth)
 {
     const ac_conv2d_shape *s = &p->s;
     dw_geom d;
     dw_geom_of(s, &d);
-    uint8_t *pad = align_up((uint8_t *)scratch + (size_t)ith * dw_slice_bytes(s));
+    uint8_t *t = align_up((uint8_t *)scratch + (size_t)ith * dw_scratch_slice(s));
+    const int nblk = div_up(s->c_out, 16), nstrip = div_up(s->h_out, DWC_STRIP);
+    int64_t lo, hi;
+    ac_ref_range((int64_t)s->n * nblk * nstrip, ith, nth, &lo, &hi);
+    for (int64_t u = lo; u < hi; u++) {
+        const int strip = (int)(u % nstrip), blk = (int)(u / nstrip % nblk);
+        const int64_t img = u / ((int64_t)nstrip * nblk);
+        const int oh_a = strip * DWC_STRIP, oh_b = imin(s->h_out, oh_a + DWC_STRIP);
+        dwc_block_avx512(p, &d, x + img * s->c_in * (int64_t)s->h_in * s->w_in,
+                         y + img * s->c_out * (int64_t)s->h_out * s->w_out, blk * 16, oh_a, oh_b, t);
+    }
+}
+
+static void conv_depthwise(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y,
+                           void *scratch, int ith, int nth, ac_q8_isa isa)
+{
+    const ac_conv2d_shape *s = &p->s;
+    if (isa == AC_Q8_ISA_AVX512 && dwc_usable(s)) {
+        conv_depthwise_cl(p, x, y, scratch, ith, nth);
+        return;
+    }
+    dw_geom d;
+    dw_geom_of(s, &d);
+    uint8_t *pad = align_up((uint8_t *)scratch + (size_t)ith * dw_scratch_slice(s));
     dw_vec vec;
     if (isa == AC_Q8_ISA_AVX512 && !dw_vec_plan(s, &d, &vec))
         isa = AC_Q8_ISA_AVX2;
@@ -1175,7 +1467,7 @@ size_t ac_conv2d_q8_scratch_bytes(const ac_conv_q8_params *p, int nth)
     if (conv_is_empty(s))
         return 0;
     if (conv_is_direct_dw(s))
-        return (size_t)nth * dw_slice_bytes(s);
+        return (size_t)nth * dw_scratch_slice(s);
     gemm_geom g;
     gemm_geom_of(s, &g);
     return (size_t)nth * gemm_slice_bytes(s, &g);
