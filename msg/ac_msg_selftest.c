@@ -742,7 +742,7 @@ int main(int argc, char **argv)
     int n = make_samples(samples);
     if (argc == 3 && !strcmp(argv[1], "--write-seeds")) {
         write_seeds(argv[2], samples, n);
-        printf("wrote %d seeds to %s\n", 2 * n, argv[2]);
+        printf("wrote the seeds of %d messages (and truncated copies) to %s\n", n, argv[2]);
         return failures ? 1 : 0;
     }
     test_round_trips(samples, n);
