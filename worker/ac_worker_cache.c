@@ -38,6 +38,7 @@ typedef struct {
     graph_slot graphs[MAX_GRAPHS_PER_MODEL];
     int ngraphs;
     ac_dataset *ds;      /* opened and verified */
+    char opts_key[640];  /* the options it was opened with */
 } entry;
 
 struct ac_worker_cache {
@@ -530,6 +531,25 @@ int ac_worker_cache_dataset(ac_worker_cache *c, const uint8_t hash[32], const ch
     pthread_mutex_lock(&c->mu);
     int rc = 0;
     entry *e = find(c, hash);
+    char key[640];
+    snprintf(key, sizeof key, "%d %d %d %d %.600s", (int)opts->layout, opts->channels, opts->height, opts->width,
+             opts->preprocess ? opts->preprocess : "");
+    if (e && e->ds && strcmp(e->opts_key, key)) {
+        /* Other options than the open one: they must give the same content. */
+        ac_blob_dataset_paths p;
+        ac_dataset *other = NULL;
+        if (e->kind == ENTRY_LOCAL ? !local_paths(e->path, &p) : ac_blob_unpacked_paths(e->path, &p, err) != 0) {
+            rc = ac_err_set(err, AC_E_IO, "%s: no longer readable", e->path);
+            goto done;
+        }
+        if (open_checked(&p, opts, hash, &other, "dataset", err)) {
+            rc = -1;
+            goto done;
+        }
+        ac_dataset_destroy(&e->ds);
+        e->ds = other;
+        snprintf(e->opts_key, sizeof e->opts_key, "%s", key);
+    }
     if (e && e->ds) {
         touch(c, e);
         *ds = e->ds;
@@ -538,12 +558,15 @@ int ac_worker_cache_dataset(ac_worker_cache *c, const uint8_t hash[32], const ch
     if (e && e->kind == ENTRY_DATASET) {
         touch(c, e);
         ac_blob_dataset_paths p;
+        /* A failure is the task's error, not the blob's: the content hash
+         * covers the job's options, so input shapes or preprocessing that do
+         * not match data_hash fail here while the files are fine. */
         if (ac_blob_unpacked_paths(e->path, &p, err) ||
             open_checked(&p, opts, hash, &e->ds, "dataset blob", err)) {
-            drop(c, e, true); /* unusable: fetch it again next time */
             rc = -1;
             goto done;
         }
+        snprintf(e->opts_key, sizeof e->opts_key, "%s", key);
         *ds = e->ds;
         goto done;
     }
@@ -560,6 +583,7 @@ int ac_worker_cache_dataset(ac_worker_cache *c, const uint8_t hash[32], const ch
                 goto done;
             }
             ne->ds = local;
+            snprintf(ne->opts_key, sizeof ne->opts_key, "%s", key);
             *ds = local;
             goto done;
         }

@@ -59,8 +59,8 @@ int ac_worker_cache_graph(ac_worker_cache *c, const uint8_t hash[32], const char
 
 /* The dataset whose content hash (with opts) is `hash`: from the cache, or
  * opened at data_path when it is given, readable and hashes to `hash`
- * ("IMAGES|LABELS" names an idx pair). An unpacked blob that does not hash to
- * `hash` is an error and is dropped. */
+ * ("IMAGES|LABELS" names an idx pair). A blob that opens with other content
+ * (the task's options do not match data_hash) is an error; the blob stays. */
 int ac_worker_cache_dataset(ac_worker_cache *c, const uint8_t hash[32], const char *data_path,
                             const ac_dataset_opts *opts, ac_dataset **ds, ac_err *err);
 

@@ -309,6 +309,10 @@ static void test_eval(fixture *f, const ac_calib_table *table)
     snprintf(t.input_shapes, sizeof t.input_shapes, "(8,1,28");
     run_error(f, &t, "input_shapes");
     snprintf(t.input_shapes, sizeof t.input_shapes, SHAPES);
+    /* Other preprocessing: the blob's content hash does not match (the blob stays). */
+    snprintf(t.preprocess, sizeof t.preprocess, "scale=0.5");
+    run_error(f, &t, "content hash");
+    snprintf(t.preprocess, sizeof t.preprocess, PREPROCESS);
     const char *nope[1] = {"no_such_layer"};
     ac_quant_options bad = {.fp32_layers = nope, .n_fp32_layers = 1};
     uint8_t *p2 = payload_of(table, &bad, &classify, false, false, &plen);
