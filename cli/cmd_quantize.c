@@ -6,12 +6,45 @@
 #include "ac_args.h"
 #include "ac_cli.h"
 #include "ac_preproc.h"
+#include "ac_cluster.h"
+#include "ac_farm_job.h"
 #include "ac_quantize.h"
+
+/* The search on a farm: a running broker (--broker), or the embedded cluster. */
+static int run_search(ac_farm_job_options *fo, const char *broker, int workers, const char *curve_key,
+                      const char *server_key, ac_quantize_result *res, ac_err *err)
+{
+    ac_cluster *cluster = NULL;
+    const char *endpoint = broker;
+    if (!broker) {
+        ac_cluster_config cc = {.workers = workers, .threads = fo->q.threads, .verbose = fo->q.verbose};
+        cluster = ac_cluster_new(&cc, err);
+        if (!cluster)
+            return -1;
+        endpoint = ac_cluster_endpoint(cluster);
+        fo->workers = ac_cluster_workers(cluster);
+        fo->local_data = true;
+        if (!fo->q.quiet)
+            printf("embedded cluster: broker %s, %d local worker(s) x %d thread(s)\n", endpoint,
+                   ac_cluster_workers(cluster), ac_cluster_threads_per_worker(cluster));
+    }
+    ac_farm_client_opts co = {.endpoint = endpoint, .cert_path = curve_key, .server_pub = server_key};
+    ac_farm_client *client = ac_farm_client_new(&co, err);
+    int rc = client ? ac_farm_job_run(fo, client, res, err) : -1;
+    ac_farm_client_destroy(&client);
+    ac_cluster_destroy(&cluster);
+    return rc;
+}
 
 int ac_cmd_quantize(int argc, char **argv)
 {
+    ac_farm_job_options fo;
+    ac_farm_job_options_init(&fo);
     ac_quantize_options o;
     ac_quantize_options_init(&o);
+    const char *broker = NULL, *curve_key = NULL, *server_key = NULL;
+    int workers = 0;
+    bool no_search = false;
     const char *th_method = "KL", *template_name = NULL, *user_pp = NULL;
     bool no_kl_tune = false, print_pp = false, help = false;
     ac_arg_spec specs[] = {
@@ -49,6 +82,19 @@ int ac_cmd_quantize(int argc, char **argv)
         {"threads", NULL, AC_ARG_INT, &o.threads, "OpenMP threads (default: all cores)"},
         {"quiet", NULL, AC_ARG_FLAG, &o.quiet, "print only errors and the final line"},
         {"verbose", NULL, AC_ARG_FLAG, &o.verbose, "also print the per-layer plan"},
+        {"no_search", NULL, AC_ARG_FLAG, &no_search,
+         "evaluate exactly the given strategy in this process (no search, no farm)"},
+        {"auto_calib", NULL, AC_ARG_FLAG, &fo.auto_calib,
+         "auto mode: when fast mode misses the budget, keep the fewest most sensitive layers in fp32"},
+        {"calib_debug", NULL, AC_ARG_FLAG, &fo.calib_debug, "log every search step"},
+        {"max_search_seconds", NULL, AC_ARG_FLOAT, &fo.max_search_seconds,
+         "stop searching after this long and keep the best plan found (0 = no limit)"},
+        {"resume", NULL, AC_ARG_FLAG, &fo.resume, "continue a killed search from the journal in --output_dir"},
+        {"broker", NULL, AC_ARG_STRING, &broker, "a running farm's broker, e.g. tcp://host:5555 (default: an embedded cluster)"},
+        {"workers", NULL, AC_ARG_INT, &workers, "local workers of the embedded cluster (default 1; cores are split)"},
+        {"shard_batches", NULL, AC_ARG_INT, &fo.shard_batches, "batches per task shard (default 8)"},
+        {"curve_key", "curve-key", AC_ARG_STRING, &curve_key, "CURVE: this coordinator's secret certificate"},
+        {"server_key", "server-key", AC_ARG_STRING, &server_key, "CURVE: the broker's public certificate"},
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ac_err err = {0};
@@ -80,9 +126,19 @@ int ac_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "autocalib quantize: --image_data_preproccess: %s\n", err.msg);
         return 2;
     }
+    if (workers < 0 || fo.shard_batches < 0 || fo.max_search_seconds < 0) {
+        fprintf(stderr, "autocalib quantize: --workers, --shard_batches and --max_search_seconds must be >= 0\n");
+        return 2;
+    }
     ac_quantize_result res;
-    if (ac_quantize_run(&o, &res, &err))
-        return ac_cli_fail("quantize", err.msg);
+    if (no_search) {
+        if (ac_quantize_run(&o, &res, &err))
+            return ac_cli_fail("quantize", err.msg);
+    } else {
+        fo.q = o;
+        if (run_search(&fo, broker, workers, curve_key, server_key, &res, &err))
+            return ac_cli_fail("quantize", err.msg);
+    }
     printf("%s: fp32 %.4f, int8 %.4f (loss %.4f, budget %.4f: %s), %d fp32 layers, %.1fs; artefacts in %s\n",
            res.task, res.fp32_score, res.int8_score, res.fp32_score - res.int8_score, o.accept_int8_decay,
            res.met_budget ? "met" : "NOT met", res.n_fp32_layers, res.elapsed_s, res.output_dir);

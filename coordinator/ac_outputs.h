@@ -21,6 +21,13 @@ typedef struct {
     double dot, ref_sq, q_sq, err_sq;
 } ac_layer_acc;
 
+/* Adds one batch's agreement (its first nreal samples) of every node output
+ * the plan quantizes. tmp holds the largest tensor's element count. */
+struct ac_exec;
+struct ac_qexec;
+void ac_layer_acc_add(ac_layer_acc *acc, const ac_plan *plan, const struct ac_exec *fp32,
+                      const struct ac_qexec *int8, int batch, int nreal, float *tmp);
+
 /* One candidate of a search, as the report lists it. */
 typedef struct {
     char name[96];

@@ -263,47 +263,9 @@ static int make_metric(job *j, ac_err *err)
     return j->fp32_part && j->int8_part ? 0 : -1;
 }
 
-/* The int8 run's value of tensor t as float: its float buffer, or its codes dequantized. */
-static const float *int8_value(job *j, int t, float *tmp, int64_t n)
-{
-    const float *f = ac_qexec_tensor_float(j->int8, t);
-    if (f)
-        return f;
-    const void *codes = ac_qexec_tensor_codes(j->int8, t);
-    if (!codes)
-        return NULL;
-    const ac_tensor_plan *tp = &j->plan->tensors[t];
-    for (int64_t i = 0; i < n; i++) {
-        int q = tp->is_signed ? ((const int8_t *)codes)[i] : ((const uint8_t *)codes)[i];
-        tmp[i] = (float)(q * tp->scale);
-    }
-    return tmp;
-}
-
 static void accumulate_layers(job *j, int nreal, float *tmp)
 {
-    const ac_graph *g = j->g;
-    for (int i = 0; i < g->nnodes; i++) {
-        int t = g->nodes[i].outputs[0];
-        if (t < 0 || !j->plan->tensors[t].activation)
-            continue;
-        int64_t n = ac_tensor_numel(&g->tensors[t]) / j->batch * nreal;
-        const float *ref = ac_exec_tensor(j->fp32, t);
-        const float *q = int8_value(j, t, tmp, ac_tensor_numel(&g->tensors[t]));
-        if (!ref || !q)
-            continue;
-        layer_acc *a = &j->acc[t];
-        /* An unsigned tensor drops negatives by design (a ReLU consumes it,
-         * spec §2), so the reference is compared from 0 up. */
-        bool clamp0 = j->plan->tensors[t].has_range && !j->plan->tensors[t].is_signed;
-        for (int64_t k = 0; k < n; k++) {
-            double r = clamp0 && ref[k] < 0 ? 0.0 : ref[k], v = q[k], d = r - v;
-            a->dot += r * v;
-            a->ref_sq += r * r;
-            a->q_sq += v * v;
-            a->err_sq += d * d;
-        }
-    }
+    ac_layer_acc_add(j->acc, j->plan, j->fp32, j->int8, j->batch, nreal, tmp);
 }
 
 /* After each test batch: the per-layer agreement of its real samples. */

@@ -215,7 +215,12 @@ int ac_blob_pack_dataset(const char *source, const char *idx_labels, const ac_da
     int rc;
     if (stat(source, &st) != 0)
         return ac_err_set(err, AC_E_IO, "%s: %s", source, strerror(errno));
-    if (idx_labels) {
+    if (idx_labels && !*idx_labels) {
+        /* idx images without labels (calibration data) */
+        kind = "idx";
+        src_rel = base_name(source);
+        rc = list_add(&l, src_rel, source, err);
+    } else if (idx_labels) {
         kind = "idx";
         src_rel = base_name(source);
         lab_rel = base_name(idx_labels);
@@ -264,7 +269,7 @@ int ac_blob_pack_dataset(const char *source, const char *idx_labels, const ac_da
         return -1;
     }
     if (opts) {
-        ac_dataset *ds = idx_labels ? ac_dataset_open_idx(source, idx_labels, opts, err)
+        ac_dataset *ds = idx_labels ? ac_dataset_open_idx(source, *idx_labels ? idx_labels : NULL, opts, err)
                                     : ac_dataset_open(source, opts, err);
         if (!ds || ac_dataset_hash(ds, hash, err)) {
             ac_dataset_destroy(&ds);
@@ -352,9 +357,9 @@ int ac_blob_unpack_dataset(const uint8_t *buf, size_t len, const char *dir, ac_b
     if (!ac_mpack_read_str(&r, &src, &sn) || (sn && !rel_path_ok(src, sn)) || (idx && !sn))
         return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'source' must be a relative path%s",
                           idx ? "" : " or \"\"");
-    if (!ac_mpack_read_str(&r, &lab, &ln) || (idx ? !rel_path_ok(lab, ln) : ln != 0))
+    if (!ac_mpack_read_str(&r, &lab, &ln) || (idx ? (ln && !rel_path_ok(lab, ln)) : ln != 0))
         return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'labels' must be %s",
-                          idx ? "a relative path" : "\"\" for kind \"path\"");
+                          idx ? "a relative path or \"\" (no labels)" : "\"\" for kind \"path\"");
     if (!ac_mpack_read_array(&r, &nfiles) || nfiles == 0)
         return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'files' must be a non-empty array");
     /* Check the whole archive before writing anything. */
@@ -434,7 +439,7 @@ int ac_blob_unpacked_paths(const char *dir, ac_blob_dataset_paths *out, ac_err *
     bool idx = k == 3 && lens[0] == 3 && !memcmp(lines[0], "idx", 3);
     bool path = k == 3 && lens[0] == 4 && !memcmp(lines[0], "path", 4);
     if (k != 3 || start != n || !(idx || path) || (lens[1] && !rel_path_ok(lines[1], lens[1])) ||
-        (idx && !rel_path_ok(lines[2], lens[2])) || (path && lens[2]))
+        (idx && lens[2] && !rel_path_ok(lines[2], lens[2])) || (path && lens[2]))
         rc = ac_err_set(err, AC_E_INVALID, "%s: not a blob manifest (kind, source, labels lines)", mpath);
     else
         rc = resolve(dir, idx, lines[1], lens[1], lines[2], lens[2], out, err);
@@ -444,5 +449,6 @@ int ac_blob_unpacked_paths(const char *dir, ac_blob_dataset_paths *out, ac_err *
 
 ac_dataset *ac_blob_open_dataset(const ac_blob_dataset_paths *p, const ac_dataset_opts *opts, ac_err *err)
 {
-    return p->idx ? ac_dataset_open_idx(p->source, p->labels, opts, err) : ac_dataset_open(p->source, opts, err);
+    return p->idx ? ac_dataset_open_idx(p->source, p->labels[0] ? p->labels : NULL, opts, err)
+                  : ac_dataset_open(p->source, opts, err);
 }

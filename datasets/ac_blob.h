@@ -39,7 +39,8 @@ typedef struct {
 /* The model file's bytes (*buf malloc'ed) and their SHA-256. */
 int ac_blob_pack_model(const char *path, uint8_t **buf, size_t *len, uint8_t hash[32], ac_err *err);
 
-/* Packs a dataset: idx_labels given: the idx pair (source = the image file);
+/* Packs a dataset: idx_labels given: the idx pair (source = the image file;
+ * idx_labels "" for idx images without labels);
  * else source is an image folder or an LMDB folder (its regular files, not
  * recursive, lock.mdb left out) or an ImageList file (the list and the images
  * it names, which must be relative paths inside the list's folder).

@@ -56,7 +56,9 @@ def test_quantize_writes_artefacts_and_report(ac_bin, tmp_path, name):
     assert convs and all(l["mode"] in ("int8", "fp32") for l in rep["layers"])
     for l in convs:
         if l["mode"] == "int8":
-            assert isinstance(l["shift"], int) and 0 <= l["shift"] <= 31
+            shifts = l["shift"] if isinstance(l["shift"], list) else [l["shift"]]
+            assert shifts and all(isinstance(r, int) and 0 <= r <= 31 for r in shifts)
+            assert isinstance(l["shift"], list) == rep["strategy"]["per_channel"]
             assert l["threshold"] > 0 and -1.0 <= l["cosine"] <= 1.0 + 1e-9
     # Calibration table: tpu-mlir format, one line per tensor, seven decimals.
     lines = [l for l in open(out / "calibration_table") if l.strip() and not l.startswith("#")]
@@ -73,7 +75,7 @@ def test_per_channel_and_forced_fp32_layers(ac_bin, tmp_path):
     layers = json.load(open(base / "report.json"))["layers"]
     first_conv = next(l for l in layers if l["op"] == "Conv")
     out = tmp_path / "pc"
-    p = quantize(ac_bin, model, out, "--per_channel", "--fp32_layers", first_conv["name"],
+    p = quantize(ac_bin, model, out, "--no_search", "--per_channel", "--fp32_layers", first_conv["name"],
                  "--th_method", "MAX")
     assert p.returncode == 0, p.stderr
     rep = json.load(open(out / "report.json"))
@@ -107,3 +109,47 @@ def test_bad_input_leaves_output_dir_untouched(ac_bin, tmp_path):
     assert p.returncode == 1 and "broken.onnx" in p.stderr
     assert sorted(os.listdir(out)) == ["keep.txt"]
     assert not [f for f in os.listdir(tmp_path) if ".tmp." in f]
+
+
+def test_search_is_the_default_and_reports_candidates(ac_bin, tmp_path):
+    model = os.path.join(h.MODELS, "fmnist_plain.onnx")
+    out = tmp_path / "s"
+    p = quantize(ac_bin, model, out, "--calib_debug")
+    assert p.returncode == 0, p.stderr
+    assert "embedded cluster" in p.stdout and "search: round 1" in p.stdout
+    rep = json.load(open(out / "report.json"))
+    assert rep["search"]["mode"] == "fast"
+    names = [c["name"] for c in rep["candidates"]]
+    assert names[0].startswith("baseline") and "KL+per_channel" in names and "MAX" in names
+    assert rep["evaluations"] == len(rep["candidates"]) >= 9 and rep["rounds"] >= 1
+    assert all(c["shards"] >= 1 for c in rep["candidates"])
+    assert rep["met_budget"] and rep["estimated_cost"] >= 1.0
+    assert not os.path.exists(out / "journal.acj")  # the finished search replaced the folder
+
+
+def test_same_plan_and_scores_for_1_and_2_workers_and_single_process(ac_bin, tmp_path):
+    model = os.path.join(h.MODELS, "fmnist_resnet.onnx")
+    reps = []
+    for w in ("1", "2"):
+        out = tmp_path / ("w" + w)
+        p = quantize(ac_bin, model, out, "--workers", w, "--shard_batches", "2")
+        assert p.returncode == 0, p.stderr
+        reps.append(json.load(open(out / "report.json")))
+    a, b = reps
+    assert a["fp32_score"] == b["fp32_score"] and a["int8_score"] == b["int8_score"]
+    assert a["strategy"] == b["strategy"] and a["fp32_layers"] == b["fp32_layers"]
+    assert [c["int8_score"] for c in a["candidates"]] == [c["int8_score"] for c in b["candidates"]]
+    assert open(tmp_path / "w1" / "calibration_table").read() == open(tmp_path / "w2" / "calibration_table").read()
+    # The single-process job with the chosen strategy gives the same scores.
+    st = a["strategy"]
+    args = ["--no_search", "--th_method", st["th_method"]]
+    for flag in ("per_channel", "accuracy_opt", "first_conv_fp32"):
+        if st[flag]:
+            args.append("--" + flag)
+    out = tmp_path / "single"
+    p = quantize(ac_bin, model, out, *args)
+    assert p.returncode == 0, p.stderr
+    c = json.load(open(out / "report.json"))
+    assert c["fp32_score"] == a["fp32_score"] and c["int8_score"] == a["int8_score"]
+    assert open(out / "calibration_table").read().split("\n")[2:] == \
+        open(tmp_path / "w1" / "calibration_table").read().split("\n")[2:]

@@ -1,0 +1,1021 @@
+#include "ac_farm_job.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ac_blob.h"
+#include "ac_calibrate.h"
+#include "ac_dataset.h"
+#include "ac_exec.h"
+#include "ac_metric.h"
+#include "ac_model.h"
+#include "ac_ops.h"
+#include "ac_outputs.h"
+#include "ac_payload.h"
+#include "ac_plan.h"
+#include "ac_qexec.h"
+#include "ac_runner.h"
+#include "ac_search.h"
+
+#define TUNE_IMAGES 16        /* as the single-process job */
+#define MAX_NAMES 4096
+#define JOURNAL_NAME "journal.acj"
+
+typedef struct {
+    uint8_t *bytes;
+    size_t len;
+    uint8_t hash[AC_HASH_BYTES];
+    char local[sizeof(((ac_task *)0)->data_path)]; /* data_path for workers sharing this file system */
+} blob;
+
+/* What the report keeps of each search candidate (parallel to the search's list). */
+typedef struct {
+    int shards;
+    double elapsed_s;
+    char error[160];
+    char **fp32_names;
+} cand_info;
+
+typedef struct {
+    const ac_farm_job_options *o;
+    ac_farm_client *client;
+    double t0;
+    char job[AC_JOB_ID_MAX];
+    ac_graph *g;
+    int input, out_index, batch;
+    ac_dataset *calib, *test;
+    ac_dataset_opts dopt;
+    blob model, calib_blob, test_blob;
+    int64_t n_calib, n_test, n_subset;
+    ac_calib_table *tables[AC_TH_METHOD_COUNT];
+    int tuned_up;
+    double t_calib, t_test;
+    ac_metric *metric;
+    ac_metric_options mopt;
+    ac_metric_result fp32_res;
+    bool have_fp32_res;
+    double fp32_score;
+    uint32_t round;       /* task key round: one per batch of submitted tasks */
+    uint32_t next_cand;   /* task key candidate ids, in submission order */
+    ac_search_result *search;
+    cand_info *info;
+    int ninfo;
+    int failed_tasks;
+    bool timed_out;
+    FILE *journal;
+    char journal_path[PATH_MAX + 64];
+    /* journaled evaluations read back on --resume */
+    char **jkeys;
+    double *jscore;
+    int *jfailed, njournal;
+    char *base_names_buf;
+    const char *base_names[MAX_NAMES];
+    int n_base_names;
+} fjob;
+
+void ac_farm_job_options_init(ac_farm_job_options *o)
+{
+    memset(o, 0, sizeof *o);
+    ac_quantize_options_init(&o->q);
+    o->workers = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void say(const fjob *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const fjob *j, const char *fmt, ...)
+{
+    if (j->o->q.quiet)
+        return;
+    FILE *f = j->o->q.log ? j->o->q.log : stdout;
+    fprintf(f, "[%7.2fs] ", now_s() - j->t0);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+/* ---- setup: model, data, blobs ------------------------------------------------- */
+
+static int find_io(const ac_graph *g, int n, const int *idx, const char *name, const char *what, ac_err *err)
+{
+    if (!name || !*name)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(g->tensors[idx[i]].name, name))
+            return i;
+    return -ac_err_set(err, AC_E_INVALID, "--%s_data_name '%s': the model has no such %s", what, name, what);
+}
+
+static int load_model(fjob *j, ac_err *err)
+{
+    const ac_quantize_options *q = &j->o->q;
+    ac_model_options mo = {.weights = q->weights, .input_shapes = q->input_data_shape};
+    j->g = ac_model_load(q->model, &mo, NULL, err);
+    if (!j->g)
+        return -1;
+    j->input = find_io(j->g, j->g->ninputs, j->g->inputs, q->input_data_name, "input", err);
+    j->out_index = find_io(j->g, j->g->noutputs, j->g->outputs, q->output_data_name, "output", err);
+    if (j->input < 0 || j->out_index < 0)
+        return -1;
+    if (j->g->ninputs != 1)
+        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: models with %d inputs are not supported yet (one data input)",
+                          q->model, j->g->ninputs);
+    j->batch = (int)j->g->tensors[j->g->inputs[j->input]].dims[0];
+    if (ac_blob_pack_model(q->model, &j->model.bytes, &j->model.len, j->model.hash, err))
+        return -1;
+    return 0;
+}
+
+static int open_data(fjob *j, const char *images, const char *lmdb, const char *idx_images, const char *idx_labels,
+                     const char *what, ac_dataset **ds, blob *b, ac_err *err)
+{
+    ac_dataset_opts d = j->dopt;
+    if (lmdb)
+        d.preprocess = NULL; /* our LMDBs hold preprocessed tensors */
+    int given = (images != NULL) + (lmdb != NULL) + (idx_images != NULL);
+    if (given != 1)
+        return ac_err_set(err, AC_E_INVALID,
+                          given ? "give one %s source (--%s_image_source, --%s_lmdb_path or --%s_idx_images), not several"
+                                : "no %s data: give --%s_image_source, --%s_lmdb_path or --%s_idx_images",
+                          what, what, what, what);
+    const char *src = images ? images : lmdb ? lmdb : idx_images;
+    *ds = idx_images ? ac_dataset_open_idx(idx_images, idx_labels, &d, err) : ac_dataset_open(src, &d, err);
+    if (!*ds || ac_runner_check_data(j->g, j->input, *ds, what, err))
+        return -1;
+    if (ac_blob_pack_dataset(src, idx_images ? (idx_labels ? idx_labels : "") : NULL, &d, &b->bytes, &b->len, b->hash,
+                             err))
+        return -1;
+    if (j->o->local_data) {
+        /* A path that does not fit a task stays empty: workers then fetch the blob. */
+        char a[PATH_MAX], l[PATH_MAX];
+        if (realpath(src, a)) {
+            if (idx_images && idx_labels && realpath(idx_labels, l) && strlen(a) + strlen(l) + 2 <= sizeof b->local) {
+                snprintf(b->local, sizeof b->local, "%s|", a);
+                strcat(b->local, l);
+            } else if (!idx_images && strlen(a) < sizeof b->local) {
+                memcpy(b->local, a, strlen(a) + 1);
+            }
+        }
+    }
+    return 0;
+}
+
+static int upload(fjob *j, const blob *b, ac_err *err)
+{
+    return ac_farm_client_put_blob(j->client, j->job, b->hash, b->bytes, b->len, err);
+}
+
+/* ---- tasks ------------------------------------------------------------------------ */
+
+static ac_task base_task(const fjob *j, ac_task_kind kind, const blob *data, int64_t begin, int64_t end)
+{
+    ac_task t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.key.job, sizeof t.key.job, "%s", j->job);
+    t.key.round = j->round;
+    t.kind = kind;
+    memcpy(t.model_hash, j->model.hash, AC_HASH_BYTES);
+    memcpy(t.data_hash, data->hash, AC_HASH_BYTES);
+    memcpy(t.data_path, data->local, sizeof t.data_path);
+    if (j->o->q.input_data_shape)
+        snprintf(t.input_shapes, sizeof t.input_shapes, "%s", j->o->q.input_data_shape);
+    if (j->dopt.preprocess && data != NULL && !j->o->q.calib_lmdb_path && data == &j->calib_blob)
+        snprintf(t.preprocess, sizeof t.preprocess, "%s", j->dopt.preprocess);
+    if (j->dopt.preprocess && data == &j->test_blob && !j->o->q.test_lmdb_path)
+        snprintf(t.preprocess, sizeof t.preprocess, "%s", j->dopt.preprocess);
+    t.begin = begin;
+    t.end = end;
+    t.batch = j->batch;
+    return t;
+}
+
+/* Shards: [0, n) in pieces of shard_batches whole batches (the last one may be short). */
+static int shard_count(const fjob *j, int64_t n)
+{
+    int64_t per = (int64_t)(j->o->shard_batches > 0 ? j->o->shard_batches : 8) * j->batch;
+    return (int)((n + per - 1) / per);
+}
+
+static void shard_range(const fjob *j, int64_t n, int s, int64_t *b, int64_t *e)
+{
+    int64_t per = (int64_t)(j->o->shard_batches > 0 ? j->o->shard_batches : 8) * j->batch;
+    *b = s * per;
+    *e = *b + per < n ? *b + per : n;
+}
+
+static double time_left(const fjob *j)
+{
+    if (j->o->max_search_seconds <= 0)
+        return 0;
+    double left = j->o->max_search_seconds - (now_s() - j->t0);
+    return left > 0.001 ? left : 0.001;
+}
+
+static int run_tasks(fjob *j, const ac_task *tasks, int n, ac_farm_outcome *out, ac_err *err)
+{
+    if (ac_farm_client_run(j->client, j->job, tasks, n, out, time_left(j), NULL, NULL, err))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (out[i].status == AC_RESULT_ERROR)
+            j->failed_tasks++;
+        if (out[i].status == AC_RESULT_CANCELLED)
+            j->timed_out = true;
+    }
+    return 0;
+}
+
+/* ---- calibration on the farm -------------------------------------------------------- */
+
+static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, ac_err *err)
+{
+    uint8_t *tpl = NULL, *payload = NULL;
+    size_t tlen = 0, plen = 0;
+    if (ac_calib_collector_encode_template(master, &tpl, &tlen, err))
+        return -1;
+    ac_calib_payload cp = {.collector_template = {tpl, tlen}};
+    int rc = ac_calib_payload_encode(&cp, &payload, &plen, err);
+    free(tpl);
+    if (rc)
+        return -1;
+    int n = shard_count(j, nsamples);
+    ac_task *tasks = calloc((size_t)n, sizeof *tasks);
+    ac_farm_outcome *out = calloc((size_t)n, sizeof *out);
+    rc = -1;
+    if (!tasks || !out) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    j->round++;
+    for (int s = 0; s < n; s++) {
+        int64_t b, e;
+        shard_range(j, nsamples, s, &b, &e);
+        tasks[s] = base_task(j, AC_TASK_CALIB, &j->calib_blob, b, e);
+        tasks[s].key.candidate = 0;
+        tasks[s].key.shard = (uint32_t)s;
+        tasks[s].payload.data = payload;
+        tasks[s].payload.len = plen;
+    }
+    if (run_tasks(j, tasks, n, out, err))
+        goto done;
+    /* Merged in shard order: the statistics do not depend on which worker ran what. */
+    for (int s = 0; s < n; s++) {
+        if (out[s].status != AC_RESULT_OK) {
+            ac_err_set(err, AC_E_IO, "calibration shard %d [%lld, %lld): %s", s, (long long)tasks[s].begin,
+                       (long long)tasks[s].end, out[s].error);
+            goto done;
+        }
+        if (ac_calib_collector_merge_encoded(master, out[s].partial, out[s].partial_len, err)) {
+            ac_err_prefix(err, "calibration shard %d: ", s);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (out)
+        ac_farm_outcome_free(out, n);
+    free(out);
+    free(tasks);
+    free(payload);
+    return rc;
+}
+
+static int calibrate(fjob *j, ac_err *err)
+{
+    double t = now_s();
+    const ac_quantize_options *q = &j->o->q;
+    int64_t count = ac_dataset_count(j->calib);
+    j->n_calib = ac_dataset_limit(count, q->calib_iterations, j->batch);
+    j->n_calib -= j->n_calib % j->batch;
+    if (j->n_calib <= 0)
+        return ac_err_set(err, AC_E_INVALID, "calibration data %s: %lld samples, fewer than one batch of %d",
+                          ac_dataset_source_name(j->calib), (long long)count, j->batch);
+    say(j, "calibration: %lld samples in %d shard(s) on the farm (range, histogram, KL tuning passes)",
+        (long long)j->n_calib, shard_count(j, j->n_calib));
+    ac_calib_collector *c = ac_calib_collector_new(j->g, 0, err);
+    if (!c)
+        return -1;
+    int rc = -1;
+    if (calib_pass(j, c, j->n_calib, err) || ac_calib_collector_begin_hist(c, err) ||
+        calib_pass(j, c, j->n_calib, err))
+        goto done;
+    /* Every method's table comes from the same merged statistics. */
+    for (int m = 0; m < AC_TH_METHOD_COUNT; m++) {
+        j->tables[m] = ac_calib_collector_table(c, (ac_th_method)m, err);
+        if (!j->tables[m])
+            goto done;
+    }
+    if (q->kl_tune) {
+        int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
+        tune = tune < j->batch ? j->batch : tune - tune % j->batch;
+        if (ac_calib_collector_begin_tune(c, AC_TH_KL, err) || calib_pass(j, c, tune, err))
+            goto done;
+        ac_calib_table_destroy(&j->tables[AC_TH_KL]);
+        j->tables[AC_TH_KL] = ac_calib_collector_tuned_table(c, &j->tuned_up, err);
+        if (!j->tables[AC_TH_KL])
+            goto done;
+    }
+    j->t_calib = now_s() - t;
+    say(j, "calibration: %zu tensors in %.2fs%s", ac_calib_table_size(j->tables[AC_TH_KL]), j->t_calib,
+        q->kl_tune ? "" : " (no KL tuning)");
+    rc = 0;
+done:
+    ac_calib_collector_destroy(&c);
+    return rc;
+}
+
+/* ---- scoring on the farm ------------------------------------------------------------ */
+
+static int make_metric(fjob *j, ac_err *err)
+{
+    const ac_labels *labels = ac_dataset_labels(j->test);
+    const char *task = j->o->q.task;
+    if (!task || !*task)
+        task = labels && ac_labels_kind(labels) == AC_LABEL_CLASS ? "classify" : "similarity";
+    if (!strcmp(task, "classify")) {
+        if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
+            return ac_err_set(err, AC_E_INVALID, "--task classify: the test data %s has no class labels",
+                              ac_dataset_source_name(j->test));
+        ac_metric_options_init(&j->mopt, AC_METRIC_CLASSIFY);
+    } else if (!strcmp(task, "similarity")) {
+        ac_metric_options_init(&j->mopt, AC_METRIC_SIMILARITY);
+        const ac_tensor *out = &j->g->tensors[j->g->outputs[j->out_index]];
+        j->mopt.classifier = out->ndim == 2 && out->dims[1] > 1;
+    } else if (!strcmp(task, "detect")) {
+        ac_metric_options_init(&j->mopt, AC_METRIC_DETECT);
+    } else {
+        return ac_err_set(err, AC_E_INVALID, "--task '%s': must be classify, detect or similarity", task);
+    }
+    j->mopt.output = j->out_index;
+    j->metric = ac_metric_new(&j->mopt, err);
+    return j->metric ? 0 : -1;
+}
+
+/* Payload of one candidate (or of the fp32 reference when c is NULL). */
+static int eval_payload(const fjob *j, const ac_candidate *c, uint8_t **buf, size_t *len, ac_err *err)
+{
+    ac_eval_payload p;
+    memset(&p, 0, sizeof p);
+    p.metric_kind = (int32_t)j->mopt.kind;
+    p.metric_output = j->mopt.output;
+    p.metric_topk = j->mopt.topk;
+    p.metric_classifier = j->mopt.classifier;
+    p.need_reference = j->mopt.kind != AC_METRIC_CLASSIFY;
+    ac_payload_range *ranges = NULL;
+    const char **names = NULL;
+    if (!c) {
+        p.fp32_reference = true;
+    } else {
+        const ac_calib_table *t = j->tables[c->method];
+        size_t n = ac_calib_table_size(t);
+        ranges = calloc(n ? n : 1, sizeof *ranges);
+        names = calloc((size_t)(c->nfp32 + j->n_base_names + 1), sizeof *names);
+        if (!ranges || !names) {
+            free(ranges);
+            free(names);
+            return ac_err_set(err, AC_E_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++) {
+            const ac_calib_entry *e = ac_calib_table_at(t, i);
+            ranges[i] = (ac_payload_range){e->name, e->th, e->min, e->max};
+        }
+        int nn = 0;
+        for (int i = 0; i < j->n_base_names; i++)
+            names[nn++] = j->base_names[i];
+        for (int i = 0; i < c->nfp32; i++)
+            names[nn++] = j->g->nodes[c->fp32_nodes[i]].name;
+        p.nranges = (int32_t)n;
+        p.ranges = ranges;
+        p.per_channel = c->per_channel;
+        p.accuracy_opt = c->accuracy_opt;
+        p.first_conv_fp32 = c->first_conv_fp32;
+        p.nfp32 = nn;
+        p.fp32_layers = names;
+    }
+    int rc = ac_eval_payload_encode(&p, buf, len, err);
+    free(ranges);
+    free(names);
+    return rc;
+}
+
+/* The plan a candidate describes, built here for its cost and the final artefacts. */
+static ac_plan *candidate_plan(const fjob *j, const ac_candidate *c, ac_err *err)
+{
+    const char *names[MAX_NAMES];
+    int nn = 0;
+    for (int i = 0; i < j->n_base_names && nn < MAX_NAMES; i++)
+        names[nn++] = j->base_names[i];
+    for (int i = 0; i < c->nfp32 && nn < MAX_NAMES; i++)
+        names[nn++] = j->g->nodes[c->fp32_nodes[i]].name;
+    ac_quant_options qo = {.per_channel = c->per_channel,
+                           .accuracy_opt = c->accuracy_opt,
+                           .first_conv_fp32 = c->first_conv_fp32,
+                           .fp32_layers = names,
+                           .n_fp32_layers = nn};
+    return ac_plan_build(j->g, j->tables[c->method], &qo, err);
+}
+
+/* ---- the journal --------------------------------------------------------------------- */
+
+static void strategy_key(const fjob *j, const ac_candidate *c, bool subset, char *buf, size_t n)
+{
+    int len = snprintf(buf, n, "%s|%s|%d%d%d|", subset ? "subset" : "full", ac_th_method_name(c->method),
+                       c->per_channel, c->accuracy_opt, c->first_conv_fp32);
+    for (int i = 0; i < c->nfp32 && len < (int)n - 12; i++)
+        len += snprintf(buf + len, n - (size_t)len, "%s%d", i ? "," : "", c->fp32_nodes[i]);
+    (void)j;
+}
+
+static int journal_find(const fjob *j, const char *key)
+{
+    for (int i = 0; i < j->njournal; i++)
+        if (!strcmp(j->jkeys[i], key))
+            return i;
+    return -1;
+}
+
+static void journal_write(fjob *j, const char *key, const ac_candidate *c)
+{
+    if (!j->journal)
+        return;
+    fprintf(j->journal, "cand %s %d %.17g\n", key, c->failed ? 1 : 0, c->score);
+    fflush(j->journal);
+    fsync(fileno(j->journal));
+}
+
+/* The journal's first line names the job's inputs, so a resume with other
+ * inputs starts afresh instead of reusing scores that do not apply. */
+static void job_signature(const fjob *j, char *buf, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    const uint8_t *hs[3] = {j->model.hash, j->calib_blob.hash, j->test_blob.hash};
+    for (int h = 0; h < 3; h++)
+        for (int i = 0; i < 8 && k + 2 < n; i++) {
+            buf[k++] = hex[hs[h][i] >> 4];
+            buf[k++] = hex[hs[h][i] & 15];
+        }
+    snprintf(buf + k, n - k, "-%lld-%lld-%d-%s-%g", (long long)j->n_calib, (long long)j->n_test, j->batch,
+             j->mopt.kind == AC_METRIC_CLASSIFY ? "c" : "s", j->o->q.fp32_score);
+}
+
+static int journal_open(fjob *j, ac_err *err)
+{
+    const char *dir = j->o->q.output_dir;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    snprintf(j->journal_path, sizeof j->journal_path, "%s/" JOURNAL_NAME, dir);
+    char sig[256];
+    job_signature(j, sig, sizeof sig);
+    if (j->o->resume) {
+        FILE *f = fopen(j->journal_path, "r");
+        char line[8192];
+        bool match = false;
+        if (f && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = '\0';
+            match = !strncmp(line, "autocalib-journal 1 ", 20) && !strcmp(line + 20, sig);
+        }
+        while (f && match && fgets(line, sizeof line, f)) {
+            char key[4096];
+            int failed;
+            double score;
+            if (sscanf(line, "cand %4095s %d %lf", key, &failed, &score) != 3)
+                continue; /* a line cut by a kill: the evaluation runs again */
+            char **nk = realloc(j->jkeys, sizeof(char *) * (size_t)(j->njournal + 1));
+            double *ns = realloc(j->jscore, sizeof(double) * (size_t)(j->njournal + 1));
+            int *nf = realloc(j->jfailed, sizeof(int) * (size_t)(j->njournal + 1));
+            if (nk)
+                j->jkeys = nk;
+            if (ns)
+                j->jscore = ns;
+            if (nf)
+                j->jfailed = nf;
+            if (!nk || !ns || !nf)
+                break;
+            j->jkeys[j->njournal] = strdup(key);
+            j->jscore[j->njournal] = score;
+            j->jfailed[j->njournal] = failed;
+            if (j->jkeys[j->njournal])
+                j->njournal++;
+        }
+        if (f)
+            fclose(f);
+        say(j, "resume: %d evaluation(s) from %s%s", j->njournal, j->journal_path,
+            match ? "" : " (none: no journal of this job)");
+        if (match) {
+            j->journal = fopen(j->journal_path, "a");
+            return j->journal ? 0 : ac_err_set(err, AC_E_IO, "%s: cannot append", j->journal_path);
+        }
+    }
+    j->journal = fopen(j->journal_path, "w");
+    if (!j->journal)
+        return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", j->journal_path, strerror(errno));
+    fprintf(j->journal, "autocalib-journal 1 %s\n", sig);
+    fflush(j->journal);
+    return 0;
+}
+
+/* ---- the evaluator the search calls ------------------------------------------------------ */
+
+static int keep_info(fjob *j, int index, int shards, double seconds, const char *error)
+{
+    if (index >= j->ninfo) {
+        int n = index + 64;
+        cand_info *ni = realloc(j->info, sizeof *ni * (size_t)n);
+        if (!ni)
+            return -1;
+        memset(ni + j->ninfo, 0, sizeof *ni * (size_t)(n - j->ninfo));
+        j->info = ni;
+        j->ninfo = n;
+    }
+    j->info[index].shards = shards;
+    j->info[index].elapsed_s = seconds;
+    snprintf(j->info[index].error, sizeof j->info[index].error, "%s", error ? error : "");
+    return 0;
+}
+
+static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *err)
+{
+    fjob *j = ctx;
+    int64_t nsamples = subset ? j->n_subset : j->n_test;
+    int nshards = shard_count(j, nsamples);
+    int first_index = (int)(cands - j->search->cands);
+    double t = now_s();
+    ac_task *tasks = calloc((size_t)n * (size_t)nshards, sizeof *tasks);
+    ac_farm_outcome *out = calloc((size_t)n * (size_t)nshards, sizeof *out);
+    uint8_t **payloads = calloc((size_t)n, sizeof *payloads);
+    int *todo = calloc((size_t)n, sizeof *todo);
+    int rc = -1, ntasks = 0;
+    if (!tasks || !out || !payloads || !todo) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    j->round++;
+    for (int i = 0; i < n; i++) {
+        ac_candidate *c = &cands[i];
+        /* Cost from the plan this coordinator builds for the candidate. */
+        ac_err perr = {0};
+        ac_plan *plan = candidate_plan(j, c, &perr);
+        c->cost = plan ? ac_estimated_cost(plan) : INFINITY;
+        ac_plan_destroy(&plan);
+        char key[4096];
+        strategy_key(j, c, subset, key, sizeof key);
+        int jr = journal_find(j, key);
+        if (jr >= 0) {
+            c->evaluated = true;
+            c->failed = j->jfailed[jr];
+            c->score = j->jscore[jr];
+            keep_info(j, first_index + i, 0, 0, "from the journal");
+            continue;
+        }
+        if (j->timed_out || (j->o->max_search_seconds > 0 && now_s() - j->t0 > j->o->max_search_seconds)) {
+            j->timed_out = true;
+            c->evaluated = true;
+            c->failed = true;
+            keep_info(j, first_index + i, 0, 0, "not evaluated: --max_search_seconds reached");
+            continue;
+        }
+        size_t plen = 0;
+        if (eval_payload(j, c, &payloads[i], &plen, err))
+            goto done;
+        uint32_t id = j->next_cand++;
+        for (int s = 0; s < nshards; s++) {
+            int64_t b, e;
+            shard_range(j, nsamples, s, &b, &e);
+            ac_task *tk = &tasks[ntasks++];
+            *tk = base_task(j, AC_TASK_EVAL, &j->test_blob, b, e);
+            tk->key.candidate = id;
+            tk->key.shard = (uint32_t)s;
+            tk->payload.data = payloads[i];
+            tk->payload.len = plen;
+        }
+        todo[i] = 1;
+    }
+    if (ntasks && run_tasks(j, tasks, ntasks, out, err))
+        goto done;
+    double elapsed = now_s() - t;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!todo[i])
+            continue;
+        ac_candidate *c = &cands[i];
+        ac_metric_partial *part = ac_metric_partial_new(j->metric, err);
+        if (!part)
+            goto done;
+        const char *why = NULL;
+        for (int s = 0; s < nshards; s++, k++) {
+            if (why)
+                continue;
+            if (out[k].status != AC_RESULT_OK) {
+                why = out[k].status == AC_RESULT_CANCELLED ? "cancelled: --max_search_seconds reached" : out[k].error;
+                continue;
+            }
+            ac_metric_partial *sp = NULL;
+            ac_err derr = {0};
+            if (ac_metric_partial_decode(j->metric, out[k].partial, out[k].partial_len, &sp, &derr) ||
+                ac_metric_partial_merge(part, sp, &derr))
+                why = "a worker returned a partial that does not decode or merge";
+            ac_metric_partial_destroy(&sp);
+        }
+        ac_metric_result r;
+        ac_err serr = {0};
+        c->evaluated = true;
+        c->failed = why != NULL || ac_metric_score(part, &r, &serr) != 0;
+        c->score = c->failed ? 0 : r.score;
+        ac_metric_partial_destroy(&part);
+        keep_info(j, first_index + i, nshards, elapsed, why);
+        char key[4096];
+        strategy_key(j, c, subset, key, sizeof key);
+        if (!j->timed_out || !c->failed)
+            journal_write(j, key, c);
+    }
+    rc = 0;
+done:
+    if (out)
+        ac_farm_outcome_free(out, ntasks);
+    free(out);
+    free(tasks);
+    for (int i = 0; payloads && i < n; i++)
+        free(payloads[i]);
+    free(payloads);
+    free(todo);
+    return rc;
+}
+
+static int int8_layers(void *ctx, const ac_candidate *c, int *out, int cap)
+{
+    fjob *j = ctx;
+    ac_err err = {0};
+    ac_plan *p = candidate_plan(j, c, &err);
+    int n = 0;
+    for (int i = 0; p && i < j->g->nnodes && n < cap; i++)
+        if (p->nodes[i].mode == AC_MODE_INT8 && ac_node_macs(j->g, &j->g->nodes[i]) > 0)
+            out[n++] = i; /* layers that compute: conv / FC; moving data in fp32 saves nothing */
+    ac_plan_destroy(&p);
+    return n;
+}
+
+static const char *layer_name(void *ctx, int node)
+{
+    const fjob *j = ctx;
+    return j->g->nodes[node].name;
+}
+
+/* The fp32 score: one evaluation of the fp32 model over the test shards. */
+static int fp32_score(fjob *j, ac_err *err)
+{
+    if (j->o->q.fp32_score > 0) {
+        j->fp32_score = j->o->q.fp32_score;
+        return 0;
+    }
+    double t = now_s();
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    if (eval_payload(j, NULL, &payload, &plen, err))
+        return -1;
+    int n = shard_count(j, j->n_test);
+    ac_task *tasks = calloc((size_t)n, sizeof *tasks);
+    ac_farm_outcome *out = calloc((size_t)n, sizeof *out);
+    ac_metric_partial *part = ac_metric_partial_new(j->metric, err);
+    int rc = -1;
+    if (!tasks || !out || !part)
+        goto done;
+    j->round++;
+    uint32_t id = j->next_cand++;
+    for (int s = 0; s < n; s++) {
+        int64_t b, e;
+        shard_range(j, j->n_test, s, &b, &e);
+        tasks[s] = base_task(j, AC_TASK_EVAL, &j->test_blob, b, e);
+        tasks[s].key.candidate = id;
+        tasks[s].key.shard = (uint32_t)s;
+        tasks[s].payload.data = payload;
+        tasks[s].payload.len = plen;
+    }
+    if (run_tasks(j, tasks, n, out, err))
+        goto done;
+    for (int s = 0; s < n; s++) {
+        ac_metric_partial *sp = NULL;
+        if (out[s].status != AC_RESULT_OK) {
+            ac_err_set(err, AC_E_IO, "fp32 scoring, shard %d: %s", s, out[s].error);
+            goto done;
+        }
+        if (ac_metric_partial_decode(j->metric, out[s].partial, out[s].partial_len, &sp, err) ||
+            ac_metric_partial_merge(part, sp, err)) {
+            ac_metric_partial_destroy(&sp);
+            goto done;
+        }
+        ac_metric_partial_destroy(&sp);
+    }
+    if (ac_metric_score(part, &j->fp32_res, err))
+        goto done;
+    j->have_fp32_res = true;
+    j->fp32_score = j->fp32_res.score;
+    j->t_test = now_s() - t;
+    rc = 0;
+done:
+    if (out)
+        ac_farm_outcome_free(out, n);
+    free(out);
+    free(tasks);
+    free(payload);
+    ac_metric_partial_destroy(&part);
+    return rc;
+}
+
+/* ---- the chosen plan: per-layer statistics here, then the artefacts ----------------------- */
+
+typedef struct {
+    ac_layer_acc *acc;
+    const ac_plan *plan;
+    ac_exec *fp32;
+    ac_qexec *int8;
+    int batch;
+    float *tmp;
+} layer_ctx;
+
+static int after_batch(void *ctx, int64_t first, int n, ac_err *err)
+{
+    layer_ctx *c = ctx;
+    ac_layer_acc_add(c->acc, c->plan, c->fp32, c->int8, c->batch, n, c->tmp);
+    (void)first;
+    (void)err;
+    return 0;
+}
+
+/* Per-layer cosine/SQNR of the chosen plan on the sensitivity subset, here. */
+static int layer_statistics(fjob *j, const ac_plan *plan, ac_layer_acc *acc, ac_err *err)
+{
+    int64_t maxnumel = 0;
+    for (int t = 0; t < j->g->ntensors; t++)
+        if (ac_tensor_numel(&j->g->tensors[t]) > maxnumel)
+            maxnumel = ac_tensor_numel(&j->g->tensors[t]);
+    layer_ctx lc = {.acc = acc, .plan = plan, .batch = j->batch,
+                    .tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1))};
+    ac_runner *r = ac_runner_new(j->g, j->input, j->test, err);
+    lc.fp32 = r ? ac_exec_new(j->g, err) : NULL;
+    lc.int8 = lc.fp32 ? ac_qexec_new(plan, err) : NULL;
+    ac_metric_partial *pa = lc.int8 ? ac_metric_partial_new(j->metric, err) : NULL;
+    int rc = -1;
+    if (!lc.tmp || !pa)
+        goto done;
+    ac_exec_set_threads(lc.fp32, j->o->q.threads);
+    ac_qexec_set_threads(lc.int8, j->o->q.threads);
+    ac_runner_set_callback(r, after_batch, &lc);
+    ac_runner_exec cand = ac_runner_exec_int8(lc.int8), ref = ac_runner_exec_fp32(lc.fp32);
+    rc = ac_runner_score(r, &cand, &ref, pa, NULL, 0, j->n_subset, err);
+done:
+    ac_metric_partial_destroy(&pa);
+    ac_qexec_destroy(&lc.int8);
+    ac_exec_destroy(&lc.fp32);
+    ac_runner_destroy(&r);
+    free(lc.tmp);
+    return rc;
+}
+
+static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res, ac_err *err)
+{
+    ac_search_result *sr = j->search;
+    const ac_candidate *best = &sr->cands[sr->best];
+    ac_plan *plan = candidate_plan(j, best, err);
+    if (!plan)
+        return -1;
+    ac_layer_acc *acc = calloc((size_t)j->g->ntensors, sizeof *acc);
+    ac_outputs_candidate *oc = calloc((size_t)sr->ncands, sizeof *oc);
+    int rc = -1;
+    if (!acc || !oc) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    if (layer_statistics(j, plan, acc, err))
+        goto done;
+    for (int i = 0; i < sr->ncands; i++) {
+        const ac_candidate *c = &sr->cands[i];
+        const cand_info *ci = i < j->ninfo ? &j->info[i] : NULL;
+        snprintf(oc[i].name, sizeof oc[i].name, "%s", c->name);
+        oc[i].th_method = ac_th_method_name(c->method);
+        oc[i].per_channel = c->per_channel;
+        oc[i].accuracy_opt = c->accuracy_opt;
+        oc[i].first_conv_fp32 = c->first_conv_fp32;
+        oc[i].evaluated = c->evaluated;
+        oc[i].failed = c->failed;
+        oc[i].subset = c->subset;
+        oc[i].score = c->score;
+        oc[i].cost = c->cost;
+        oc[i].round = c->round;
+        oc[i].shards = ci ? ci->shards : 0;
+        oc[i].elapsed_s = ci ? ci->elapsed_s : 0;
+        oc[i].error = ci && ci->error[0] ? ci->error : NULL;
+        if (c->nfp32) {
+            const char **names = calloc((size_t)c->nfp32, sizeof *names);
+            if (names)
+                for (int k = 0; k < c->nfp32; k++)
+                    names[k] = j->g->nodes[c->fp32_nodes[k]].name;
+            oc[i].fp32_layers = names;
+            oc[i].nfp32 = names ? c->nfp32 : 0;
+        }
+    }
+    ac_farm_client_stats cs;
+    ac_farm_client_get_stats(j->client, &cs);
+    res->elapsed_s = now_s() - j->t0;
+    ac_outputs out = {
+        .output_dir = j->o->q.output_dir,
+        .model_path = j->o->q.model,
+        .g = j->g,
+        .plan = plan,
+        .task = ac_metric_kind_name(j->mopt.kind),
+        .fp32_score = j->fp32_score,
+        .int8_score = best->score,
+        .accept_decay = j->o->q.accept_int8_decay,
+        .met_budget = sr->met_budget,
+        .fp32_res = j->have_fp32_res ? &j->fp32_res : NULL,
+        .th_method = ac_th_method_name(best->method),
+        .kl_tune = j->o->q.kl_tune && best->method == AC_TH_KL,
+        .per_channel = best->per_channel,
+        .accuracy_opt = best->accuracy_opt,
+        .first_conv_fp32 = best->first_conv_fp32,
+        .fp32_requested = j->base_names,
+        .n_fp32_requested = j->n_base_names,
+        .calib_source = ac_dataset_source_name(j->calib),
+        .calib_samples = j->n_calib,
+        .tuned_thresholds = j->tuned_up,
+        .calib_s = j->t_calib,
+        .test_source = ac_dataset_source_name(j->test),
+        .test_samples = j->n_test,
+        .test_s = j->t_test,
+        .layers = acc,
+        .layer_samples = j->n_subset,
+        .mode = so->auto_mode ? "auto" : "fast",
+        .cands = oc,
+        .ncands = sr->ncands,
+        .rounds = sr->rounds,
+        .evaluations = sr->evaluations,
+        .subset_evaluations = sr->subset_evaluations,
+        .workers = j->o->workers,
+        .requeues = cs.requeued_results,
+        .broker_restarts = cs.broker_restarts,
+        .failed_tasks = j->failed_tasks,
+        .estimated_cost = ac_estimated_cost(plan),
+        .search_timed_out = j->timed_out,
+        .elapsed_s = res->elapsed_s,
+    };
+    if (j->journal) {
+        fclose(j->journal);
+        j->journal = NULL;
+    }
+    if (ac_outputs_write(&out, err))
+        goto done;
+    res->fp32_score = j->fp32_score;
+    res->int8_score = best->score;
+    res->met_budget = sr->met_budget;
+    res->n_fp32_layers = plan->n_fp32;
+    snprintf(res->task, sizeof res->task, "%s", ac_metric_kind_name(j->mopt.kind));
+    snprintf(res->output_dir, sizeof res->output_dir, "%s", j->o->q.output_dir);
+    rc = 0;
+done:
+    for (int i = 0; oc && i < sr->ncands; i++)
+        free((void *)oc[i].fp32_layers);
+    free(oc);
+    free(acc);
+    ac_plan_destroy(&plan);
+    return rc;
+}
+
+static void job_free(fjob *j)
+{
+    if (j->journal)
+        fclose(j->journal);
+    for (int m = 0; m < AC_TH_METHOD_COUNT; m++)
+        ac_calib_table_destroy(&j->tables[m]);
+    ac_metric_destroy(&j->metric);
+    ac_dataset_destroy(&j->calib);
+    ac_dataset_destroy(&j->test);
+    ac_graph_destroy(&j->g);
+    free(j->model.bytes);
+    free(j->calib_blob.bytes);
+    free(j->test_blob.bytes);
+    if (j->search)
+        ac_search_result_free(j->search);
+    free(j->search);
+    free(j->info);
+    for (int i = 0; i < j->njournal; i++)
+        free(j->jkeys[i]);
+    free(j->jkeys);
+    free(j->jscore);
+    free(j->jfailed);
+    free(j->base_names_buf);
+}
+
+static int parse_base_names(fjob *j, ac_err *err)
+{
+    const char *s = j->o->q.fp32_layers;
+    if (!s || !*s)
+        return 0;
+    j->base_names_buf = strdup(s);
+    if (!j->base_names_buf)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    for (char *tok = strtok(j->base_names_buf, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok)
+            continue;
+        if (j->n_base_names >= MAX_NAMES)
+            return ac_err_set(err, AC_E_INVALID, "--fp32_layers: more than %d names", MAX_NAMES);
+        j->base_names[j->n_base_names++] = tok;
+    }
+    /* An unknown name is the user's error: say so before any work is sent out.
+     * Names are node names or output tensor names, as ac_plan_build takes them. */
+    for (int i = 0; i < j->n_base_names; i++) {
+        bool found = false;
+        for (int k = 0; k < j->g->nnodes && !found; k++)
+            found = !strcmp(j->g->nodes[k].name, j->base_names[i]) ||
+                    !strcmp(j->g->tensors[j->g->nodes[k].outputs[0]].name, j->base_names[i]);
+        if (!found)
+            return ac_err_set(err, AC_E_INVALID, "--fp32_layers: '%s' is neither a layer nor a layer output of %s",
+                              j->base_names[i], j->o->q.model);
+    }
+    return 0;
+}
+
+int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_quantize_result *res, ac_err *err)
+{
+    fjob j = {.o = o, .client = client, .t0 = now_s()};
+    memset(res, 0, sizeof *res);
+    const ac_quantize_options *q = &o->q;
+    int rc = -1;
+    if (!q->model) {
+        ac_err_set(err, AC_E_INVALID, "--model is required");
+        goto done;
+    }
+    if (q->accept_int8_decay < 0 || q->accept_int8_decay >= 1) {
+        ac_err_set(err, AC_E_INVALID, "--accept_int8_decay %g: must be in [0, 1)", q->accept_int8_decay);
+        goto done;
+    }
+    if (load_model(&j, err))
+        goto done;
+    /* Job ids: unique per run, readable in broker status. */
+    snprintf(j.job, sizeof j.job, "q-%d-%08x", (int)getpid(), (unsigned)(now_s() * 1000.0));
+    j.dopt = ac_runner_data_opts(j.g, j.input, q->preprocess, q->threads);
+    if (open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels, "calib",
+                  &j.calib, &j.calib_blob, err) ||
+        open_data(&j, q->test_image_source, q->test_lmdb_path, q->test_idx_images, q->test_idx_labels, "test",
+                  &j.test, &j.test_blob, err) ||
+        make_metric(&j, err))
+        goto done;
+    j.n_test = ac_dataset_limit(ac_dataset_count(j.test), q->test_iterations, j.batch);
+    j.n_subset = o->subset_samples > 0 ? o->subset_samples : 256;
+    if (j.n_subset > j.n_test)
+        j.n_subset = j.n_test;
+    say(&j, "model: %s, %d nodes, batch %d; job %s; test %lld samples in %d shard(s)", q->model, j.g->nnodes,
+        j.batch, j.job, (long long)j.n_test, shard_count(&j, j.n_test));
+    if (upload(&j, &j.model, err) || upload(&j, &j.calib_blob, err) || upload(&j, &j.test_blob, err))
+        goto done;
+    if (parse_base_names(&j, err) || journal_open(&j, err) || calibrate(&j, err) || fp32_score(&j, err))
+        goto done;
+    say(&j, "fp32 %s score %.4f; searching (%s mode) for the cheapest plan within %.4f", ac_metric_kind_name(j.mopt.kind),
+        j.fp32_score, o->auto_calib ? "auto" : "fast", q->accept_int8_decay);
+    j.search = calloc(1, sizeof *j.search);
+    if (!j.search) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    ac_search_options so = {.fp32_score = j.fp32_score,
+                            .accept_decay = q->accept_int8_decay,
+                            .auto_mode = o->auto_calib,
+                            .parallel = o->workers > 0 ? o->workers : 1,
+                            .debug = o->calib_debug,
+                            .log = q->log ? q->log : stdout};
+    ac_evaluator ev = {evaluate, int8_layers, layer_name, &j};
+    /* evaluate() finds a candidate's index from j.search->cands, the list the
+     * search is filling. */
+    if (ac_search_run(&so, &ev, j.search, err))
+        goto done;
+    if (j.search->best < 0) {
+        ac_err_set(err, AC_E_IO, "the search evaluated no candidate successfully (%d failed task(s))", j.failed_tasks);
+        goto done;
+    }
+    const ac_candidate *best = &j.search->cands[j.search->best];
+    say(&j, "search: %s after %d round(s), %d evaluation(s): '%s' int8 %.4f (fp32 %.4f)%s",
+        j.search->met_budget ? "budget met" : "budget NOT met", j.search->rounds, j.search->evaluations, best->name,
+        best->score, j.fp32_score, j.timed_out ? " (--max_search_seconds reached)" : "");
+    ac_farm_client_end_job(client, j.job, NULL);
+    if (finish(&j, &so, res, err))
+        goto done;
+    rc = 0;
+done:
+    job_free(&j);
+    return rc;
+}
