@@ -24,22 +24,22 @@
  * ReLU / clip and the code range are one [lo, hi] clamp (see epi_init).
  *
  * Conv layouts. Grouped / normal convs run as GEMMs per (image, group):
- * Y[c_out/g][pixels] = W[c_out/g][K] * B[K][pixels], K = c_in/g * kh * kw.
- *  - B (im2col, built per column block of nb pixels into scratch) is stored in
- *    panels of NR = 32 pixels, each [K/4][NR][4] bytes: 4 consecutive k of
- *    one pixel form the dword vpdpbusd consumes. A 1x1 stride-1 unpadded conv
- *    reads its rows straight from the input.
+ * Y[c_out/g][pixels] = W[c_out/g][K] * B[K][pixels], K = c_in/g * kh * kw,
+ * on an 8x32 int32 micro-tile over the whole K (exact, so no K blocking is
+ * needed for determinism), then the epilogue turns each row into codes.
+ *  - stride 1 (not 1x1): implicit GEMM, B read in place from a once-built
+ *    quad-interleaved padded input (see gemm_geom);
+ *  - otherwise B is built per column block (im2col) in panels of NR = 32
+ *    pixels, [K/4][NR][4] bytes: 4 consecutive k of one pixel form the dword
+ *    vpdpbusd consumes; 1x1 stride-1 convs read their rows from the input.
  *  - W is stored in panels of MR = 8 output channels, [K/4][MR][4] int8 (for
  *    vpdpbusd's broadcast operand) and the same as int16 (for AVX2), plus
- *    sum(w) per channel; ac_conv_q8_pack() does it once per plan, otherwise the
- *    kernel packs the panels it needs into scratch.
- *  - The micro-kernel computes an MR x NR int32 tile over the whole K (exact,
- *    so no K blocking is needed for determinism), the epilogue turns each
- *    row into codes.
- * Depthwise convs (one input channel per group) run directly on a zero-padded
- * copy of the input plane: with AVX-512, vpermb gathers for each output pixel
- * the 4 taps of a kernel row into one dword, so one vpdpbusd does 4 taps of
- * 16 pixels; small planes put several output rows in one vector.
+ *    sum(w) and sum|w| per channel; ac_conv_q8_pack() does it once per plan,
+ *    otherwise the kernel packs the panels it needs into scratch.
+ * Depthwise convs (one input channel per group): with AVX-512, 16 channels per
+ * vector on a transposed input strip (see the channels-in-lanes section);
+ * otherwise (and for dilated columns / channel multipliers) plane by plane on
+ * a zero-padded copy, with vpermb gathering 4 taps per dword on AVX-512.
  *
  * Threads: tiles (image*group, column block, row block) or planes or FC
  * features are split in contiguous ranges; tile sizes may depend on nth
