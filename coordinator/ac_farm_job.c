@@ -157,11 +157,18 @@ static int open_data(fjob *j, const char *images, const char *lmdb, const char *
     *ds = idx_images ? ac_dataset_open_idx(idx_images, idx_labels, &d, err) : ac_dataset_open(src, &d, err);
     if (!*ds || ac_runner_check_data(j->g, j->input, *ds, what, err))
         return -1;
-    if (ac_blob_pack_dataset(src, idx_images ? (idx_labels ? idx_labels : "") : NULL, &d, &b->bytes, &b->len, b->hash,
-                             err))
-        return -1;
-    if (j->o->local_data) {
+    if (!j->o->local_data) {
+        /* Remote workers get the dataset once, as a blob (docs/worker.md §3). */
+        if (ac_blob_pack_dataset(src, idx_images ? (idx_labels ? idx_labels : "") : NULL, &d, &b->bytes, &b->len,
+                                 b->hash, err))
+            return -1;
+    } else {
+        /* Workers on this machine read the files where they are (data_path);
+         * the content hash is the one a packed blob would carry. */
+        if (ac_dataset_hash(*ds, b->hash, err))
+            return -1;
         /* A path that does not fit a task stays empty: workers then fetch the blob. */
+        b->local[0] = '\0';
         char a[PATH_MAX], l[PATH_MAX];
         if (realpath(src, a)) {
             if (idx_images && idx_labels && realpath(idx_labels, l) && strlen(a) + strlen(l) + 2 <= sizeof b->local) {
