@@ -11,7 +11,7 @@ Data: Debian package dataset-fashion-mnist (idx files, read with gzip + numpy; n
 downloaded). Preprocessing: x/255, then (x - 0.2860)/0.3530; in the tool's preprocessing
 syntax `mean_value=72.93,scale=0.011109` on 0..255 pixels.
 
-Usage (CPU, about 10 minutes on 2 cores):
+Usage (CPU, about 14 minutes on 2 idle cores):
   /usr/bin/python3 python/train_fmnist.py --out models
   /usr/bin/python3 python/train_fmnist.py --out models --only fmnist_plain
   /work/main/.venv/bin/python python/train_fmnist.py --out models --check-only
@@ -34,7 +34,7 @@ MEAN = 0.2860
 STD = 0.3530
 SEED = 20240601
 
-# name -> (epochs, max_lr); chosen so all three train in ~10 min on 2 cores.
+# name -> (epochs, max_lr); chosen so all three train in ~14 min on 2 idle cores.
 RECIPES = {
     "fmnist_plain": (4, 3e-3),
     "fmnist_resnet": (4, 4e-3),
