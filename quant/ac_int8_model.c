@@ -798,7 +798,7 @@ static int rd_attr(rd *d, ac_node *n, const char *at, uint32_t k)
         return 0;
     case AC_ATTR_STRING: return rd_string(d, where, false, &a->s);
     case AC_ATTR_TENSOR: {
-        int t;
+        int t = -1;
         if (rd_tensor_index(d, where, false, &t))
             return d->err->code;
         if (!ac_tensor_is_const(&d->g->tensors[t]))
