@@ -25,6 +25,13 @@ typedef struct {
     atomic_int finished;           /* the thread is done: rc, res, partial are set */
     atomic_uint_fast64_t done, total;
     int rc;                         /* 0 or AC_CACHE_MISSING */
+    /* A fetched blob the thread stores in the cache before the task runs
+     * (unpacking and hashing a dataset can take longer than the broker's
+     * liveness, so it must not block the loop's heartbeats). */
+    uint8_t *blob;
+    size_t blob_len;
+    bool blob_is_model;
+    uint8_t blob_hash[AC_HASH_BYTES];
     ac_result res;
     uint8_t *partial;
     uint8_t missing[AC_HASH_BYTES];
@@ -140,6 +147,8 @@ static void stop_task_thread(ac_worker *w)
     w->thread_live = false;
     free(w->run.partial);
     w->run.partial = NULL;
+    free(w->run.blob);
+    w->run.blob = NULL;
 }
 
 static void clear_task(ac_worker *w)
@@ -288,18 +297,41 @@ static void *task_thread(void *arg)
     ac_worker *w = arg;
     task_run *r = &w->run;
     ac_worker_hooks hooks = {.progress = on_progress, .ctx = r, .cancel = &r->cancel};
+    if (r->blob) {
+        ac_err err = {0};
+        int rc = r->blob_is_model ? ac_worker_cache_put_model(w->cache, r->blob_hash, r->blob, r->blob_len, &err)
+                                  : ac_worker_cache_put_dataset(w->cache, r->blob_hash, r->blob, r->blob_len, &err);
+        free(r->blob);
+        r->blob = NULL;
+        if (rc) {
+            memset(&r->res, 0, sizeof r->res);
+            r->res.status = AC_RESULT_ERROR;
+            snprintf(r->res.error, sizeof r->res.error, "%.500s", err.msg);
+            r->rc = 0;
+            atomic_store(&r->finished, 1);
+            return NULL;
+        }
+    }
     r->rc = ac_worker_eval_run(w->eval, &w->task, &hooks, &r->res, &r->partial, r->missing);
     atomic_store(&r->finished, 1);
     return NULL;
 }
 
-static void start_run(ac_worker *w)
+/* Runs the task on its thread; a fetched blob (owned by the run from here on)
+ * is stored in the cache there first. */
+static void start_run(ac_worker *w, uint8_t *blob, size_t blob_len, bool is_model)
 {
     memset(&w->run, 0, sizeof w->run);
+    w->run.blob = blob;
+    w->run.blob_len = blob_len;
+    w->run.blob_is_model = is_model;
+    memcpy(w->run.blob_hash, w->blob_hash, AC_HASH_BYTES);
     w->progress_sent_done = 0;
     w->progress_at = zclock_mono();
     w->state = RUNNING;
     if (pthread_create(&w->thread, NULL, task_thread, w) != 0) {
+        free(w->run.blob);
+        w->run.blob = NULL;
         fail_task(w, "worker %s: cannot start a task thread", w->name);
         return;
     }
@@ -342,6 +374,9 @@ static void on_task(ac_worker *w, const ac_task *t)
     }
     w->task = *t;
     w->payload = NULL;
+    char key[AC_TASK_KEY_STR_MAX];
+    ac_task_key_str(&t->key, key);
+    say(w, "task %s: start (attempt %u)", key, (unsigned)t->key.attempt);
     if (t->payload.len) {
         w->payload = malloc(t->payload.len);
         if (!w->payload) {
@@ -353,7 +388,7 @@ static void on_task(ac_worker *w, const ac_task *t)
     w->task.payload = (ac_bytes){w->payload, t->payload.len};
     w->fetches = 0;
     ac_worker_cache_begin_task(w->cache);
-    start_run(w);
+    start_run(w, NULL, 0, false);
 }
 
 static void on_blob(ac_worker *w, const ac_msg_blob *b)
@@ -385,19 +420,12 @@ static void on_blob(ac_worker *w, const ac_msg_blob *b)
         request_chunk(w);
         return;
     }
-    ac_err err = {0};
     bool model = !memcmp(w->blob_hash, w->task.model_hash, AC_HASH_BYTES);
-    int rc = model ? ac_worker_cache_put_model(w->cache, w->blob_hash, w->blob, w->blob_len, &err)
-                   : ac_worker_cache_put_dataset(w->cache, w->blob_hash, w->blob, w->blob_len, &err);
     w->stats.blobs_fetched++;
     w->stats.blob_bytes += w->blob_len;
-    free(w->blob);
+    uint8_t *blob = w->blob;
     w->blob = NULL;
-    if (rc) {
-        fail_task(w, "%s", err.msg);
-        return;
-    }
-    start_run(w);
+    start_run(w, blob, (size_t)w->blob_len, model); /* stored on the task thread, then the task runs */
 }
 
 static void on_cancel(ac_worker *w, const ac_msg_cancel *c)
