@@ -18,6 +18,7 @@ struct ac_farm_client {
     char *endpoint, *cert, *server_pub;
     zsock_t *sock;
     uint64_t epoch;            /* the broker's, from its HEARTBEAT (0: unknown) */
+    int broker_hb_ms;          /* the broker's heartbeat interval, from its HEARTBEAT (0: unknown) */
     double last_recv, last_send;
     blob_ref *blobs;
     int nblobs, cap_blobs;
@@ -34,6 +35,15 @@ static double now_s(void)
 static int interval_ms(const ac_farm_client *c)
 {
     return c->o.heartbeat_ms > 0 ? c->o.heartbeat_ms : 1000;
+}
+
+/* How often to send: the broker drops a peer it has not heard from for its own
+ * interval x liveness, so a broker with a shorter interval than ours sets the
+ * pace (silence detection keeps our own interval). */
+static int send_interval_ms(const ac_farm_client *c)
+{
+    int own = interval_ms(c);
+    return c->broker_hb_ms > 0 && c->broker_hb_ms < own ? c->broker_hb_ms : own;
 }
 
 static int liveness(const ac_farm_client *c)
@@ -249,6 +259,51 @@ static void take_result(ac_farm_client *c, const ac_result *r, ac_farm_outcome *
         c->stats.requeued_results++;
 }
 
+/* Between runs nobody reads the socket: the broker may have dropped this
+ * client meanwhile (the coordinator computed longer than the broker's
+ * liveness) or restarted. Reads what is queued first, and on a DISCONNECT or
+ * a new epoch starts over on a new socket with the job's blobs, so that the
+ * tasks about to be submitted go to a connection the broker knows and a
+ * broker that holds their blobs (a SUBMIT on the dropped connection would
+ * race with the resubmission on the new one for the job's ownership). */
+static int sync_connection(ac_farm_client *c, const char *job, ac_err *err)
+{
+    bool again = false;
+    while (zsock_events(c->sock) & ZMQ_POLLIN) {
+        ac_msg m;
+        ac_err merr = {0};
+        int r = ac_msg_recv(c->sock, AC_DIR_FROM_BROKER, &m, NULL, NULL, &merr);
+        if (r == AC_E_IO)
+            break;
+        if (r != AC_OK)
+            continue;
+        c->last_recv = now_s();
+        if (m.cmd == AC_MSG_DISCONNECT) {
+            again = true;
+        } else if (m.cmd == AC_MSG_HEARTBEAT) {
+            if (m.heartbeat.interval_ms > 0 && m.heartbeat.interval_ms < INT32_MAX)
+                c->broker_hb_ms = (int)m.heartbeat.interval_ms;
+            if (c->epoch && m.heartbeat.epoch && m.heartbeat.epoch != c->epoch) {
+                again = true;
+                c->stats.broker_restarts++;
+            }
+            if (m.heartbeat.epoch)
+                c->epoch = m.heartbeat.epoch;
+        }
+        ac_msg_reset(&m); /* late results of an earlier run: already decided */
+    }
+    if (!again)
+        return 0;
+    uint64_t epoch = c->epoch;
+    if (connect_socket(c, err))
+        return -1;
+    c->epoch = epoch;
+    for (int i = 0; i < c->nblobs; i++)
+        if (!strcmp(c->blobs[i].job, job) && upload(c, &c->blobs[i], err))
+            return -1;
+    return 0;
+}
+
 int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks, int n, ac_farm_outcome *out,
                        double timeout_s, ac_farm_progress_fn progress, void *ctx, ac_err *err)
 {
@@ -258,7 +313,9 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
     bool *have = calloc((size_t)n, sizeof(bool));
     if (!have)
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
-    int rc = submit(c, job, tasks, NULL, n, err);
+    int rc = sync_connection(c, job, err);
+    if (!rc)
+        rc = submit(c, job, tasks, NULL, n, err);
     int done = 0, hint = 0;
     double start = now_s();
     zpoller_t *poller = NULL;
@@ -270,7 +327,7 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
                 break;
             }
         }
-        void *ready = zpoller_wait(poller, interval_ms(c));
+        void *ready = zpoller_wait(poller, send_interval_ms(c));
         double t = now_s();
         if (zpoller_terminated(poller)) {
             rc = ac_err_set(err, AC_E_IO, "interrupted while waiting for results");
@@ -281,7 +338,7 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
             done = n;
             break;
         }
-        if (t - c->last_send >= interval_ms(c) / 1000.0) {
+        if (t - c->last_send >= send_interval_ms(c) / 1000.0) {
             ac_msg hb;
             ac_msg_init(&hb, AC_PROTO_CLIENT, AC_MSG_HEARTBEAT);
             hb.heartbeat.interval_ms = (uint32_t)interval_ms(c);
@@ -305,6 +362,8 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
         c->last_recv = t;
         switch (m.cmd) {
         case AC_MSG_HEARTBEAT:
+            if (m.heartbeat.interval_ms > 0 && m.heartbeat.interval_ms < INT32_MAX)
+                c->broker_hb_ms = (int)m.heartbeat.interval_ms;
             if (c->epoch && m.heartbeat.epoch && m.heartbeat.epoch != c->epoch) {
                 c->epoch = m.heartbeat.epoch;
                 zpoller_destroy(&poller);
