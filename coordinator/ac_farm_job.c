@@ -174,16 +174,23 @@ static int open_data(fjob *j, const char *images, const char *lmdb, const char *
             if (idx_images && idx_labels && realpath(idx_labels, l) && strlen(a) + strlen(l) + 2 <= sizeof b->local) {
                 snprintf(b->local, sizeof b->local, "%s|", a);
                 strcat(b->local, l);
+            } else if (idx_images && !idx_labels && strlen(a) + 2 <= sizeof b->local) {
+                snprintf(b->local, sizeof b->local, "%s|", a); /* an idx set without labels (calibration) */
             } else if (!idx_images && strlen(a) < sizeof b->local) {
                 memcpy(b->local, a, strlen(a) + 1);
             }
         }
+        if (!b->local[0] && ac_blob_pack_dataset(src, idx_images ? (idx_labels ? idx_labels : "") : NULL, &d,
+                                                 &b->bytes, &b->len, b->hash, err))
+            return -1; /* no path to give: the workers fetch the blob after all */
     }
     return 0;
 }
 
 static int upload(fjob *j, const blob *b, ac_err *err)
 {
+    if (!b->bytes)
+        return 0; /* read in place (data_path): an empty blob would only mislead a fetch */
     return ac_farm_client_put_blob(j->client, j->job, b->hash, b->bytes, b->len, err);
 }
 

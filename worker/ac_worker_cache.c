@@ -519,7 +519,8 @@ static bool local_paths(const char *data_path, ac_blob_dataset_paths *p)
         p->idx = true;
         snprintf(p->source, sizeof p->source, "%.*s", (int)(bar - data_path), data_path);
         snprintf(p->labels, sizeof p->labels, "%s", bar + 1);
-        return access(p->source, R_OK) == 0 && access(p->labels, R_OK) == 0;
+        /* "IMAGES|": an idx set without labels */
+        return access(p->source, R_OK) == 0 && (!p->labels[0] || access(p->labels, R_OK) == 0);
     }
     snprintf(p->source, sizeof p->source, "%s", data_path);
     return access(p->source, R_OK) == 0;
