@@ -40,7 +40,8 @@ typedef struct {
     int shards;
     double elapsed_s;
     char error[160];
-    char **fp32_names;
+    ac_metric_result result; /* the details of the candidate's score */
+    bool has_result;
 } cand_info;
 
 typedef struct {
@@ -652,6 +653,10 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
         c->score = c->failed ? 0 : r.score;
         ac_metric_partial_destroy(&part);
         keep_info(j, first_index + i, nshards, elapsed, why);
+        if (!c->failed && first_index + i < j->ninfo) {
+            j->info[first_index + i].result = r;
+            j->info[first_index + i].has_result = true;
+        }
         char key[4096];
         strategy_key(j, c, subset, key, sizeof key);
         if (!j->timed_out || !c->failed)
@@ -833,6 +838,7 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         oc[i].shards = ci ? ci->shards : 0;
         oc[i].elapsed_s = ci ? ci->elapsed_s : 0;
         oc[i].error = ci && ci->error[0] ? ci->error : NULL;
+        oc[i].result = ci && ci->has_result ? &ci->result : NULL;
         if (c->nfp32) {
             const char **names = calloc((size_t)c->nfp32, sizeof *names);
             if (names)
@@ -856,6 +862,7 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         .accept_decay = j->o->q.accept_int8_decay,
         .met_budget = sr->met_budget,
         .fp32_res = j->have_fp32_res ? &j->fp32_res : NULL,
+        .int8_res = sr->best < j->ninfo && j->info[sr->best].has_result ? &j->info[sr->best].result : NULL,
         .th_method = ac_th_method_name(best->method),
         .kl_tune = j->o->q.kl_tune && best->method == AC_TH_KL,
         .per_channel = best->per_channel,

@@ -237,6 +237,10 @@ static void json_candidates(ac_json *js, const ac_outputs *o)
             ac_json_double(js, c->score);
         else
             ac_json_null(js);
+        if (c->result && !c->subset) {
+            ac_json_key(js, "details");
+            json_scores(js, c->result);
+        }
         ac_json_key(js, "cost");
         ac_json_double(js, c->cost);
         ac_json_key(js, "failed");

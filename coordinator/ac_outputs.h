@@ -40,6 +40,7 @@ typedef struct {
     int shards, round;
     double elapsed_s;
     const char *error;                 /* NULL when none */
+    const ac_metric_result *result;    /* the score's details (top-5, cosine, mAP), NULL if unknown */
 } ac_outputs_candidate;
 
 typedef struct {
