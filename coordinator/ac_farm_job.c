@@ -372,6 +372,8 @@ static int make_metric(fjob *j, ac_err *err)
         j->mopt.classifier = out->ndim == 2 && out->dims[1] > 1;
     } else if (!strcmp(task, "detect")) {
         ac_metric_options_init(&j->mopt, AC_METRIC_DETECT);
+        if (ac_detect_config_preset(&j->mopt.detect, j->o->q.detect_decoder, err))
+            return ac_err_prefix(err, "--detect_decoder: ");
     } else {
         return ac_err_set(err, AC_E_INVALID, "--task '%s': must be classify, detect or similarity", task);
     }
@@ -390,6 +392,8 @@ static int eval_payload(const fjob *j, const ac_candidate *c, uint8_t **buf, siz
     p.metric_topk = j->mopt.topk;
     p.metric_classifier = j->mopt.classifier;
     p.need_reference = j->mopt.kind != AC_METRIC_CLASSIFY;
+    if (j->mopt.kind == AC_METRIC_DETECT && j->o->q.detect_decoder)
+        snprintf(p.detect_preset, sizeof p.detect_preset, "%s", j->o->q.detect_decoder);
     ac_payload_range *ranges = NULL;
     const char **names = NULL;
     if (!c) {

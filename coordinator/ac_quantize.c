@@ -251,6 +251,8 @@ static int make_metric(job *j, ac_err *err)
         /* Without a decoder configuration option yet, detections are scored
          * against the fp32 model's own (SSD-style boxes + scores outputs). */
         ac_metric_options_init(&mo, AC_METRIC_DETECT);
+        if (ac_detect_config_preset(&mo.detect, j->o->detect_decoder, err))
+            return ac_err_prefix(err, "--detect_decoder: ");
     } else {
         return ac_err_set(err, AC_E_INVALID, "--task '%s': must be classify, detect or similarity", task);
     }

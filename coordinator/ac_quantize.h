@@ -25,6 +25,7 @@ typedef struct {
     double accept_int8_decay;     /* allowed score loss, absolute (0.005 = half a point) */
     double fp32_score;            /* 0 = compute it */
     const char *task;             /* classify | detect | similarity | NULL (auto) */
+    const char *detect_decoder;   /* detect: ssd | ultraface | ultraface_raw | yolo_fastest (NULL: ssd) */
     const char *output_dir;
     ac_th_method th_method;
     bool kl_tune;                 /* the upward KL tuning step */

@@ -606,3 +606,19 @@ double ac_ap_101_point(const uint8_t *tp, int64_t n, int64_t npos)
     free(rec);
     return sum / 101.0;
 }
+
+int ac_detect_config_preset(ac_detect_config *c, const char *name, ac_err *err)
+{
+    if (!name || !*name || !strcmp(name, "ssd"))
+        ac_detect_config_init(c, AC_DECODE_SSD);
+    else if (!strcmp(name, "ultraface"))
+        ac_detect_config_ultraface_320(c, 0);
+    else if (!strcmp(name, "ultraface_raw"))
+        ac_detect_config_ultraface_320(c, 1);
+    else if (!strcmp(name, "yolo_fastest"))
+        ac_detect_config_yolo_fastest(c, 0, 1);
+    else
+        return ac_err_set(err, AC_E_INVALID,
+                          "detect decoder '%s': must be ssd, ultraface, ultraface_raw or yolo_fastest", name);
+    return 0;
+}

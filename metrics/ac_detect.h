@@ -92,6 +92,13 @@ void ac_detect_config_ultraface_320(ac_detect_config *c, int raw_boxes);
 /* Yolo-Fastest 1.1 COCO 320x320 (zoo darknet/): heads[0] stride 32 (mask 3,4,5), heads[1] stride 16. */
 void ac_detect_config_yolo_fastest(ac_detect_config *c, int out_stride32, int out_stride16);
 
+/* A configuration by preset name: "ssd" (corner boxes + class scores, the
+ * default), "ultraface" (UltraFace RFB-320, decoded boxes), "ultraface_raw"
+ * (its _simplified model: prior offsets), "yolo_fastest" (outputs 0 and 1 are
+ * the stride-32 and stride-16 heads). "" means "ssd". An unknown name is an
+ * error listing the known ones. */
+int ac_detect_config_preset(ac_detect_config *c, const char *name, ac_err *err);
+
 /* Checks ranges and array bounds; the message names the field and the rule. */
 int ac_detect_config_check(const ac_detect_config *c, ac_err *err);
 

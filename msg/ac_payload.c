@@ -3,7 +3,8 @@
  *   eval:  ["ac-eval-payload", 1, fp32_reference,
  *           [[name, th f64, min f64, max f64] ...],
  *           per_channel, accuracy_opt, first_conv_fp32, [fp32 layer name ...],
- *           metric_kind, metric_output, metric_topk, metric_classifier, need_reference]
+ *           metric_kind, metric_output, metric_topk, metric_classifier, need_reference,
+ *           detect_preset str<=31]
  *   calib: ["ac-calib-payload", 1, bin collector_template]
  *
  * Booleans are msgpack true/false, integers any msgpack integer encoding that
@@ -21,7 +22,7 @@
 #define EVAL_MAGIC "ac-eval-payload"
 #define CALIB_MAGIC "ac-calib-payload"
 #define PAYLOAD_VERSION 1
-#define EVAL_FIELDS 13
+#define EVAL_FIELDS 14
 #define CALIB_FIELDS 3
 
 /* ---- encoding ------------------------------------------------------------------- */
@@ -92,7 +93,7 @@ int ac_eval_payload_encode(const ac_eval_payload *p, uint8_t **buf, size_t *len,
         rc = pack_str(&pk, p->fp32_layers[i]);
     rc = rc || msgpack_pack_int64(&pk, p->metric_kind) || msgpack_pack_int64(&pk, p->metric_output) ||
          msgpack_pack_int64(&pk, p->metric_topk) || msgpack_pack_int64(&pk, p->metric_classifier) ||
-         pack_bool(&pk, p->need_reference);
+         pack_bool(&pk, p->need_reference) || pack_str(&pk, p->detect_preset);
     return finish(&sb, rc, buf, len, "eval payload", err);
 }
 
@@ -274,6 +275,15 @@ int ac_eval_payload_decode(const uint8_t *buf, size_t len, ac_eval_payload *out,
         bad(err, what, "need_reference");
         goto fail;
     }
+    const char *preset;
+    size_t plen;
+    if (!ac_mpack_read_str(&r, &preset, &plen) || plen >= sizeof out->detect_preset ||
+        memchr(preset, '\0', plen)) {
+        bad(err, what, "detect_preset");
+        goto fail;
+    }
+    memcpy(out->detect_preset, preset, plen);
+    out->detect_preset[plen] = '\0';
     if (r.left) {
         ac_err_set(err, AC_E_INVALID, "%s: %zu trailing bytes after the last field", what, r.left);
         goto fail;

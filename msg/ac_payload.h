@@ -34,6 +34,7 @@ typedef struct {
     int32_t metric_kind;          /* ac_metric_kind */
     int32_t metric_output, metric_topk, metric_classifier;
     bool need_reference;          /* similarity / unlabelled detect: the worker also runs fp32 */
+    char detect_preset[32];       /* detect: the decoder preset (metrics/ac_detect.h), "" = default */
 } ac_eval_payload;
 
 /* A calibration task: one pass of the collector over the shard. */

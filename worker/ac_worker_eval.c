@@ -300,6 +300,8 @@ static int run_eval(ac_worker_eval *w, const ac_task *t, const task_data *d, ac_
     if (p.metric_topk > 0)
         mo.topk = p.metric_topk;
     mo.classifier = p.metric_classifier;
+    if (mo.kind == AC_METRIC_DETECT && ac_detect_config_preset(&mo.detect, p.detect_preset, err))
+        goto done;
     m = ac_metric_new(&mo, err);
     part = m ? ac_metric_partial_new(m, err) : NULL;
     if (!part)
