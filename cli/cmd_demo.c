@@ -1,8 +1,8 @@
 /* autocalib demo: the bundled example end to end. Each bundled Fashion-MNIST
  * model is calibrated on Fashion-MNIST training images, quantized for BM1684
  * and scored fp32 vs int8 on test images (Debian's dataset-fashion-mnist),
- * through the same job `autocalib quantize` runs; artefacts go to
- * <output_dir>/<model>/. */
+ * through the same search on an embedded cluster that `autocalib quantize`
+ * runs; artefacts go to <output_dir>/<model>/. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 
 #include "ac_args.h"
 #include "ac_cli.h"
-#include "ac_quantize.h"
+#include "ac_farm_job.h"
 
 #define DEMO_PREPROCESS "mean_value=72.93,scale=0.011109" /* (x/255 - 0.2860) / 0.3530 */
 #define DEMO_DATA "/usr/share/datasets/fashion-mnist"
@@ -92,8 +92,9 @@ int ac_cmd_demo(int argc, char **argv)
         char model[PATH_MAX + 64];
         snprintf(model, sizeof model, "%s/%s.onnx", dir, demo_models[m]);
         snprintf(outs[m], sizeof outs[m], "%s/%s", output_dir, demo_models[m]);
-        ac_quantize_options o;
-        ac_quantize_options_init(&o);
+        ac_farm_job_options fo;
+        ac_farm_job_options_init(&fo);
+        ac_quantize_options o = fo.q;
         o.model = model;
         o.calib_idx_images = train;
         o.test_idx_images = images;
@@ -111,7 +112,9 @@ int ac_cmd_demo(int argc, char **argv)
             fprintf(stderr, "autocalib demo: %s: cannot create the output folder\n", output_dir);
             return 1;
         }
-        if (ac_quantize_run(&o, &res[m], &err))
+        /* The same path as `autocalib quantize`: the search on an embedded cluster. */
+        fo.q = o;
+        if (ac_cli_run_search(&fo, NULL, 0, NULL, NULL, &res[m], &err))
             return ac_cli_fail("demo", err.msg);
     }
     printf("\n%-16s %10s %10s %10s %8s %8s  %s\n", "model", "fp32 top-1", "int8 top-1", "loss", "budget", "seconds",

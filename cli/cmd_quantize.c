@@ -11,7 +11,7 @@
 #include "ac_quantize.h"
 
 /* The search on a farm: a running broker (--broker), or the embedded cluster. */
-static int run_search(ac_farm_job_options *fo, const char *broker, int workers, const char *curve_key,
+int ac_cli_run_search(ac_farm_job_options *fo, const char *broker, int workers, const char *curve_key,
                       const char *server_key, ac_quantize_result *res, ac_err *err)
 {
     ac_cluster *cluster = NULL;
@@ -138,7 +138,7 @@ int ac_cmd_quantize(int argc, char **argv)
             return ac_cli_fail("quantize", err.msg);
     } else {
         fo.q = o;
-        if (run_search(&fo, broker, workers, curve_key, server_key, &res, &err))
+        if (ac_cli_run_search(&fo, broker, workers, curve_key, server_key, &res, &err))
             return ac_cli_fail("quantize", err.msg);
     }
     printf("%s: fp32 %.4f, int8 %.4f (loss %.4f, budget %.4f: %s), %d fp32 layers, %.1fs; artefacts in %s\n",
