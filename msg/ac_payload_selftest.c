@@ -41,6 +41,7 @@ static ac_eval_payload sample_eval(void)
     p.metric_output = 1;
     p.metric_topk = 5;
     p.metric_classifier = 0;
+    snprintf(p.detect_preset, sizeof p.detect_preset, "ultraface");
     p.need_reference = true;
     return p;
 }
@@ -51,7 +52,7 @@ static bool same_eval(const ac_eval_payload *a, const ac_eval_payload *b)
         a->accuracy_opt != b->accuracy_opt || a->first_conv_fp32 != b->first_conv_fp32 || a->nfp32 != b->nfp32 ||
         a->metric_kind != b->metric_kind || a->metric_output != b->metric_output ||
         a->metric_topk != b->metric_topk || a->metric_classifier != b->metric_classifier ||
-        a->need_reference != b->need_reference)
+        a->need_reference != b->need_reference || strcmp(a->detect_preset, b->detect_preset))
         return false;
     for (int i = 0; i < a->nranges; i++)
         if (strcmp(a->ranges[i].name, b->ranges[i].name) || memcmp(&a->ranges[i].th, &b->ranges[i].th, 8) ||
@@ -144,7 +145,7 @@ static void test_id_canonical(void)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 13);
+    msgpack_pack_array(&pk, 14);
     msgpack_pack_str(&pk, 15);
     msgpack_pack_str_body(&pk, "ac-eval-payload", 15);
     msgpack_pack_fix_uint32(&pk, 1); /* 0xce: 5 bytes instead of 1 */
@@ -171,6 +172,8 @@ static void test_id_canonical(void)
     msgpack_pack_fix_uint8(&pk, 5);
     msgpack_pack_fix_int32(&pk, 0);
     msgpack_pack_true(&pk);
+    msgpack_pack_str(&pk, strlen(p.detect_preset));
+    msgpack_pack_str_body(&pk, p.detect_preset, strlen(p.detect_preset));
     CHECK(sb.size != len);
     ac_eval_payload q;
     ac_payload_storage st;
@@ -209,7 +212,7 @@ static void test_invalid_values(void)
         msgpack_sbuffer_init(&sb);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 13);
+        msgpack_pack_array(&pk, 14);
         msgpack_pack_str(&pk, 15);
         msgpack_pack_str_body(&pk, "ac-eval-payload", 15);
         msgpack_pack_uint8(&pk, 1);
@@ -236,6 +239,8 @@ static void test_invalid_values(void)
         msgpack_pack_int64(&pk, 5);
         msgpack_pack_int64(&pk, 0);
         msgpack_pack_false(&pk);
+        msgpack_pack_str(&pk, 0);
+        msgpack_pack_str_body(&pk, "", 0);
         ac_eval_payload q;
         ac_payload_storage st;
         ac_err e2 = {0};
