@@ -103,8 +103,13 @@ void ac_farm_client_destroy(ac_farm_client **p)
 
 static int send_msg(ac_farm_client *c, const ac_msg *m, ac_err *err)
 {
-    if (ac_msg_send(c->sock, NULL, m, err))
+    if (ac_msg_send(c->sock, NULL, m, err)) {
+        /* Sends never block: a failure means no connection takes messages. */
+        if (err && err->code == AC_E_IO)
+            ac_err_prefix(err, "broker %s: no connection (is it running%s?): ", c->endpoint,
+                          c->cert ? ", and is this coordinator's public key in its --curve-dir" : "");
         return -1;
+    }
     c->last_send = now_s();
     return 0;
 }

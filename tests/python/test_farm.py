@@ -686,6 +686,10 @@ def test_curve_admits_listed_keys_and_refuses_others(ac_bin, farm, tmp_path, tmp
                       keys=["--curve_key", str(keys / "stranger.key"), "--server_key", str(keys / "broker.pub")])
     rc = q.wait(timeout=120)
     assert rc == 1, "quantize with an unknown key must fail (exit %d)\n%s" % (rc, q.output())
+    # Refused at once (no connection takes its messages), or, when its first messages
+    # were queued before the handshake failed, cancelled at --max_search_seconds.
+    err = open(q.stderr_path).read()
+    assert "no connection" in err or "cancelled" in err, err
     assert not os.path.exists(tmp_path / "refused" / "report.json")
     # Plain (no CURVE) is refused too.
     rc, _, err = farm.status_text(keys=[], timeout_ms=1000)
