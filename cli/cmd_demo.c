@@ -46,14 +46,14 @@ static int default_models_dir(char *out, size_t n)
 int ac_cmd_demo(int argc, char **argv)
 {
     const char *models_dir = NULL, *data_dir = DEMO_DATA, *output_dir = "./autocalib_out";
-    int calib_images = 320, test_images = 2000, threads = 0;
+    int calib_images = 320, test_images = 1000, threads = 0;
     bool help = false, quiet = false;
     ac_arg_spec specs[] = {
         {"models_dir", NULL, AC_ARG_STRING, &models_dir, "folder with the bundled models (default: the source tree's models/)"},
         {"data_dir", NULL, AC_ARG_STRING, &data_dir, "Fashion-MNIST idx folder (default " DEMO_DATA ")"},
         {"output_dir", NULL, AC_ARG_STRING, &output_dir, "artefacts go to OUTPUT_DIR/<model> (default ./autocalib_out)"},
         {"calib_images", NULL, AC_ARG_INT, &calib_images, "calibration images from the training set (default 320)"},
-        {"test_images", NULL, AC_ARG_INT, &test_images, "test images (default 2000; 0 = the whole 10k test set)"},
+        {"test_images", NULL, AC_ARG_INT, &test_images, "test images (default 1000; 0 = the whole 10k test set)"},
         {"threads", NULL, AC_ARG_INT, &threads, "OpenMP threads (default: all cores)"},
         {"quiet", NULL, AC_ARG_FLAG, &quiet, "only the summary table"},
     };
