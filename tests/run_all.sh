@@ -4,13 +4,17 @@
 # Every stage runs even when an earlier one failed; the exit status is non-zero
 # when any stage failed.
 #   AC_TEST_SANITIZE=0 tests/run_all.sh    skip the sanitizer pass
-#   AC_TEST_LONG=1 tests/run_all.sh        also run tests labelled 'long'
+#   AC_TEST_LONG=1 tests/run_all.sh        also run the tests labelled / marked 'long'
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${AC_BUILD_DIR:-build}
 JOBS=$(nproc)
 LABEL_ARGS=(-LE long)
-[ "${AC_TEST_LONG:-0}" = 1 ] && LABEL_ARGS=()
+PYTEST_MARK=(-m "not long")
+if [ "${AC_TEST_LONG:-0}" = 1 ]; then
+  LABEL_ARGS=()
+  PYTEST_MARK=(-m "long or not long")
+fi
 failed=()
 
 echo "== ctest ($BUILD_DIR)"
@@ -30,7 +34,7 @@ fi
 echo "== pytest"
 export AC_BIN="$PWD/$BUILD_DIR/cli/autocalib" AC_BUILD_DIR="$PWD/$BUILD_DIR"
 # pytest exits 5 when it collected no tests: that counts as a failure too.
-.venv/bin/python -m pytest -q tests/python || failed+=("pytest")
+.venv/bin/python -m pytest -q "${PYTEST_MARK[@]}" tests/python || failed+=("pytest")
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "run_all: FAILED stages: ${failed[*]}"
