@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ac_mpack.h"
 #include "ac_msg_codec.h"
 
 typedef struct {
@@ -271,31 +272,96 @@ static void take_result(ac_farm_client *c, const ac_result *r, ac_farm_outcome *
  * tasks about to be submitted go to a connection the broker knows and a
  * broker that holds their blobs (a SUBMIT on the dropped connection would
  * race with the resubmission on the new one for the job's ownership). */
+/* The epoch in a STATUS_REPLY map (0: none). */
+static uint64_t status_epoch(const ac_bytes *map)
+{
+    ac_mpack_reader r;
+    ac_mpack_reader_init(&r, map->data, map->len);
+    uint32_t n;
+    if (!ac_mpack_read_map(&r, &n))
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        size_t kl;
+        uint64_t v;
+        if (!ac_mpack_read_str(&r, &k, &kl))
+            return 0;
+        if (kl == 5 && !memcmp(k, "epoch", 5))
+            return ac_mpack_read_uint(&r, &v) ? v : 0;
+        if (!ac_mpack_skip(&r))
+            return 0;
+    }
+    return 0;
+}
+
+/* Notes a broker epoch; a different one than known means the broker restarted. */
+static void sync_epoch(ac_farm_client *c, uint64_t epoch, bool *again)
+{
+    if (!epoch)
+        return;
+    if (c->epoch && epoch != c->epoch) {
+        *again = true;
+        c->stats.broker_restarts++;
+    }
+    c->epoch = epoch;
+}
+
+/* One message read between runs. Returns false when nothing could be read. */
+static bool sync_take(ac_farm_client *c, bool *again, bool *answered)
+{
+    ac_msg m;
+    ac_err merr = {0};
+    int r = ac_msg_recv(c->sock, AC_DIR_FROM_BROKER, &m, NULL, NULL, &merr);
+    if (r == AC_E_IO)
+        return false;
+    if (r != AC_OK)
+        return true;
+    c->last_recv = now_s();
+    if (m.cmd == AC_MSG_DISCONNECT) {
+        *again = *answered = true;
+    } else if (m.cmd == AC_MSG_HEARTBEAT) {
+        if (m.heartbeat.interval_ms > 0 && m.heartbeat.interval_ms < INT32_MAX)
+            c->broker_hb_ms = (int)m.heartbeat.interval_ms;
+        sync_epoch(c, m.heartbeat.epoch, again);
+    } else if (m.cmd == AC_MSG_STATUS_REPLY) {
+        sync_epoch(c, status_epoch(&m.status_map), again);
+        *answered = true;
+    }
+    ac_msg_reset(&m); /* late results of an earlier run: already decided */
+    return true;
+}
+
+/* Between runs nobody reads the socket: the broker may have dropped this
+ * client meanwhile (the coordinator computed longer than the broker's
+ * liveness) or restarted (a new broker does not know this client, holds none
+ * of its blobs and sends it nothing, so queued heartbeats of the old one would
+ * look fine). Reads what is queued, then asks the broker for its STATUS and
+ * compares the epoch of the answer (one round trip per run); on a DISCONNECT
+ * or a new epoch starts over on a new socket with the job's blobs before any
+ * task is submitted. Otherwise tasks could reach new workers before their
+ * blobs ('the broker holds no blob'), and a SUBMIT on a dropped connection
+ * would race with the resubmission on the new one for the job's ownership.
+ * No answer within our liveness: go on, the run's silence detection takes over. */
 static int sync_connection(ac_farm_client *c, const char *job, ac_err *err)
 {
-    bool again = false;
-    while (zsock_events(c->sock) & ZMQ_POLLIN) {
-        ac_msg m;
-        ac_err merr = {0};
-        int r = ac_msg_recv(c->sock, AC_DIR_FROM_BROKER, &m, NULL, NULL, &merr);
-        if (r == AC_E_IO)
-            break;
-        if (r != AC_OK)
-            continue;
-        c->last_recv = now_s();
-        if (m.cmd == AC_MSG_DISCONNECT) {
-            again = true;
-        } else if (m.cmd == AC_MSG_HEARTBEAT) {
-            if (m.heartbeat.interval_ms > 0 && m.heartbeat.interval_ms < INT32_MAX)
-                c->broker_hb_ms = (int)m.heartbeat.interval_ms;
-            if (c->epoch && m.heartbeat.epoch && m.heartbeat.epoch != c->epoch) {
-                again = true;
-                c->stats.broker_restarts++;
+    bool again = false, answered = false;
+    while ((zsock_events(c->sock) & ZMQ_POLLIN) && sync_take(c, &again, &answered))
+        ;
+    if (!again && c->epoch) {
+        ac_msg st;
+        ac_msg_init(&st, AC_PROTO_CLIENT, AC_MSG_STATUS);
+        ac_err serr = {0};
+        answered = false;
+        if (send_msg(c, &st, &serr) == 0) {
+            double end = now_s() + interval_ms(c) * liveness(c) / 1000.0;
+            while (!answered && now_s() < end) {
+                zmq_pollitem_t it = {zsock_resolve(c->sock), 0, ZMQ_POLLIN, 0};
+                if (zmq_poll(&it, 1, (long)((end - now_s()) * 1000.0) + 1) <= 0)
+                    continue;
+                if (!sync_take(c, &again, &answered))
+                    break;
             }
-            if (m.heartbeat.epoch)
-                c->epoch = m.heartbeat.epoch;
         }
-        ac_msg_reset(&m); /* late results of an earlier run: already decided */
     }
     if (!again)
         return 0;

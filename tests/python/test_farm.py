@@ -345,6 +345,10 @@ def farm(ac_bin, tmp_path, request):
     if request.session.testsfailed > failed_before:  # the call failed: show the processes' last words
         print(f.logs())
     f.close()
+    # A sanitizer build (AC_SANITIZE=ON) reports into the processes' stderr.
+    reports = [(p.name, l) for p in f.procs for l in p.snapshot()
+               if "runtime error:" in l or "Sanitizer" in l]
+    assert not reports, "sanitizer reports: %s\n%s" % (reports[:5], f.logs())
 
 
 def worker_names(st):
@@ -455,6 +459,15 @@ def test_same_result_for_1_and_2_workers_and_single_process(ac_bin, farm, tmp_pa
     for k in ("fp32_score", "int8_score", "fp32_layers"):
         assert single[0][k] == rep[k], (k, single[0][k], rep[k])
     assert single[1] == ref[1], "the single-process calibration table differs"
+
+    # SIGTERM: workers say DISCONNECT and exit 0, then the broker exits 0.
+    for p in farm.procs:
+        if p.name.startswith("w"):
+            p.p.terminate()
+            assert p.p.wait(timeout=30) == 0, "%s exit %s" % (p.name, p.p.returncode)
+    wait_for(lambda: not farm.status()["workers"], "the broker to forget the leaving workers")
+    farm.broker_proc.p.terminate()
+    assert farm.broker_proc.p.wait(timeout=30) == 0
 
 
 @pytest.mark.long
@@ -845,3 +858,80 @@ def test_resume_after_the_coordinator_is_killed(ac_bin, farm, tmp_path):
     assert len(fresh) + len(reused) == len(fresh_full)
     print("resume: %d candidate(s) from the journal, %d evaluated again (uninterrupted: %d)" %
           (len(reused), len(fresh), len(fresh_full)))
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("delay", [0.3, 1.0, 1.7, 2.4, 3.1])
+def test_broker_restart_at_any_moment_with_fresh_workers(ac_bin, farm, tmp_path, tmp_path_factory, delay):
+    """The broker is killed `delay` seconds into the job (upload, calibration, fp32 score,
+    search or between them) and the old workers with it; the new broker gets workers
+    with empty caches, so every blob must come from the coordinator again (a task that
+    reaches a worker before its blobs would fail with 'the broker holds no blob')."""
+    ref = reference(ac_bin, tmp_path_factory, "fmnist_plain")
+    b1 = farm.broker()
+    old = [farm.worker("w1"), farm.worker("w2")]
+    farm.workers_ready(["w1", "w2"])
+    q = farm.quantize("fmnist_plain", tmp_path / "out", "--shard_batches", "1")
+    time.sleep(delay)
+    b1.kill()
+    for w in old:
+        w.kill()
+    for _ in range(20):
+        b2 = farm.broker(wait=False)
+        wait_for(lambda: not b2.alive() or any("serving" in l for l in b2.snapshot()), "the new broker")
+        if b2.alive():
+            break
+        time.sleep(0.2)
+    assert b2.alive()
+    farm.worker("w3")
+    farm.worker("w4")
+    rc = q.wait()
+    assert rc == 0, "quantize failed after a broker restart at %.1fs\n%s" % (delay, q.output())
+    assert_same_result(load_result(tmp_path / "out"), ref, "broker restarted at %.1fs" % delay)
+
+
+def test_broker_restart_between_runs_with_fresh_workers(ac_bin, farm, tmp_path, tmp_path_factory):
+    """The broker restarts while the coordinator computes between two batches of tasks
+    (the calibration tables, after the histogram pass), and the new broker gets workers
+    with empty caches. The coordinator is frozen (SIGSTOP) at that moment while the
+    farm is replaced, then let go: before submitting the next batch it must notice the
+    new broker (which does not know it and holds none of its blobs) and upload again;
+    otherwise the new workers ask for blobs the broker does not have and the tasks fail."""
+    ref = reference(ac_bin, tmp_path_factory, "fmnist_mbv2")
+    b1 = farm.broker()
+    old = [farm.worker("w1"), farm.worker("w2")]
+    farm.workers_ready(["w1", "w2"])
+    q = farm.quantize("fmnist_mbv2", tmp_path / "out", "--shard_batches", "1")
+    n_calib_shards = 4  # 4 calibration batches in 1-batch shards
+
+    def histogram_pass_done():
+        done = set()
+        for w in old:
+            for l in w.snapshot():
+                m = TASK_DONE.search(l)
+                if m and m.group(2) == "2" and m.group(5) == "ok":
+                    done.add(m.group(4))
+        return len(done) == n_calib_shards or q.p.poll() is not None
+
+    wait_for(histogram_pass_done, "the histogram pass (round 2) to end", step=0.002)
+    q.p.send_signal(signal.SIGSTOP)
+    try:
+        assert q.p.poll() is None, q.output()
+        b1.kill()
+        for w in old:
+            w.kill()
+        for _ in range(20):
+            b2 = farm.broker(wait=False)
+            wait_for(lambda: not b2.alive() or any("serving" in l for l in b2.snapshot()), "the new broker")
+            if b2.alive():
+                break
+            time.sleep(0.2)
+        assert b2.alive()
+        farm.worker("w3")
+        farm.worker("w4")
+        farm.workers_ready(["w3", "w4"])
+    finally:
+        q.p.send_signal(signal.SIGCONT)
+    got = q.ok()
+    assert_same_result(got, ref, "broker restarted between runs")
+    assert got[0]["search"]["broker_restarts"] >= 1
