@@ -14,6 +14,7 @@
 #include "ac_calibrate.h"
 #include "ac_dataset.h"
 #include "ac_exec.h"
+#include "ac_job.h"
 #include "ac_metric.h"
 #include "ac_model.h"
 #include "ac_ops.h"
@@ -88,76 +89,37 @@ void ac_farm_job_options_init(ac_farm_job_options *o)
     o->workers = 1;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void say(const fjob *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const fjob *j, const char *fmt, ...)
-{
-    if (j->o->q.quiet)
-        return;
-    FILE *f = j->o->q.log ? j->o->q.log : stdout;
-    fprintf(f, "[%7.2fs] ", now_s() - j->t0);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    fputc('\n', f);
-    fflush(f);
-}
-
 /* ---- setup: model, data, blobs ------------------------------------------------- */
-
-static int find_io(const ac_graph *g, int n, const int *idx, const char *name, const char *what, ac_err *err)
-{
-    if (!name || !*name)
-        return 0;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(g->tensors[idx[i]].name, name))
-            return i;
-    return -ac_err_set(err, AC_E_INVALID, "--%s_data_name '%s': the model has no such %s", what, name, what);
-}
 
 static int load_model(fjob *j, ac_err *err)
 {
-    const ac_quantize_options *q = &j->o->q;
-    ac_model_options mo = {.weights = q->weights, .input_shapes = q->input_data_shape};
-    j->g = ac_model_load(q->model, &mo, NULL, err);
-    if (!j->g)
+    ac_job_model m;
+    int rc = ac_job_load_model(&j->o->q, &m, err);
+    j->g = m.g;
+    j->input = m.input;
+    j->out_index = m.out_index;
+    j->batch = m.batch;
+    if (rc)
         return -1;
-    j->input = find_io(j->g, j->g->ninputs, j->g->inputs, q->input_data_name, "input", err);
-    j->out_index = find_io(j->g, j->g->noutputs, j->g->outputs, q->output_data_name, "output", err);
-    if (j->input < 0 || j->out_index < 0)
-        return -1;
-    if (j->g->ninputs != 1)
-        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: models with %d inputs are not supported yet (one data input)",
-                          q->model, j->g->ninputs);
-    j->batch = (int)j->g->tensors[j->g->inputs[j->input]].dims[0];
-    if (ac_blob_pack_model(q->model, &j->model.bytes, &j->model.len, j->model.hash, err))
-        return -1;
-    return 0;
+    return ac_blob_pack_model(j->o->q.model, &j->model.bytes, &j->model.len, j->model.hash, err);
+}
+
+static ac_job_model job_model(const fjob *j)
+{
+    return (ac_job_model){.g = j->g, .input = j->input, .out_index = j->out_index, .batch = j->batch};
 }
 
 static int open_data(fjob *j, const char *images, const char *lmdb, const char *idx_images, const char *idx_labels,
                      const char *what, ac_dataset **ds, blob *b, ac_err *err)
 {
+    ac_job_model m = job_model(j);
+    *ds = ac_job_open_data(&j->o->q, &m, images, lmdb, idx_images, idx_labels, what, err);
+    if (!*ds)
+        return -1;
     ac_dataset_opts d = j->dopt;
     if (lmdb)
         d.preprocess = NULL; /* our LMDBs hold preprocessed tensors */
-    int given = (images != NULL) + (lmdb != NULL) + (idx_images != NULL);
-    if (given != 1)
-        return ac_err_set(err, AC_E_INVALID,
-                          given ? "give one %s source (--%s_image_source, --%s_lmdb_path or --%s_idx_images), not several"
-                                : "no %s data: give --%s_image_source, --%s_lmdb_path or --%s_idx_images",
-                          what, what, what, what);
     const char *src = images ? images : lmdb ? lmdb : idx_images;
-    *ds = idx_images ? ac_dataset_open_idx(idx_images, idx_labels, &d, err) : ac_dataset_open(src, &d, err);
-    if (!*ds || ac_runner_check_data(j->g, j->input, *ds, what, err))
-        return -1;
     if (!j->o->local_data) {
         /* Remote workers get the dataset once, as a blob (docs/worker.md §3). */
         if (ac_blob_pack_dataset(src, idx_images ? (idx_labels ? idx_labels : "") : NULL, &d, &b->bytes, &b->len,
@@ -237,7 +199,7 @@ static double time_left(const fjob *j)
 {
     if (j->o->max_search_seconds <= 0)
         return 0;
-    double left = j->o->max_search_seconds - (now_s() - j->t0);
+    double left = j->o->max_search_seconds - (ac_job_now() - j->t0);
     return left > 0.001 ? left : 0.001;
 }
 
@@ -311,7 +273,7 @@ done:
 
 static int calibrate(fjob *j, ac_err *err)
 {
-    double t = now_s();
+    double t = ac_job_now();
     const ac_quantize_options *q = &j->o->q;
     int64_t count = ac_dataset_count(j->calib);
     j->n_calib = ac_dataset_limit(count, q->calib_iterations, j->batch);
@@ -319,7 +281,7 @@ static int calibrate(fjob *j, ac_err *err)
     if (j->n_calib <= 0)
         return ac_err_set(err, AC_E_INVALID, "calibration data %s: %lld samples, fewer than one batch of %d",
                           ac_dataset_source_name(j->calib), (long long)count, j->batch);
-    say(j, "calibration: %lld samples in %d shard(s) on the farm (range, histogram, KL tuning passes)",
+    ac_job_say(&j->o->q, j->t0, "calibration: %lld samples in %d shard(s) on the farm (range, histogram, KL tuning passes)",
         (long long)j->n_calib, shard_count(j, j->n_calib));
     ac_calib_collector *c = ac_calib_collector_new(j->g, 0, err);
     if (!c)
@@ -344,8 +306,8 @@ static int calibrate(fjob *j, ac_err *err)
         if (!j->tables[AC_TH_KL])
             goto done;
     }
-    j->t_calib = now_s() - t;
-    say(j, "calibration: %zu tensors in %.2fs%s", ac_calib_table_size(j->tables[AC_TH_KL]), j->t_calib,
+    j->t_calib = ac_job_now() - t;
+    ac_job_say(&j->o->q, j->t0, "calibration: %zu tensors in %.2fs%s", ac_calib_table_size(j->tables[AC_TH_KL]), j->t_calib,
         q->kl_tune ? "" : " (no KL tuning)");
     rc = 0;
 done:
@@ -357,26 +319,9 @@ done:
 
 static int make_metric(fjob *j, ac_err *err)
 {
-    const ac_labels *labels = ac_dataset_labels(j->test);
-    const char *task = j->o->q.task;
-    if (!task || !*task)
-        task = labels && ac_labels_kind(labels) == AC_LABEL_CLASS ? "classify" : "similarity";
-    if (!strcmp(task, "classify")) {
-        if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
-            return ac_err_set(err, AC_E_INVALID, "--task classify: the test data %s has no class labels",
-                              ac_dataset_source_name(j->test));
-        ac_metric_options_init(&j->mopt, AC_METRIC_CLASSIFY);
-    } else if (!strcmp(task, "similarity")) {
-        ac_metric_options_init(&j->mopt, AC_METRIC_SIMILARITY);
-        const ac_tensor *out = &j->g->tensors[j->g->outputs[j->out_index]];
-        j->mopt.classifier = out->ndim == 2 && out->dims[1] > 1;
-    } else if (!strcmp(task, "detect")) {
-        ac_metric_options_init(&j->mopt, AC_METRIC_DETECT);
-        if (ac_detect_config_preset(&j->mopt.detect, j->o->q.detect_decoder, err))
-            return ac_err_prefix(err, "--detect_decoder: ");
-    } else {
-        return ac_err_set(err, AC_E_INVALID, "--task '%s': must be classify, detect or similarity", task);
-    }
+    ac_job_model m = job_model(j);
+    if (ac_job_metric_options(&j->o->q, &m, j->test, &j->mopt, err))
+        return -1;
     j->mopt.output = j->out_index;
     j->metric = ac_metric_new(&j->mopt, err);
     return j->metric ? 0 : -1;
@@ -533,7 +478,7 @@ static int journal_open(fjob *j, ac_err *err)
         }
         if (f)
             fclose(f);
-        say(j, "resume: %d evaluation(s) from %s%s", j->njournal, j->journal_path,
+        ac_job_say(&j->o->q, j->t0, "resume: %d evaluation(s) from %s%s", j->njournal, j->journal_path,
             match ? "" : " (none: no journal of this job)");
         if (match) {
             j->journal = fopen(j->journal_path, "a");
@@ -573,7 +518,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
     int64_t nsamples = subset ? j->n_subset : j->n_test;
     int nshards = shard_count(j, nsamples);
     int first_index = (int)(cands - j->search->cands);
-    double t = now_s();
+    double t = ac_job_now();
     ac_task *tasks = calloc((size_t)n * (size_t)nshards, sizeof *tasks);
     ac_farm_outcome *out = calloc((size_t)n * (size_t)nshards, sizeof *out);
     uint8_t **payloads = calloc((size_t)n, sizeof *payloads);
@@ -601,7 +546,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
             keep_info(j, first_index + i, 0, 0, "from the journal");
             continue;
         }
-        if (j->timed_out || (j->o->max_search_seconds > 0 && now_s() - j->t0 > j->o->max_search_seconds)) {
+        if (j->timed_out || (j->o->max_search_seconds > 0 && ac_job_now() - j->t0 > j->o->max_search_seconds)) {
             j->timed_out = true;
             c->evaluated = true;
             c->failed = true;
@@ -626,7 +571,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
     }
     if (ntasks && run_tasks(j, tasks, ntasks, out, err))
         goto done;
-    double elapsed = now_s() - t;
+    double elapsed = ac_job_now() - t;
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (!todo[i])
@@ -705,7 +650,7 @@ static int fp32_score(fjob *j, ac_err *err)
         j->fp32_score = j->o->q.fp32_score;
         return 0;
     }
-    double t = now_s();
+    double t = ac_job_now();
     uint8_t *payload = NULL;
     size_t plen = 0;
     if (eval_payload(j, NULL, &payload, &plen, err))
@@ -747,7 +692,7 @@ static int fp32_score(fjob *j, ac_err *err)
         goto done;
     j->have_fp32_res = true;
     j->fp32_score = j->fp32_res.score;
-    j->t_test = now_s() - t;
+    j->t_test = ac_job_now() - t;
     rc = 0;
 done:
     if (out)
@@ -854,7 +799,7 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
     }
     ac_farm_client_stats cs;
     ac_farm_client_get_stats(j->client, &cs);
-    res->elapsed_s = now_s() - j->t0;
+    res->elapsed_s = ac_job_now() - j->t0;
     ac_outputs out = {
         .output_dir = j->o->q.output_dir,
         .model_path = j->o->q.model,
@@ -946,21 +891,9 @@ static void job_free(fjob *j)
 
 static int parse_base_names(fjob *j, ac_err *err)
 {
-    const char *s = j->o->q.fp32_layers;
-    if (!s || !*s)
-        return 0;
-    j->base_names_buf = strdup(s);
-    if (!j->base_names_buf)
-        return ac_err_set(err, AC_E_NOMEM, "out of memory");
-    for (char *tok = strtok(j->base_names_buf, ","); tok; tok = strtok(NULL, ",")) {
-        while (*tok == ' ')
-            tok++;
-        if (!*tok)
-            continue;
-        if (j->n_base_names >= MAX_NAMES)
-            return ac_err_set(err, AC_E_INVALID, "--fp32_layers: more than %d names", MAX_NAMES);
-        j->base_names[j->n_base_names++] = tok;
-    }
+    if (ac_job_split_names(j->o->q.fp32_layers, &j->base_names_buf, j->base_names, MAX_NAMES, &j->n_base_names,
+                           "--fp32_layers", err))
+        return -1;
     /* An unknown name is the user's error: say so before any work is sent out.
      * Names are node names or output tensor names, as ac_plan_build takes them. */
     for (int i = 0; i < j->n_base_names; i++) {
@@ -977,7 +910,7 @@ static int parse_base_names(fjob *j, ac_err *err)
 
 int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_quantize_result *res, ac_err *err)
 {
-    fjob j = {.o = o, .client = client, .t0 = now_s()};
+    fjob j = {.o = o, .client = client, .t0 = ac_job_now()};
     memset(res, 0, sizeof *res);
     const ac_quantize_options *q = &o->q;
     int rc = -1;
@@ -992,7 +925,7 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     if (load_model(&j, err))
         goto done;
     /* Job ids: unique per run, readable in broker status. */
-    snprintf(j.job, sizeof j.job, "q-%d-%08x", (int)getpid(), (unsigned)(now_s() * 1000.0));
+    snprintf(j.job, sizeof j.job, "q-%d-%08x", (int)getpid(), (unsigned)(ac_job_now() * 1000.0));
     j.dopt = ac_runner_data_opts(j.g, j.input, q->preprocess, q->threads);
     if (open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels, "calib",
                   &j.calib, &j.calib_blob, err) ||
@@ -1004,13 +937,13 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     j.n_subset = o->subset_samples > 0 ? o->subset_samples : 256;
     if (j.n_subset > j.n_test)
         j.n_subset = j.n_test;
-    say(&j, "model: %s, %d nodes, batch %d; job %s; test %lld samples in %d shard(s)", q->model, j.g->nnodes,
+    ac_job_say(&j.o->q, j.t0, "model: %s, %d nodes, batch %d; job %s; test %lld samples in %d shard(s)", q->model, j.g->nnodes,
         j.batch, j.job, (long long)j.n_test, shard_count(&j, j.n_test));
     if (upload(&j, &j.model, err) || upload(&j, &j.calib_blob, err) || upload(&j, &j.test_blob, err))
         goto done;
     if (parse_base_names(&j, err) || journal_open(&j, err) || calibrate(&j, err) || fp32_score(&j, err))
         goto done;
-    say(&j, "fp32 %s score %.4f; searching (%s mode) for the cheapest plan within %.4f", ac_metric_kind_name(j.mopt.kind),
+    ac_job_say(&j.o->q, j.t0, "fp32 %s score %.4f; searching (%s mode) for the cheapest plan within %.4f", ac_metric_kind_name(j.mopt.kind),
         j.fp32_score, o->auto_calib ? "auto" : "fast", q->accept_int8_decay);
     j.search = calloc(1, sizeof *j.search);
     if (!j.search) {
@@ -1033,7 +966,7 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
         goto done;
     }
     const ac_candidate *best = &j.search->cands[j.search->best];
-    say(&j, "search: %s after %d round(s), %d evaluation(s): '%s' int8 %.4f (fp32 %.4f)%s",
+    ac_job_say(&j.o->q, j.t0, "search: %s after %d round(s), %d evaluation(s): '%s' int8 %.4f (fp32 %.4f)%s",
         j.search->met_budget ? "budget met" : "budget NOT met", j.search->rounds, j.search->evaluations, best->name,
         best->score, j.fp32_score, j.timed_out ? " (--max_search_seconds reached)" : "");
     ac_farm_client_end_job(client, j.job, NULL);

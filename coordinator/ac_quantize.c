@@ -1,14 +1,13 @@
 #include "ac_quantize.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ac_calibrate.h"
 #include "ac_dataset.h"
 #include "ac_exec.h"
+#include "ac_job.h"
 #include "ac_outputs.h"
 #include "ac_metric.h"
 #include "ac_model.h"
@@ -56,89 +55,22 @@ void ac_quantize_options_init(ac_quantize_options *o)
     o->kl_tune = true;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void say(const job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const job *j, const char *fmt, ...)
-{
-    if (j->o->quiet)
-        return;
-    FILE *f = j->o->log ? j->o->log : stdout;
-    fprintf(f, "[%7.2fs] ", now_s() - j->t0);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    fputc('\n', f);
-    fflush(f);
-}
-
 /* ---- model and data ------------------------------------------------------------ */
-
-static int find_io(const ac_graph *g, int n, const int *idx, const char *name, const char *what, ac_err *err)
-{
-    if (!name || !*name)
-        return 0;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(g->tensors[idx[i]].name, name))
-            return i;
-    return -ac_err_set(err, AC_E_INVALID, "--%s_data_name '%s': the model has no such %s", what, name, what);
-}
 
 static int load_model(job *j, ac_err *err)
 {
-    ac_model_options mo = {.weights = j->o->weights, .input_shapes = j->o->input_data_shape};
-    j->g = ac_model_load(j->o->model, &mo, NULL, err);
-    if (!j->g)
-        return -1;
-    j->input = find_io(j->g, j->g->ninputs, j->g->inputs, j->o->input_data_name, "input", err);
-    j->out_index = find_io(j->g, j->g->noutputs, j->g->outputs, j->o->output_data_name, "output", err);
-    if (j->input < 0 || j->out_index < 0)
-        return -1;
-    if (j->g->ninputs != 1)
-        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: models with %d inputs are not supported yet (one data input)",
-                          j->o->model, j->g->ninputs);
-    const ac_tensor *in = &j->g->tensors[j->g->inputs[j->input]];
-    if (in->dtype != AC_DT_F32 || in->ndim < 2)
-        return ac_err_set(err, AC_E_UNSUPPORTED, "input '%s': need a float32 tensor with a batch dim", in->name);
-    j->batch = (int)in->dims[0];
-    return 0;
+    ac_job_model m;
+    int rc = ac_job_load_model(j->o, &m, err);
+    j->g = m.g;
+    j->input = m.input;
+    j->out_index = m.out_index;
+    j->batch = m.batch;
+    return rc;
 }
 
-/* The sample layout the model input expects (shared with the workers: it also
- * decides the dataset's content hash). */
-static ac_dataset_opts data_opts(const job *j)
+static ac_job_model job_model(const job *j)
 {
-    return ac_runner_data_opts(j->g, j->input, j->o->preprocess, j->o->threads);
-}
-
-static ac_dataset *open_data(const job *j, const char *images, const char *lmdb, const char *idx_images,
-                             const char *idx_labels, const char *what, ac_err *err)
-{
-    ac_dataset_opts d = data_opts(j);
-    /* Our LMDBs hold tensors that were preprocessed when they were written. */
-    if (lmdb)
-        d.preprocess = NULL;
-    int given = (images != NULL) + (lmdb != NULL) + (idx_images != NULL);
-    if (given != 1) {
-        ac_err_set(err, AC_E_INVALID,
-                   given ? "give one %s source (--%s_image_source, --%s_lmdb_path or --%s_idx_images), not several"
-                         : "no %s data: give --%s_image_source, --%s_lmdb_path or --%s_idx_images",
-                   what, what, what, what);
-        return NULL;
-    }
-    ac_dataset *ds = idx_images ? ac_dataset_open_idx(idx_images, idx_labels, &d, err)
-                                : ac_dataset_open(images ? images : lmdb, &d, err);
-    if (!ds)
-        return NULL;
-    if (ac_runner_check_data(j->g, j->input, ds, what, err))
-        ac_dataset_destroy(&ds);
-    return ds;
+    return (ac_job_model){.g = j->g, .input = j->input, .out_index = j->out_index, .batch = j->batch};
 }
 
 /* ---- calibration ---------------------------------------------------------------- */
@@ -150,7 +82,7 @@ static int feed_calibration(job *j, ac_calib_collector *c, int64_t nsamples, ac_
 
 static int calibrate(job *j, ac_err *err)
 {
-    double t = now_s();
+    double t = ac_job_now();
     int64_t count = ac_dataset_count(j->calib);
     j->n_calib = ac_dataset_limit(count, j->o->calib_iterations, j->batch);
     /* Statistics use whole batches only, so no sample is counted twice. */
@@ -162,7 +94,7 @@ static int calibrate(job *j, ac_err *err)
     if (!c)
         return -1;
     int rc = -1;
-    say(j, "calibration: %lld samples of %s, %s thresholds%s", (long long)j->n_calib,
+    ac_job_say(j->o, j->t0, "calibration: %lld samples of %s, %s thresholds%s", (long long)j->n_calib,
         ac_dataset_source_name(j->calib), ac_th_method_name(j->o->th_method),
         j->o->kl_tune && j->o->th_method == AC_TH_KL ? " + upward tuning" : "");
     if (feed_calibration(j, c, j->n_calib, err))
@@ -182,11 +114,11 @@ static int calibrate(job *j, ac_err *err)
     }
     if (!j->table)
         goto done;
-    j->t_calib = now_s() - t;
-    say(j, "calibration: %zu tensors in %.2fs%s", ac_calib_table_size(j->table), j->t_calib,
+    j->t_calib = ac_job_now() - t;
+    ac_job_say(j->o, j->t0, "calibration: %zu tensors in %.2fs%s", ac_calib_table_size(j->table), j->t_calib,
         j->o->kl_tune && j->o->th_method == AC_TH_KL ? "" : "");
     if (j->o->kl_tune && j->o->th_method == AC_TH_KL)
-        say(j, "calibration: tuning raised %d of %zu KL thresholds", j->tuned_up, ac_calib_table_size(j->table));
+        ac_job_say(j->o, j->t0, "calibration: tuning raised %d of %zu KL thresholds", j->tuned_up, ac_calib_table_size(j->table));
     rc = 0;
 done:
     ac_calib_collector_destroy(&c);
@@ -197,20 +129,9 @@ done:
 
 static int build_plan(job *j, ac_err *err)
 {
-    if (j->o->fp32_layers && *j->o->fp32_layers) {
-        j->fp32_names_buf = strdup(j->o->fp32_layers);
-        if (!j->fp32_names_buf)
-            return ac_err_set(err, AC_E_NOMEM, "out of memory");
-        for (char *tok = strtok(j->fp32_names_buf, ","); tok; tok = strtok(NULL, ",")) {
-            while (*tok == ' ')
-                tok++;
-            if (!*tok)
-                continue;
-            if (j->n_fp32_names >= MAX_FP32_LAYERS)
-                return ac_err_set(err, AC_E_INVALID, "--fp32_layers: more than %d names", MAX_FP32_LAYERS);
-            j->fp32_names[j->n_fp32_names++] = tok;
-        }
-    }
+    if (ac_job_split_names(j->o->fp32_layers, &j->fp32_names_buf, j->fp32_names, MAX_FP32_LAYERS,
+                           &j->n_fp32_names, "--fp32_layers", err))
+        return -1;
     ac_quant_options qo = {.per_channel = j->o->per_channel,
                            .accuracy_opt = j->o->accuracy_opt,
                            .first_conv_fp32 = j->o->first_conv_fp32,
@@ -222,7 +143,7 @@ static int build_plan(job *j, ac_err *err)
             ac_err_prefix(err, "--fp32_layers: ");
         return -1;
     }
-    say(j, "plan: %d int8 layers, %d fp32 layers%s", j->plan->n_int8, j->plan->n_fp32,
+    ac_job_say(j->o, j->t0, "plan: %d int8 layers, %d fp32 layers%s", j->plan->n_int8, j->plan->n_fp32,
         j->o->per_channel ? " (per-channel shifts)" : "");
     if (j->o->verbose)
         ac_plan_print(j->plan, j->o->log ? j->o->log : stdout);
@@ -233,30 +154,10 @@ static int build_plan(job *j, ac_err *err)
 
 static int make_metric(job *j, ac_err *err)
 {
-    const ac_labels *labels = ac_dataset_labels(j->test);
-    const char *task = j->o->task;
-    if (!task || !*task)
-        task = labels && ac_labels_kind(labels) == AC_LABEL_CLASS ? "classify" : "similarity";
     ac_metric_options mo;
-    if (!strcmp(task, "classify")) {
-        if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
-            return ac_err_set(err, AC_E_INVALID, "--task classify: the test data %s has no class labels",
-                              ac_dataset_source_name(j->test));
-        ac_metric_options_init(&mo, AC_METRIC_CLASSIFY);
-    } else if (!strcmp(task, "similarity")) {
-        ac_metric_options_init(&mo, AC_METRIC_SIMILARITY);
-        const ac_tensor *out = &j->g->tensors[j->g->outputs[j->out_index]];
-        mo.classifier = out->ndim == 2 && out->dims[1] > 1;
-    } else if (!strcmp(task, "detect")) {
-        /* Without a decoder configuration option yet, detections are scored
-         * against the fp32 model's own (SSD-style boxes + scores outputs). */
-        ac_metric_options_init(&mo, AC_METRIC_DETECT);
-        if (ac_detect_config_preset(&mo.detect, j->o->detect_decoder, err))
-            return ac_err_prefix(err, "--detect_decoder: ");
-    } else {
-        return ac_err_set(err, AC_E_INVALID, "--task '%s': must be classify, detect or similarity", task);
-    }
-    mo.output = j->out_index;
+    ac_job_model m = job_model(j);
+    if (ac_job_metric_options(j->o, &m, j->test, &mo, err))
+        return -1;
     j->metric = ac_metric_new(&mo, err);
     if (!j->metric)
         return -1;
@@ -287,7 +188,7 @@ static int after_test_batch(void *ctx, int64_t first, int n, ac_err *err)
 
 static int evaluate(job *j, ac_err *err)
 {
-    double t = now_s();
+    double t = ac_job_now();
     const ac_graph *g = j->g;
     j->n_test = ac_dataset_limit(ac_dataset_count(j->test), j->o->test_iterations, j->batch);
     bool need_fp32 = j->o->fp32_score <= 0 || ac_metric_get_kind(j->metric) != AC_METRIC_CLASSIFY;
@@ -301,7 +202,7 @@ static int evaluate(job *j, ac_err *err)
         ac_err_set(err, AC_E_NOMEM, "out of memory for scoring");
         goto done;
     }
-    say(j, "scoring: %lld test samples of %s (%s)", (long long)j->n_test, ac_dataset_source_name(j->test),
+    ac_job_say(j->o, j->t0, "scoring: %lld test samples of %s (%s)", (long long)j->n_test, ac_dataset_source_name(j->test),
         ac_metric_kind_name(ac_metric_get_kind(j->metric)));
     /* The loop the workers run too (runner/ac_runner.h): the same batches,
      * padding and labels, so sharded scores equal this one. */
@@ -316,7 +217,7 @@ static int evaluate(job *j, ac_err *err)
         j->fp32_res.score = j->o->fp32_score;
     else if (ac_metric_score(j->fp32_part, &j->fp32_res, err))
         goto done;
-    j->t_test = now_s() - t;
+    j->t_test = ac_job_now() - t;
     rc = 0;
 done:
     free(lc.tmp);
@@ -327,7 +228,7 @@ done:
 
 static int write_artefacts(job *j, ac_quantize_result *res, ac_err *err)
 {
-    res->elapsed_s = now_s() - j->t0;
+    res->elapsed_s = ac_job_now() - j->t0;
     bool tuned = j->o->kl_tune && j->o->th_method == AC_TH_KL;
     ac_outputs out = {
         .output_dir = j->o->output_dir,
@@ -388,7 +289,8 @@ static void job_free(job *j)
 
 int ac_quantize_run(const ac_quantize_options *o, ac_quantize_result *res, ac_err *err)
 {
-    job j = {.o = o, .t0 = now_s()};
+    job j = {.o = o, .t0 = ac_job_now()};
+    ac_job_model m;
     memset(res, 0, sizeof *res);
     int rc = -1;
     if (!o->model) {
@@ -401,14 +303,15 @@ int ac_quantize_run(const ac_quantize_options *o, ac_quantize_result *res, ac_er
     }
     if (load_model(&j, err))
         goto done;
-    say(&j, "model: %s, %d nodes, input '%s' batch %d", o->model, j.g->nnodes,
-        j.g->tensors[j.g->inputs[j.input]].name, j.batch);
-    j.calib = open_data(&j, o->calib_image_source, o->calib_lmdb_path, o->calib_idx_images, o->calib_idx_labels,
-                        "calib", err);
+    ac_job_say(j.o, j.t0, "model: %s, %d nodes, input '%s' batch %d", o->model, j.g->nnodes,
+               j.g->tensors[j.g->inputs[j.input]].name, j.batch);
+    m = job_model(&j);
+    j.calib = ac_job_open_data(o, &m, o->calib_image_source, o->calib_lmdb_path, o->calib_idx_images,
+                               o->calib_idx_labels, "calib", err);
     if (!j.calib)
         goto done;
-    j.test = open_data(&j, o->test_image_source, o->test_lmdb_path, o->test_idx_images, o->test_idx_labels, "test",
-                       err);
+    j.test = ac_job_open_data(o, &m, o->test_image_source, o->test_lmdb_path, o->test_idx_images,
+                              o->test_idx_labels, "test", err);
     if (!j.test)
         goto done;
     j.acc = calloc((size_t)j.g->ntensors, sizeof *j.acc);
@@ -437,7 +340,7 @@ int ac_quantize_run(const ac_quantize_options *o, ac_quantize_result *res, ac_er
     res->met_budget = res->fp32_score - res->int8_score <= o->accept_int8_decay + 1e-12;
     res->n_fp32_layers = j.plan->n_fp32;
     snprintf(res->task, sizeof res->task, "%s", ac_metric_kind_name(ac_metric_get_kind(j.metric)));
-    say(&j, "scores (%s): fp32 %.4f, int8 %.4f, loss %.4f, budget %.4f: %s", res->task, res->fp32_score,
+    ac_job_say(j.o, j.t0, "scores (%s): fp32 %.4f, int8 %.4f, loss %.4f, budget %.4f: %s", res->task, res->fp32_score,
         res->int8_score, res->fp32_score - res->int8_score, o->accept_int8_decay,
         res->met_budget ? "met" : "NOT met");
     if (write_artefacts(&j, res, err))
