@@ -84,7 +84,9 @@ int ac_cmd_demo(int argc, char **argv)
     snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte.gz", data_dir);
     printf("autocalib demo: quantize the bundled Fashion-MNIST models for BM1684\n"
            "data: %s (calibration: %d training images; test: %s%d test images), budget 0.5 points\n\n",
-           data_dir, calib_images, test_images ? "the first " : "all ", test_images ? test_images : 10000);
+           data_dir, calib_images / DEMO_BATCH * DEMO_BATCH, test_images ? "the first " : "all ",
+           /* whole batches: the count is rounded up to a multiple of the batch */
+           test_images ? (test_images + DEMO_BATCH - 1) / DEMO_BATCH * DEMO_BATCH : 10000);
     size_t nmodels = sizeof demo_models / sizeof demo_models[0];
     ac_quantize_result res[3];
     char outs[3][PATH_MAX];
