@@ -631,8 +631,11 @@ static int int8_layers(void *ctx, const ac_candidate *c, int *out, int cap)
     ac_plan *p = candidate_plan(j, c, &err);
     int n = 0;
     for (int i = 0; p && i < j->g->nnodes && n < cap; i++)
-        if (p->nodes[i].mode == AC_MODE_INT8 && ac_node_macs(j->g, &j->g->nodes[i]) > 0)
-            out[n++] = i; /* layers that compute: conv / FC; moving data in fp32 saves nothing */
+        /* Every layer whose int8 form changes values (conv/FC, but also Add, the
+         * clamps, pools and tables: with all convs in fp32 their activations are
+         * still quantized); layers that only move codes add no error. */
+        if (p->nodes[i].mode == AC_MODE_INT8 && p->nodes[i].kind != AC_Q8_MOVE)
+            out[n++] = i;
     ac_plan_destroy(&p);
     return n;
 }
