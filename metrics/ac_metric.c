@@ -976,6 +976,51 @@ int ac_metric_score(const ac_metric_partial *p, ac_metric_result *r, ac_err *err
     return ac_err_set(err, AC_E_INTERNAL, "metric: unknown kind");
 }
 
+int ac_metric_score_bound(const ac_metric_partial *p, int64_t total_samples, double *bound)
+{
+    const ac_metric *m = p->m;
+    int64_t missing = total_samples - p->nsamples;
+    if (missing < 0 || total_samples <= 0)
+        return 0;
+    double n = (double)total_samples;
+    switch (m->o.kind) {
+    case AC_METRIC_CLASSIFY:
+        /* as ac_metric_score: top1 / n, with every missing sample correct */
+        *bound = (double)(p->top1 + missing) / n;
+        return 1;
+    case AC_METRIC_SIMILARITY:
+        if (m->o.classifier) {
+            *bound = (double)(p->agree + missing) / n;
+            return 1;
+        }
+        if (p->nout == 0) {
+            *bound = 1.0; /* no sample yet: every cosine may still be 1 */
+            return 1;
+        }
+        {
+            /* Per output, the cosine sum plus round(1 * 2^32) per missing sample,
+             * converted as ac_metric_score converts the final sum. Rounding is
+             * monotone, so the final score (whose integer sums are at most
+             * these) cannot exceed the result. */
+            double sum = 0;
+            for (int32_t o = 0; o < p->nout; o++) {
+                int64_t q;
+                if (__builtin_mul_overflow(missing, (int64_t)COS_SCALE, &q) ||
+                    __builtin_add_overflow(q, p->cos_q32[o], &q))
+                    return 0;
+                sum += (double)q / COS_SCALE / n;
+            }
+            double b = sum / p->nout;
+            *bound = b > 1 ? 1 : b > 0 ? b : 0;
+            return 1;
+        }
+    case AC_METRIC_DETECT:
+    case AC_METRIC_PLUGIN:
+        return 0;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ encode */
 
 static void pack_key(msgpack_packer *pk, const char *k)

@@ -115,4 +115,16 @@ int ac_metric_partial_has_sample(const ac_metric_partial *p, int64_t s);
 /* The score and its details. Deterministic: a function of the partial's content only. */
 int ac_metric_score(const ac_metric_partial *p, ac_metric_result *r, ac_err *err);
 
+/* An upper bound of the score a partial can reach once it holds total_samples
+ * samples (the ones it holds plus total_samples - held, still to come), for a
+ * search that only needs to know whether a candidate can still meet its budget.
+ * Exists for scores that are means over samples of per-sample values in [0,1]:
+ * classify (top-1), similarity (top-1 agreement, or mean cosine). The bound
+ * assumes every missing sample scores 1 and is computed with the same
+ * operations as ac_metric_score on the integer sums, so the final score is
+ * never above it, bit for bit. Returns 1 with *bound set, or 0 when the kind
+ * has no such bound (detect: mAP is not a mean over samples; plugin: unknown)
+ * or the partial already holds more than total_samples samples. */
+int ac_metric_score_bound(const ac_metric_partial *p, int64_t total_samples, double *bound);
+
 #endif

@@ -1,6 +1,6 @@
 /* metrics selftest: hand-computed top-1/top-5, cosine, AP, NMS, decoders,
  * sharding invariance (1, 2, 3, 7 shards, several merge orders, through
- * encode/decode), strict decoding of garbage, and the plug-in contract.
+ * encode/decode), the score's upper bound, strict decoding of garbage, and the plug-in contract.
  *
  *   ac_metrics_selftest [PLUGIN.so]          (the plug-in tests skip without it)
  *   ac_metrics_selftest --write-seeds DIR    (fuzz seeds: valid encoded partials) */
@@ -813,6 +813,77 @@ static void test_sharding(dataset *ds, const char *name)
     ac_metric_partial_destroy(&ref);
 }
 
+/* ------------------------------------------------------------------ score bound */
+
+/* ac_metric_score_bound on growing prefixes and on random subsets: never
+ * below the final score (bit for bit, not within a tolerance), never rising
+ * as samples come in, 1 before any sample, the final score once all are in,
+ * and refused when the partial holds more samples than the total. */
+static void test_bound(const dataset *ds, const char *name)
+{
+    ac_metric_partial *all = ac_metric_partial_new(ds->m, &err);
+    CHECK_OK(add_range(ds, all, 0, ds->nsamples));
+    ac_metric_result fin;
+    CHECK_OK(ac_metric_score(all, &fin, &err));
+    double b = -1, prev = 2;
+    ac_metric_partial *p = ac_metric_partial_new(ds->m, &err);
+    CHECK(ac_metric_score_bound(p, ds->nsamples, &b) == 1 && b == 1.0);
+    int below = 0, rising = 0, steps = 0;
+    for (int i = 0; i < ds->nsamples; i += 1 + (int)(rnd() % 4)) {
+        int n = i + 3 <= ds->nsamples ? 3 : ds->nsamples - i;
+        CHECK_OK(add_range(ds, p, i, n));
+        i += n - 1;
+        CHECK(ac_metric_score_bound(p, ds->nsamples, &b) == 1);
+        below += b < fin.score;
+        rising += b > prev;
+        prev = b;
+        steps++;
+    }
+    CHECK(below == 0 && rising == 0);
+    /* random subsets, merged from shards as the farm does */
+    for (int rep = 0; rep < 20; rep++) {
+        ac_metric_partial *q = ac_metric_partial_new(ds->m, &err);
+        for (int i = 0; i < ds->nsamples; i++)
+            if (rnd() % 3 == 0)
+                CHECK_OK(add_range(ds, q, i, 1));
+        CHECK(ac_metric_score_bound(q, ds->nsamples, &b) == 1);
+        below += b < fin.score;
+        ac_metric_partial_destroy(&q);
+    }
+    CHECK(below == 0);
+    CHECK(ac_metric_score_bound(all, ds->nsamples, &b) == 1 && b == fin.score);
+    CHECK(ac_metric_score_bound(all, ds->nsamples - 1, &b) == 0);
+    printf("  %-22s bound over %d prefixes and 20 subsets: never below the final %.17g\n", name, steps, fin.score);
+    ac_metric_partial_destroy(&p);
+    ac_metric_partial_destroy(&all);
+}
+
+/* The bound by hand: 1 of 4 classified right, 6 still to come of 10: at most
+ * 7/10. Detection and plug-in scores have no bound. */
+static void test_bound_by_hand(void)
+{
+    ac_metric_options o;
+    ac_metric_options_init(&o, AC_METRIC_CLASSIFY);
+    ac_metric *m = metric_new(&o);
+    const float x[8] = {0.9f, 0.1f, 0.9f, 0.1f, 0.9f, 0.1f, 0.9f, 0.1f};
+    int64_t dims[2] = {4, 2};
+    ac_metric_tensor t = tensor(x, 2, dims);
+    ac_metric_label l[4] = {{.cls = 0}, {.cls = 1}, {.cls = 1}, {.cls = 1}};
+    ac_metric_partial *p = ac_metric_partial_new(m, &err);
+    CHECK_OK(ac_metric_partial_add(p, 0, 4, &t, 1, NULL, 0, l, &err));
+    double b = -1;
+    CHECK(ac_metric_score_bound(p, 10, &b) == 1 && b == 0.7);
+    CHECK(ac_metric_score_bound(p, 3, &b) == 0);
+    ac_metric_partial_destroy(&p);
+    ac_metric_destroy(&m);
+    ac_metric_options_init(&o, AC_METRIC_DETECT);
+    m = metric_new(&o);
+    p = ac_metric_partial_new(m, &err);
+    CHECK(ac_metric_score_bound(p, 10, &b) == 0);
+    ac_metric_partial_destroy(&p);
+    ac_metric_destroy(&m);
+}
+
 /* ------------------------------------------------------------------ strict decoding */
 
 /* Every truncation of a valid encoding is rejected with a message; byte
@@ -1080,16 +1151,29 @@ int main(int argc, char **argv)
     test_ssd_decode();
     test_detect_metric();
     test_decode_rules();
+    test_bound_by_hand();
     printf("sharding invariance (1, 2, 3, 7 shards; contiguous and random; in order, reversed via bytes, tree):\n");
     dataset ds;
     memset(&ds, 0, sizeof ds);
     make_classify(&ds);
     test_sharding(&ds, "classify");
+    test_bound(&ds, "classify");
     test_garbage(&ds, "classify");
     dataset_free(&ds);
     memset(&ds, 0, sizeof ds);
     make_similarity(&ds);
     test_sharding(&ds, "similarity");
+    test_bound(&ds, "similarity top-1");
+    {
+        /* the same outputs scored by mean cosine */
+        ac_metric_options co;
+        ac_metric_options_init(&co, AC_METRIC_SIMILARITY);
+        ac_metric *agree = ds.m;
+        ds.m = metric_new(&co);
+        test_bound(&ds, "similarity cosine");
+        ac_metric_destroy(&ds.m);
+        ds.m = agree;
+    }
     test_garbage(&ds, "similarity");
     dataset_free(&ds);
     memset(&ds, 0, sizeof ds);
