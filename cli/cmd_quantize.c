@@ -58,6 +58,8 @@ int ac_cmd_quantize(int argc, char **argv)
         {"test_lmdb_path", NULL, AC_ARG_STRING, &o.test_lmdb_path, "test LMDB folder (labels from data.label)"},
         {"test_idx_images", NULL, AC_ARG_STRING, &o.test_idx_images, "test idx image file"},
         {"test_idx_labels", NULL, AC_ARG_STRING, &o.test_idx_labels, "its idx label file"},
+        {"test_yolo_labels", NULL, AC_ARG_STRING, &o.test_yolo_labels,
+         "folder of YOLO .txt box labels (one per test image): --task detect scores against them"},
         {"data_preproccess_str", "data_preprocess_str", AC_ARG_STRING, &user_pp,
          "preprocessing of images, e.g. 'resize_h=224,resize_w=224;mean_value=128:128:128,scale=0.0078125,bgr2rgb=True'"},
         {"image_data_preproccess", "image_data_preprocess", AC_ARG_STRING, &template_name,

@@ -110,15 +110,16 @@ static ac_job_model job_model(const fjob *j)
 }
 
 static int open_data(fjob *j, const char *images, const char *lmdb, const char *idx_images, const char *idx_labels,
-                     const char *what, ac_dataset **ds, blob *b, ac_err *err)
+                     const char *yolo_labels, const char *what, ac_dataset **ds, blob *b, ac_err *err)
 {
     ac_job_model m = job_model(j);
-    *ds = ac_job_open_data(&j->o->q, &m, images, lmdb, idx_images, idx_labels, what, err);
+    *ds = ac_job_open_data(&j->o->q, &m, images, lmdb, idx_images, idx_labels, yolo_labels, what, err);
     if (!*ds)
         return -1;
     ac_dataset_opts d = j->dopt;
     if (lmdb)
         d.preprocess = NULL; /* our LMDBs hold preprocessed tensors */
+    d.yolo_labels = yolo_labels;
     const char *src = images ? images : lmdb ? lmdb : idx_images;
     if (!j->o->local_data) {
         /* Remote workers get the dataset once, as a blob (docs/worker.md §3). */
@@ -133,7 +134,9 @@ static int open_data(fjob *j, const char *images, const char *lmdb, const char *
         /* A path that does not fit a task stays empty: workers then fetch the blob. */
         b->local[0] = '\0';
         char a[PATH_MAX], l[PATH_MAX];
-        if (realpath(src, a)) {
+        /* A task names one path; images with a YOLO label folder need two, so
+         * they travel as a blob (which carries both). */
+        if (!yolo_labels && realpath(src, a)) {
             if (idx_images && idx_labels && realpath(idx_labels, l) && strlen(a) + strlen(l) + 2 <= sizeof b->local) {
                 snprintf(b->local, sizeof b->local, "%s|", a);
                 strcat(b->local, l);
@@ -930,10 +933,10 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     /* Job ids: unique per run, readable in broker status. */
     snprintf(j.job, sizeof j.job, "q-%d-%08x", (int)getpid(), (unsigned)(ac_job_now() * 1000.0));
     j.dopt = ac_runner_data_opts(j.g, j.input, q->preprocess, q->threads);
-    if (open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels, "calib",
-                  &j.calib, &j.calib_blob, err) ||
-        open_data(&j, q->test_image_source, q->test_lmdb_path, q->test_idx_images, q->test_idx_labels, "test",
-                  &j.test, &j.test_blob, err) ||
+    if (open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels, NULL,
+                  "calib", &j.calib, &j.calib_blob, err) ||
+        open_data(&j, q->test_image_source, q->test_lmdb_path, q->test_idx_images, q->test_idx_labels,
+                  q->test_yolo_labels, "test", &j.test, &j.test_blob, err) ||
         make_metric(&j, err))
         goto done;
     j.n_test = ac_dataset_limit(ac_dataset_count(j.test), q->test_iterations, j.batch);

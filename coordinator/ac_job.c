@@ -61,8 +61,8 @@ int ac_job_load_model(const ac_quantize_options *o, ac_job_model *m, ac_err *err
 }
 
 ac_dataset *ac_job_open_data(const ac_quantize_options *o, const ac_job_model *m, const char *images,
-                             const char *lmdb, const char *idx_images, const char *idx_labels, const char *what,
-                             ac_err *err)
+                             const char *lmdb, const char *idx_images, const char *idx_labels,
+                             const char *yolo_labels, const char *what, ac_err *err)
 {
     /* The layout the model input asks for (shared with the workers: it also
      * decides the dataset's content hash). */
@@ -70,6 +70,12 @@ ac_dataset *ac_job_open_data(const ac_quantize_options *o, const ac_job_model *m
     /* Our LMDBs hold tensors that were preprocessed when they were written. */
     if (lmdb)
         d.preprocess = NULL;
+    if (yolo_labels && !images) {
+        ac_err_set(err, AC_E_INVALID, "--%s_yolo_labels: YOLO labels go with --%s_image_source (an image folder or list)",
+                   what, what);
+        return NULL;
+    }
+    d.yolo_labels = yolo_labels;
     int given = (images != NULL) + (lmdb != NULL) + (idx_images != NULL);
     if (given != 1) {
         ac_err_set(err, AC_E_INVALID,
@@ -90,7 +96,8 @@ int ac_job_metric_options(const ac_quantize_options *o, const ac_job_model *m, c
 {
     const ac_labels *labels = ac_dataset_labels(test);
     bool classes = labels && ac_labels_kind(labels) == AC_LABEL_CLASS;
-    const char *task = o->task && *o->task ? o->task : classes ? "classify" : "similarity";
+    bool boxes = labels && ac_labels_kind(labels) == AC_LABEL_BOXES;
+    const char *task = o->task && *o->task ? o->task : classes ? "classify" : boxes ? "detect" : "similarity";
     if (!strcmp(task, "classify")) {
         if (!classes)
             return ac_err_set(err, AC_E_INVALID, "--task classify: the test data %s has no class labels",
@@ -101,7 +108,11 @@ int ac_job_metric_options(const ac_quantize_options *o, const ac_job_model *m, c
         const ac_tensor *out = &m->g->tensors[m->g->outputs[m->out_index]];
         mo->classifier = out->ndim == 2 && out->dims[1] > 1;
     } else if (!strcmp(task, "detect")) {
-        /* Scored against the fp32 model's own detections (the runner passes class labels only). */
+        /* Against the test data's boxes when it has them (the runner passes
+         * them), else against the fp32 model's own detections. */
+        if (classes)
+            return ac_err_set(err, AC_E_INVALID, "--task detect: the test data %s has class labels, not boxes",
+                              ac_dataset_source_name(test));
         ac_metric_options_init(mo, AC_METRIC_DETECT);
         if (ac_detect_config_preset(&mo->detect, o->detect_decoder, err))
             return ac_err_prefix(err, "--detect_decoder: ");

@@ -31,7 +31,8 @@ int ac_job_load_model(const ac_quantize_options *o, ac_job_model *m, ac_err *err
  * layout the model input asks for, and checks the sample size. what: "calib"
  * or "test", for messages. */
 ac_dataset *ac_job_open_data(const ac_quantize_options *o, const ac_job_model *m, const char *images,
-                             const char *lmdb, const char *idx_images, const char *idx_labels, const char *what,
+                             const char *lmdb, const char *idx_images, const char *idx_labels,
+                             const char *yolo_labels, const char *what,
                              ac_err *err);
 
 /* The score of --task (default: classify with class labels, else similarity). */

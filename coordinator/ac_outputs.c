@@ -106,6 +106,13 @@ static void json_scores(ac_json *js, const ac_metric_result *r)
         ac_json_double(js, r->map50);
         ac_json_key(js, "map50_95");
         ac_json_double(js, r->map50_95);
+        /* what the boxes were scored against: the data's labels or the fp32 detections */
+        ac_json_key(js, "labelled");
+        ac_json_bool(js, r->labelled != 0);
+        ac_json_key(js, "detections");
+        ac_json_int(js, r->detections);
+        ac_json_key(js, "gt_boxes");
+        ac_json_int(js, r->gt_boxes);
     }
     ac_json_object_end(js);
 }

@@ -307,11 +307,11 @@ int ac_quantize_run(const ac_quantize_options *o, ac_quantize_result *res, ac_er
                j.g->tensors[j.g->inputs[j.input]].name, j.batch);
     m = job_model(&j);
     j.calib = ac_job_open_data(o, &m, o->calib_image_source, o->calib_lmdb_path, o->calib_idx_images,
-                               o->calib_idx_labels, "calib", err);
+                               o->calib_idx_labels, NULL, "calib", err);
     if (!j.calib)
         goto done;
     j.test = ac_job_open_data(o, &m, o->test_image_source, o->test_lmdb_path, o->test_idx_images,
-                              o->test_idx_labels, "test", err);
+                              o->test_idx_labels, o->test_yolo_labels, "test", err);
     if (!j.test)
         goto done;
     j.acc = calloc((size_t)j.g->ntensors, sizeof *j.acc);

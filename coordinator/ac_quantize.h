@@ -17,6 +17,7 @@ typedef struct {
     /* data: an image folder / ImageList, an LMDB folder, or idx files */
     const char *calib_image_source, *calib_lmdb_path, *calib_idx_images, *calib_idx_labels;
     const char *test_image_source, *test_lmdb_path, *test_idx_images, *test_idx_labels;
+    const char *test_yolo_labels; /* folder of YOLO .txt box labels for the test images */
     const char *preprocess;       /* resolved preprocessing string (may be NULL) */
     const char *input_data_name;  /* the model input the data feeds (default: the first) */
     const char *input_data_shape; /* --input_data_shape; dim 0 is the batch */

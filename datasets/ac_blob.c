@@ -15,6 +15,7 @@
 #define BLOB_MAGIC "ac-dataset-blob"
 #define BLOB_VERSION 1
 #define MANIFEST "ac-blob-manifest"
+#define YOLO_DIR ".yolo_labels" /* kind "path": where YOLO label files go */
 
 static int read_file(const char *path, uint8_t **buf, size_t *len, ac_err *err)
 {
@@ -144,8 +145,11 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
-static int list_folder(const char *dir, file_list *l, ac_err *err)
+/* The folder's regular files (not recursive; dot files and lock.mdb left
+ * out), named prefix + their name in the archive. */
+static int list_folder(const char *dir, const char *prefix, file_list *l, ac_err *err)
 {
+    size_t n0 = l->n;
     DIR *d = opendir(dir);
     if (!d)
         return ac_err_set(err, AC_E_IO, "%s: cannot open the folder: %s", dir, strerror(errno));
@@ -154,15 +158,16 @@ static int list_folder(const char *dir, file_list *l, ac_err *err)
     while (!rc && (de = readdir(d))) {
         if (de->d_name[0] == '.' || !strcmp(de->d_name, "lock.mdb"))
             continue;
-        char full[AC_BLOB_PATH_MAX];
+        char full[AC_BLOB_PATH_MAX], rel[AC_BLOB_REL_MAX + 1];
         struct stat st;
-        if (snprintf(full, sizeof full, "%s/%s", dir, de->d_name) >= (int)sizeof full)
+        if (snprintf(full, sizeof full, "%s/%s", dir, de->d_name) >= (int)sizeof full ||
+            snprintf(rel, sizeof rel, "%s%s", prefix, de->d_name) >= (int)sizeof rel)
             rc = ac_err_set(err, AC_E_INVALID, "%s/%s: path too long", dir, de->d_name);
         else if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
-            rc = list_add(l, de->d_name, full, err);
+            rc = list_add(l, rel, full, err);
     }
     closedir(d);
-    if (!rc && l->n == 0)
+    if (!rc && l->n == n0)
         rc = ac_err_set(err, AC_E_INVALID, "%s: no files to pack", dir);
     return rc;
 }
@@ -231,11 +236,17 @@ int ac_blob_pack_dataset(const char *source, const char *idx_labels, const ac_da
     } else if (S_ISDIR(st.st_mode)) {
         kind = "path";
         src_rel = "";
-        rc = list_folder(source, &l, err);
+        rc = list_folder(source, "", &l, err);
     } else {
         kind = "path";
         src_rel = base_name(source);
         rc = list_imagelist(source, &l, err);
+    }
+    if (!rc && !idx_labels && opts && opts->yolo_labels) {
+        /* YOLO label files travel in a folder of their own (dot-named, so an
+         * image folder's listing never sees it). */
+        lab_rel = YOLO_DIR;
+        rc = list_folder(opts->yolo_labels, YOLO_DIR "/", &l, err);
     }
     if (rc) {
         list_free(&l);
@@ -357,9 +368,8 @@ int ac_blob_unpack_dataset(const uint8_t *buf, size_t len, const char *dir, ac_b
     if (!ac_mpack_read_str(&r, &src, &sn) || (sn && !rel_path_ok(src, sn)) || (idx && !sn))
         return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'source' must be a relative path%s",
                           idx ? "" : " or \"\"");
-    if (!ac_mpack_read_str(&r, &lab, &ln) || (idx ? (ln && !rel_path_ok(lab, ln)) : ln != 0))
-        return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'labels' must be %s",
-                          idx ? "a relative path or \"\" (no labels)" : "\"\" for kind \"path\"");
+    if (!ac_mpack_read_str(&r, &lab, &ln) || (ln && !rel_path_ok(lab, ln)))
+        return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'labels' must be a relative path or \"\" (no labels)");
     if (!ac_mpack_read_array(&r, &nfiles) || nfiles == 0)
         return ac_err_set(err, AC_E_INVALID, "dataset blob: field 'files' must be a non-empty array");
     /* Check the whole archive before writing anything. */
@@ -439,7 +449,7 @@ int ac_blob_unpacked_paths(const char *dir, ac_blob_dataset_paths *out, ac_err *
     bool idx = k == 3 && lens[0] == 3 && !memcmp(lines[0], "idx", 3);
     bool path = k == 3 && lens[0] == 4 && !memcmp(lines[0], "path", 4);
     if (k != 3 || start != n || !(idx || path) || (lens[1] && !rel_path_ok(lines[1], lens[1])) ||
-        (idx && lens[2] && !rel_path_ok(lines[2], lens[2])) || (path && lens[2]))
+        (lens[2] && !rel_path_ok(lines[2], lens[2])))
         rc = ac_err_set(err, AC_E_INVALID, "%s: not a blob manifest (kind, source, labels lines)", mpath);
     else
         rc = resolve(dir, idx, lines[1], lens[1], lines[2], lens[2], out, err);
@@ -449,6 +459,10 @@ int ac_blob_unpacked_paths(const char *dir, ac_blob_dataset_paths *out, ac_err *
 
 ac_dataset *ac_blob_open_dataset(const ac_blob_dataset_paths *p, const ac_dataset_opts *opts, ac_err *err)
 {
-    return p->idx ? ac_dataset_open_idx(p->source, p->labels[0] ? p->labels : NULL, opts, err)
-                  : ac_dataset_open(p->source, opts, err);
+    if (p->idx)
+        return ac_dataset_open_idx(p->source, p->labels[0] ? p->labels : NULL, opts, err);
+    ac_dataset_opts o = *opts;
+    if (p->labels[0])
+        o.yolo_labels = p->labels; /* the archive's YOLO label folder */
+    return ac_dataset_open(p->source, &o, err);
 }

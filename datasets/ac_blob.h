@@ -7,7 +7,9 @@
  *   ["ac-dataset-blob", 1, kind, source, labels, [[relative path, bin bytes], ...]]
  * kind "idx": source and labels are the idx image and label files' relative
  * paths; kind "path": source is the relative path ac_dataset_open gets ("" =
- * the folder holding the files: an image folder or an LMDB), labels is "".
+ * the folder holding the files: an image folder or an LMDB), labels is the
+ * folder of YOLO label files (".yolo_labels", packed when the options name
+ * one) or "".
  * Relative paths are '/'-separated, non-empty components other than "." and
  * "..", no NUL or newline, at most 1024 bytes, each given once, in byte-wise
  * sorted order (so the same files always give the same archive bytes).

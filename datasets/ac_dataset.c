@@ -236,6 +236,24 @@ static int common_setup(ac_dataset *ds, const char *source, const ac_dataset_opt
 
 /* ---------------------------------------------------------------- YOLO labels */
 
+/* Brings boxes from pixels of the h x w image into pixels of the sample the
+ * preprocessing makes of it (what the network sees); boxes the crops cut
+ * away are dropped. */
+static int map_boxes(const ac_preproc *pp, int h, int w, ac_box *boxes, int *nb, const char *image, ac_err *err)
+{
+    int kept = 0;
+    for (int i = 0; i < *nb; i++) {
+        ac_box b = boxes[i];
+        int rc = ac_preproc_map_box(pp, h, w, &b.x1, &b.y1, &b.x2, &b.y2, image, err);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            boxes[kept++] = b;
+    }
+    *nb = kept;
+    return 0;
+}
+
 static int load_yolo(ac_dataset *ds, ac_err *err)
 {
     if (ds->list->has_labels)
@@ -271,6 +289,8 @@ static int load_yolo(ac_dataset *ds, ac_err *err)
             rc = ac_image_probe(dec, img, in, p, &h, &w, err);
         if (!rc)
             rc = ac_labels_parse_yolo((const char *)txt, tn, lp, w, h, &boxes, &nb, err);
+        if (!rc)
+            rc = map_boxes(ds->pp, h, w, boxes, &nb, p, err);
         if (!rc)
             rc = ac_labels_add_boxes(ds->labels, boxes, nb, err);
         free(txt);

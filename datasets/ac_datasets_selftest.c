@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ac_blob.h"
 #include "ac_dataset.h"
 #include "ac_idx.h"
 #include "ac_image.h"
@@ -228,6 +229,28 @@ static void test_preproc_run(void)
     ac_preproc_parse("crop_fraction=0.5", &p, &e);
     CHECK(ac_preproc_out_size(p, 10, 7, 3, &oh, &ow, "x", &e) == AC_OK && oh == 6 && ow == 5, "fraction %dx%d", ow,
           oh);
+    ac_preproc_destroy(&p);
+
+    /* Boxes follow the geometry: 200x100 (WxH) -> resize 80x40 (x0.4) -> centre
+     * crop 40x40 (left (80-40)/2 = 20, top 0). */
+    ac_preproc_parse("resize_h=40,resize_w=80;mean_value=1,scale=2;crop_h=40,crop_w=40", &p, &e);
+    float x1 = 50, y1 = 25, x2 = 150, y2 = 75;
+    CHECK(ac_preproc_map_box(p, 100, 200, &x1, &y1, &x2, &y2, "x", &e) == 1 && x1 == 0 && x2 == 40 && y1 == 10 &&
+              y2 == 30,
+          "mapped box %g,%g,%g,%g", x1, y1, x2, y2); /* 20..60 shifted to 0..40, clipped at 40 */
+    x1 = 0, y1 = 0, x2 = 40, y2 = 100; /* wholly left of the crop: cut away */
+    CHECK(ac_preproc_map_box(p, 100, 200, &x1, &y1, &x2, &y2, "x", &e) == 0, "box outside the crop kept");
+    ac_preproc_destroy(&p);
+    ac_preproc_parse("crop_h=40,crop_w=40", &p, &e);
+    x1 = 10, y1 = 10, x2 = 20, y2 = 20; /* a crop larger than the image is an error, as for pixels */
+    CHECK(ac_preproc_map_box(p, 30, 30, &x1, &y1, &x2, &y2, "small.jpg", &e) < 0 && strstr(e.msg, "small.jpg"),
+          "crop error: %s", e.msg);
+    ac_preproc_destroy(&p);
+    ac_preproc_parse("resize_side=50", &p, &e); /* 200x100 -> 100x50: x0.5 both ways */
+    x1 = 50, y1 = 25, x2 = 150, y2 = 75;
+    CHECK(ac_preproc_map_box(p, 100, 200, &x1, &y1, &x2, &y2, "x", &e) == 1 && x1 == 25 && x2 == 75 && y1 == 12.5f &&
+              y2 == 37.5f,
+          "resize_side box %g,%g,%g,%g", x1, y1, x2, y2);
     ac_preproc_destroy(&p);
 }
 
@@ -723,6 +746,48 @@ static void test_idx(void)
           "%s", e.msg);
 }
 
+/* YOLO labels come out in pixels of the samples, and travel with the images
+ * in a farm blob: the unpacked copy opens with the same boxes and hash. */
+static void test_yolo_labels_and_blob(void)
+{
+    ac_err e = {0};
+    mkdir(tpath("yimgs"), 0755);
+    mkdir(tpath("ylabels"), 0755);
+    uint8_t rgb[200 * 100 * 3];
+    make_rgb(rgb, 200, 100, 7);
+    write_jpeg(tpath("yimgs/a.jpg"), rgb, 200, 100, 0);
+    write_jpeg(tpath("yimgs/b.jpg"), rgb, 200, 100, 0); /* no label file: no objects */
+    const char *lab = "3 0.5 0.5 0.5 0.5\n1 0.1 0.5 0.2 1.0\n"; /* the second is cut away by the crop */
+    write_file(tpath("ylabels/a.txt"), lab, strlen(lab));
+    ac_dataset_opts o = {"resize_h=40,resize_w=80;crop_h=40,crop_w=40", AC_LAYOUT_NCHW, 3, 0, 0, tpath("ylabels"), 1};
+    ac_dataset *ds = ac_dataset_open(tpath("yimgs"), &o, &e);
+    CHECK(ds != NULL, "open with YOLO labels: %s", e.msg);
+    if (!ds)
+        return;
+    const ac_box *b;
+    CHECK(ac_dataset_label_kind(ds) == AC_LABEL_BOXES && ac_labels_boxes(ac_dataset_labels(ds), 0, &b) == 1 &&
+              b[0].cls == 3 && b[0].x1 == 0 && b[0].x2 == 40 && b[0].y1 == 10 && b[0].y2 == 30,
+          "YOLO box in sample pixels");
+    CHECK(ac_labels_boxes(ac_dataset_labels(ds), 1, &b) == 0, "unlabelled image has no boxes");
+    uint8_t h1[32], h2[32], bh[32];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK(ac_dataset_hash(ds, h1, &e) == AC_OK, "%s", e.msg);
+    CHECK(ac_blob_pack_dataset(tpath("yimgs"), NULL, &o, &buf, &len, bh, &e) == 0 && !memcmp(bh, h1, 32),
+          "pack with labels: %s", e.msg);
+    ac_blob_dataset_paths bp;
+    CHECK(buf && ac_blob_unpack_dataset(buf, len, tpath("yblob"), &bp, &e) == 0 && bp.labels[0], "unpack: %s",
+          e.msg);
+    ac_dataset_opts plain = o;
+    plain.yolo_labels = NULL; /* the worker's options: the archive names its label folder */
+    ac_dataset *copy = buf ? ac_blob_open_dataset(&bp, &plain, &e) : NULL;
+    CHECK(copy && ac_dataset_hash(copy, h2, &e) == AC_OK && !memcmp(h1, h2, 32), "unpacked copy hash: %s", e.msg);
+    CHECK(copy && ac_labels_boxes(ac_dataset_labels(copy), 0, &b) == 1 && b[0].x2 == 40, "unpacked copy boxes");
+    free(buf);
+    ac_dataset_destroy(&copy);
+    ac_dataset_destroy(&ds);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ac_datasets_selftest.XXXXXX");
@@ -741,6 +806,7 @@ int main(void)
     test_image_dataset_and_lmdb();
     test_caffe_lmdb();
     test_idx();
+    test_yolo_labels_and_blob();
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     printf("datasets selftest: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;

@@ -2,9 +2,13 @@
  * text formats they come in:
  *   data.label (next to data.mdb), classification: one line per record, the
  *     batch's labels separated by ',' ("3,13,4,6");
- *   data.label, detection: one line per image, boxes separated by ';', each
- *     box "class,x1,y1,x2,y2" in pixels of the original image (empty line: no box);
- *   YOLO txt: one file per image, one "class cx cy w h" line per box, normalised. */
+ *   data.label, detection: one line per sample, boxes separated by ';', each
+ *     box "class,x1,y1,x2,y2" in pixels of the stored sample, i.e. of the
+ *     network input (empty line: no box);
+ *   YOLO txt: one file per image, one "class cx cy w h" line per box,
+ *     normalised to the original image; ac_dataset maps them through the
+ *     preprocessing (resizes, crops) into pixels of the network input.
+ * So a dataset's box labels are always in pixels of its samples. */
 #ifndef AC_LABELS_H
 #define AC_LABELS_H
 

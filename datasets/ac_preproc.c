@@ -449,6 +449,42 @@ int ac_preproc_out_size(const ac_preproc *p, int in_h, int in_w, int channels, i
     return AC_OK;
 }
 
+int ac_preproc_map_box(const ac_preproc *p, int in_h, int in_w, float *x1, float *y1, float *x2, float *y2,
+                       const char *name, ac_err *err)
+{
+    int h = in_h, w = in_w;
+    double bx1 = *x1, by1 = *y1, bx2 = *x2, by2 = *y2;
+    for (int i = 0; i < ac_preproc_nops(p); i++) {
+        const ac_pp_op *op = &p->ops[i];
+        int oh, ow;
+        int rc = op_out_size(op, h, w, &oh, &ow, i, name, err);
+        if (rc)
+            return -1;
+        switch (op->kind) {
+        case AC_PP_RESIZE:
+        case AC_PP_RESIZE_SIDE: { /* pixel edges scale with the image (half-pixel centres) */
+            double sx = (double)ow / w, sy = (double)oh / h;
+            bx1 *= sx, bx2 *= sx, by1 *= sy, by2 *= sy;
+            break;
+        }
+        case AC_PP_CROP:
+        case AC_PP_CROP_FRACTION: { /* the same top/left as the crop kernel */
+            double dx = (w - ow) / 2, dy = (h - oh) / 2;
+            bx1 -= dx, bx2 -= dx, by1 -= dy, by2 -= dy;
+            break;
+        }
+        default: break;
+        }
+        h = oh, w = ow;
+    }
+    bx1 = bx1 < 0 ? 0 : bx1 > w ? w : bx1;
+    bx2 = bx2 < 0 ? 0 : bx2 > w ? w : bx2;
+    by1 = by1 < 0 ? 0 : by1 > h ? h : by1;
+    by2 = by2 < 0 ? 0 : by2 > h ? h : by2;
+    *x1 = (float)bx1, *y1 = (float)by1, *x2 = (float)bx2, *y2 = (float)by2;
+    return bx2 > bx1 && by2 > by1 ? 1 : 0;
+}
+
 /* ---------------------------------------------------------------- kernels */
 
 typedef struct {

@@ -61,6 +61,15 @@ void ac_preproc_print_all(FILE *f);
 int ac_preproc_out_size(const ac_preproc *p, int in_h, int in_w, int channels, int *out_h, int *out_w,
                         const char *name, ac_err *err);
 
+/* Maps a box given in pixels of an in_h x in_w image through the pipeline's
+ * geometry (resizes scale it, crops shift it) into pixels of the output, and
+ * clips it to the output. Returns 1 when something of the box is left, 0 when
+ * the crops cut it away (or it has no area), negative on an error (a crop
+ * larger than the image). Used to bring detection labels into the frame of
+ * the network input. */
+int ac_preproc_map_box(const ac_preproc *p, int in_h, int in_w, float *x1, float *y1, float *x2, float *y2,
+                       const char *name, ac_err *err);
+
 /* Runs the pipeline on img (any channel count; converted to `channels` first:
  * gray->BGR replicates, BGR->gray uses Pillow's L weights) and writes
  * channels x out_h x out_w floats in `layout`. out_h/out_w > 0 must match the

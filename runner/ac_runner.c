@@ -11,6 +11,7 @@ struct ac_runner {
     size_t per;              /* floats per sample */
     float *x;                /* [batch * per] */
     ac_metric_label *lab;    /* [batch] */
+    float sample_w, sample_h; /* the input's spatial size: the frame of box labels */
     ac_metric_tensor *outs, *refs; /* [g->noutputs] */
     ac_runner_batch_fn fn;
     void *ctx;
@@ -69,6 +70,9 @@ ac_runner *ac_runner_new(const ac_graph *g, int input, ac_dataset *ds, ac_err *e
     r->batch = (int)in->dims[0];
     r->ds = ds;
     r->per = ac_dataset_sample_elems(ds, 0);
+    ac_dataset_opts shape = ac_runner_data_opts(g, input, NULL, 0);
+    r->sample_w = (float)shape.width;
+    r->sample_h = (float)shape.height;
     r->x = malloc(sizeof(float) * r->per * (size_t)r->batch);
     r->lab = calloc((size_t)r->batch, sizeof *r->lab);
     r->outs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->outs);
@@ -163,14 +167,29 @@ static void tensor_view(const ac_graph *g, int t, const float *data, int n, ac_m
     v->dims[0] = n; /* only the real samples of a padded batch */
 }
 
+/* The batch's labels for the metric: class indices, or boxes, which the
+ * dataset keeps in pixels of its samples (docs/datasets.md §2), so the metric
+ * normalises them by the input's size into the frame detections decode to. */
 static int fill_labels(ac_runner *r, int64_t first, int n)
 {
     const ac_labels *labels = ac_dataset_labels(r->ds);
-    if (!labels || ac_labels_kind(labels) != AC_LABEL_CLASS)
+    ac_label_kind kind = labels ? ac_labels_kind(labels) : AC_LABEL_NONE;
+    if (kind == AC_LABEL_NONE || (kind == AC_LABEL_BOXES && !(r->sample_w > 0 && r->sample_h > 0)))
         return 0;
     for (int i = 0; i < n; i++) {
-        memset(&r->lab[i], 0, sizeof r->lab[i]);
-        r->lab[i].cls = ac_labels_class(labels, first + i);
+        ac_metric_label *l = &r->lab[i];
+        memset(l, 0, sizeof *l);
+        if (kind == AC_LABEL_CLASS) {
+            l->cls = ac_labels_class(labels, first + i);
+            continue;
+        }
+        const ac_box *boxes;
+        l->cls = -1;
+        l->has_boxes = 1;
+        l->nboxes = ac_labels_boxes(labels, first + i, &boxes);
+        l->boxes = (const ac_metric_box *)boxes; /* same layout (ac_metric_plugin.h) */
+        l->img_w = r->sample_w;
+        l->img_h = r->sample_h;
     }
     return 1;
 }

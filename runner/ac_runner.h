@@ -8,7 +8,7 @@
  *     last sample (the model always runs full batches);
  *   - calibration: full batches through the fp32 executor into a collector;
  *   - scoring: a sample range through the int8 executor and/or the fp32 one
- *     into metric partials, with the dataset's class labels, only the real
+ *     into metric partials, with the dataset's labels, only the real
  *     samples of a padded batch counted.
  * A callback after every batch lets callers add their own per-batch work
  * (per-layer statistics), report progress and stop (cancel). */
@@ -75,7 +75,9 @@ ac_runner_exec ac_runner_exec_fp32(ac_exec *e);
  *       reference's outputs as references when ref is given.
  *   ref (may be NULL): the fp32 model; ref_part (may be NULL) then gets its
  *       outputs scored against themselves (the fp32 score).
- * Class labels of the dataset are given to the partials when it has them. */
+ * The dataset's labels (class indices, or boxes in pixels of the 4-d input,
+ * normalised by its width and height) are given to the partials when it has
+ * them. */
 int ac_runner_score(ac_runner *r, const ac_runner_exec *cand, const ac_runner_exec *ref,
                     ac_metric_partial *cand_part, ac_metric_partial *ref_part, int64_t begin, int64_t end,
                     ac_err *err);

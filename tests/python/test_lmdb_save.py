@@ -307,26 +307,50 @@ def test_folder_and_its_lmdb_are_bit_identical(ds_bin, tmp_path):
     assert np.concatenate([r[1][0] for r in recs]).tobytes() == direct.tobytes()
 
 
+def _expected_yolo_boxes(txt, resize, crop):
+    """YOLO rows of an image -> boxes in pixels of the sample (resize to resize x
+    resize, then a centre crop x crop), clipped; boxes cut away are dropped."""
+    off = (resize - crop) // 2
+    out = []
+    for ln in open(txt):
+        if not ln.strip():
+            continue
+        c, cx, cy, bw, bh = ln.split()
+        cx, cy, bw, bh = float(cx), float(cy), float(bw), float(bh)
+        x1, x2 = [min(max(v * resize - off, 0), crop) for v in (cx - bw / 2, cx + bw / 2)]
+        y1, y2 = [min(max(v * resize - off, 0), crop) for v in (cy - bh / 2, cy + bh / 2)]
+        if x2 > x1 and y2 > y1:
+            out.append([int(c), x1, y1, x2, y2])
+    return out
+
+
 def test_yolo_labels(ds_bin, tmp_path):
+    """YOLO labels (normalised to the original image) come out in pixels of the
+    preprocessed sample: scaled by the resize, shifted and clipped by the crop."""
     root = os.path.join(ZOO, "coco128")
     if not os.path.isdir(root):
         pytest.skip("zoo %s is absent" % root)
     imgs = os.path.join(root, "images", "val2017")
     labs = os.path.join(root, "object_detection", "labels", "val2017")
+    n = 6
     _, labels = dump(ds_bin, imgs, tmp_path, "--yolo_labels", labs, "--data_preproccess_str",
-                     "resize_h=64,resize_w=64", "--count", 3)
-    first = sorted(f for f in os.listdir(imgs) if f.endswith(".jpg"))[0]
-    from PIL import Image
-    with Image.open(os.path.join(imgs, first)) as im:
-        w, h = im.size
-    rows = [ln.split() for ln in open(os.path.join(labs, first[:-4] + ".txt")) if ln.strip()]
-    boxes = labels[0].split(";")
-    assert len(boxes) == len(rows)
-    c, cx, cy, bw, bh = rows[0]
-    got = [float(v) for v in boxes[0].split(",")]
-    assert int(got[0]) == int(c)
-    assert np.allclose(got[1:], [(float(cx) - float(bw) / 2) * w, (float(cy) - float(bh) / 2) * h,
-                                 (float(cx) + float(bw) / 2) * w, (float(cy) + float(bh) / 2) * h], atol=1e-2)
+                     "resize_h=80,resize_w=80;crop_h=64,crop_w=64", "--count", n)
+    names = sorted(f for f in os.listdir(imgs) if f.endswith(".jpg"))[:n]
+    assert len(labels) == n
+    dropped = 0
+    for line, name in zip(labels, names):
+        txt = os.path.join(labs, name[:-4] + ".txt")
+        want, given = [], 0
+        if os.path.exists(txt):
+            want = _expected_yolo_boxes(txt, 80, 64)
+            given = sum(1 for ln in open(txt) if ln.strip())
+        dropped += given - len(want)
+        got = [[float(v) for v in b.split(",")] for b in line.split(";")] if line.strip() else []
+        assert len(got) == len(want), name
+        for g, w in zip(got, want):
+            assert int(g[0]) == w[0]
+            assert np.allclose(g[1:], w[1:], atol=1e-3), (name, g, w)
+    assert dropped > 0  # the crop cut some boxes away: the case is exercised
 
 
 # ------------------------------------------------------------------ Caffe, idx
