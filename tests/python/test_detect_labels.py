@@ -151,3 +151,26 @@ def test_bad_yolo_label_is_named(ac_bin, tmp_path, teacher):
     assert p.returncode > 0
     assert "1.txt" in p.stderr and "line 1" in p.stderr
     assert not out.exists()
+
+
+def test_detection_lmdb_scores_like_its_images(ac_bin, tmp_path, teacher):
+    """`dataset import --yolo_labels` writes the boxes to data.label in the sample frame;
+    quantizing against that LMDB gives the scores of the images + YOLO folder."""
+    model, images, labels, nboxes = teacher
+    db = tmp_path / "db"
+    subprocess.run([ac_bin, "dataset", "import", "--image_source", images, "--yolo_labels", labels,
+                    "--data_preproccess_str", PP, "--out", str(db)], check=True, stdout=subprocess.DEVNULL)
+    ref = tmp_path / "images"
+    p = quantize(ac_bin, ref, model, images, "--test_yolo_labels", labels, "--no_search")
+    assert p.returncode in (0, 2), p.stderr
+    out = tmp_path / "lmdb"
+    p = subprocess.run([ac_bin, "quantize", "--model", model, "--calib_image_source", images,
+                        "--test_lmdb_path", str(db), "--data_preproccess_str", PP,
+                        "--detect_decoder", "ultraface", "--output_dir", str(out), "--no_search"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode in (0, 2), p.stderr
+    a = json.load(open(str(ref / "report.json")))
+    b = json.load(open(str(out / "report.json")))
+    assert b["task"] == "detect" and b["test"]["fp32"]["labelled"] is True
+    assert b["test"]["fp32"]["gt_boxes"] == nboxes
+    assert b["fp32_score"] == a["fp32_score"] and b["int8_score"] == a["int8_score"]
