@@ -216,20 +216,27 @@ static int find_task(const ac_task *tasks, int n, const ac_task_key *k, int hint
     return -1;
 }
 
-static int cancel_rest(ac_farm_client *c, const char *job, const ac_task *tasks, int n, ac_farm_outcome *out,
-                       bool *have, ac_err *err)
+/* Cancels the tasks named by idx[0..nidx) (all n when idx is NULL) that have
+ * no outcome yet; *ncancelled (if given) counts them. */
+static int cancel_tasks(ac_farm_client *c, const char *job, const ac_task *tasks, int n, ac_farm_outcome *out,
+                        bool *have, const int *idx, int nidx, int *ncancelled, ac_err *err)
 {
-    ac_task_key *keys = malloc(sizeof(ac_task_key) * (size_t)(n ? n : 1));
+    int m = idx ? nidx : n;
+    ac_task_key *keys = malloc(sizeof(ac_task_key) * (size_t)(m > 0 ? m : 1));
     if (!keys)
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
     uint32_t k = 0;
-    for (int i = 0; i < n; i++)
-        if (!have[i]) {
+    for (int q = 0; q < m; q++) {
+        int i = idx ? idx[q] : q;
+        if (i >= 0 && i < n && !have[i]) {
             keys[k++] = tasks[i].key;
             have[i] = true;
             out[i].status = AC_RESULT_CANCELLED;
             snprintf(out[i].error, sizeof out[i].error, "cancelled");
         }
+    }
+    if (ncancelled)
+        *ncancelled = (int)k;
     int rc = 0;
     for (uint32_t first = 0; first < k && !rc; first += AC_MSG_CANCEL_MAX) {
         ac_msg m;
@@ -382,8 +389,11 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
     if (n <= 0)
         return 0;
     bool *have = calloc((size_t)n, sizeof(bool));
-    if (!have)
+    int *cancel = progress ? calloc((size_t)n, sizeof(int)) : NULL;
+    if (!have || (progress && !cancel)) {
+        free(have);
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    }
     int rc = sync_connection(c, job, err);
     if (!rc)
         rc = submit(c, job, tasks, NULL, n, err);
@@ -405,7 +415,7 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
             break;
         }
         if (timeout_s > 0 && t - start > timeout_s) {
-            rc = cancel_rest(c, job, tasks, n, out, have, err);
+            rc = cancel_tasks(c, job, tasks, n, out, have, NULL, 0, NULL, err);
             done = n;
             break;
         }
@@ -452,15 +462,24 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
                 break;
             hint = i + 1;
             if (have[i]) {
-                c->stats.duplicates++;
+                if (out[i].status == AC_RESULT_CANCELLED)
+                    c->stats.late_results++;
+                else
+                    c->stats.duplicates++;
                 break;
             }
             take_result(c, &m.result, &out[i]);
             have[i] = true;
             done++;
-            if (progress && progress(ctx, done, n, i, &out[i])) {
-                rc = cancel_rest(c, job, tasks, n, out, have, err);
+            int k = progress ? progress(ctx, done, n, i, &out[i], cancel) : 0;
+            if (k < 0) {
+                rc = cancel_tasks(c, job, tasks, n, out, have, NULL, 0, NULL, err);
                 done = n;
+            } else if (k > 0) {
+                int nc = 0;
+                rc = cancel_tasks(c, job, tasks, n, out, have, cancel, k < n ? k : n, &nc, err);
+                c->stats.cancelled += nc;
+                done += nc;
             }
             break;
         }
@@ -479,6 +498,7 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
     }
     zpoller_destroy(&poller);
     free(have);
+    free(cancel);
     return rc;
 }
 

@@ -43,9 +43,14 @@ void ac_farm_client_destroy(ac_farm_client **p);
 int ac_farm_client_put_blob(ac_farm_client *c, const char *job, const uint8_t hash[AC_HASH_BYTES],
                             const uint8_t *data, size_t len, ac_err *err);
 
-/* Progress: called after each result with (done, total). May return non-zero
- * to stop waiting early (the remaining tasks are cancelled). */
-typedef int (*ac_farm_progress_fn)(void *ctx, int done, int total, int index, const ac_farm_outcome *o);
+/* Progress: called after each result with (done, total, the task's index, its
+ * outcome). Returns 0 to go on; < 0 to stop waiting (every task still without
+ * an outcome is cancelled); k > 0 when the callback wrote k task indices to
+ * cancel[0..k) (room for `total`): the tasks no longer wanted. Those still
+ * without an outcome get status CANCELLED, the broker is sent CANCEL for them
+ * (docs/protocol.md §5.9), and a late result for one is ignored. */
+typedef int (*ac_farm_progress_fn)(void *ctx, int done, int total, int index, const ac_farm_outcome *o,
+                                   int *cancel);
 
 /* Submits tasks[0..n) (their key.job must be `job`) and waits until every one
  * has an outcome; out[i] belongs to tasks[i]. A task that failed after the
@@ -65,6 +70,8 @@ typedef struct {
     int broker_restarts;      /* epoch changes or silences seen */
     int duplicates;           /* results ignored because the task already had one */
     int requeued_results;     /* results whose attempt was > 1 (a worker died) */
+    int cancelled;            /* tasks cancelled at the caller's request, before their result */
+    int late_results;         /* results ignored because their task had been cancelled */
 } ac_farm_client_stats;
 void ac_farm_client_get_stats(const ac_farm_client *c, ac_farm_client_stats *s);
 

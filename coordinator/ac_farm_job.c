@@ -70,6 +70,7 @@ typedef struct {
     cand_info *info;
     int ninfo;
     int failed_tasks;
+    int cancelled_tasks;  /* tasks of candidates stopped early from a bound */
     bool timed_out;
     FILE *journal;
     char journal_path[PATH_MAX + 64];
@@ -206,17 +207,72 @@ static double time_left(const fjob *j)
     return left > 0.001 ? left : 0.001;
 }
 
-static int run_tasks(fjob *j, const ac_task *tasks, int n, ac_farm_outcome *out, ac_err *err)
+/* Early decision in pass/fail rounds: the partials of each candidate that came
+ * in so far, merged as they arrive (merging is exact in any order; the score
+ * is still computed from the shards merged in shard order), and whether its
+ * score bound already failed the budget. */
+typedef struct {
+    const fjob *j;
+    const ac_eval_round *round;
+    int64_t nsamples;             /* each candidate's samples in all */
+    int *task_cand;               /* per task: its candidate (index into the round) */
+    int *first_task;              /* per candidate: its tasks are [first_task, first_task + nshards) */
+    int nshards;
+    ac_metric_partial **seen;     /* per candidate, NULL: no bound is kept */
+    bool *stopped;
+} bound_ctx;
+
+/* After each result: a candidate whose final score cannot meet the budget any
+ * more is stopped and its other tasks cancelled. Only a bound that fails
+ * stops it, so a candidate that would pass always runs to the end. */
+static int bound_progress(void *ctx, int done, int total, int index, const ac_farm_outcome *o, int *cancel)
 {
-    if (ac_farm_client_run(j->client, j->job, tasks, n, out, time_left(j), NULL, NULL, err))
+    bound_ctx *b = ctx;
+    int i = b->task_cand[index];
+    (void)done;
+    (void)total;
+    if (i < 0 || !b->seen[i] || b->stopped[i] || o->status != AC_RESULT_OK)
+        return 0;
+    ac_metric_partial *sp = NULL;
+    ac_err e = {0};
+    if (ac_metric_partial_decode(b->j->metric, o->partial, o->partial_len, &sp, &e) ||
+        ac_metric_partial_merge(b->seen[i], sp, &e)) {
+        /* no more bounds for it: the merge in shard order will report the fault */
+        ac_metric_partial_destroy(&sp);
+        ac_metric_partial_destroy(&b->seen[i]);
+        return 0;
+    }
+    ac_metric_partial_destroy(&sp);
+    double bound;
+    if (!ac_metric_score_bound(b->seen[i], b->nsamples, &bound) || ac_search_passes(b->round->search, bound))
+        return 0;
+    b->stopped[i] = true;
+    int k = 0;
+    for (int s = 0; s < b->nshards; s++)
+        cancel[k++] = b->first_task[i] + s;
+    return k;
+}
+
+static int run_tasks_bounded(fjob *j, const ac_task *tasks, int n, ac_farm_outcome *out, bound_ctx *b, ac_err *err)
+{
+    if (ac_farm_client_run(j->client, j->job, tasks, n, out, time_left(j), b ? bound_progress : NULL, b, err))
         return -1;
     for (int i = 0; i < n; i++) {
         if (out[i].status == AC_RESULT_ERROR)
             j->failed_tasks++;
-        if (out[i].status == AC_RESULT_CANCELLED)
+        if (out[i].status != AC_RESULT_CANCELLED)
+            continue;
+        if (b && b->task_cand[i] >= 0 && b->stopped[b->task_cand[i]])
+            j->cancelled_tasks++; /* decided from the bound */
+        else
             j->timed_out = true;
     }
     return 0;
+}
+
+static int run_tasks(fjob *j, const ac_task *tasks, int n, ac_farm_outcome *out, ac_err *err)
+{
+    return run_tasks_bounded(j, tasks, n, out, NULL, err);
 }
 
 /* ---- calibration on the farm -------------------------------------------------------- */
@@ -515,9 +571,63 @@ static int keep_info(fjob *j, int index, int shards, double seconds, const char 
     return 0;
 }
 
-static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *err)
+/* Bounds are kept in pass/fail rounds, for metrics that have one. */
+static int bounds_begin(const fjob *j, const ac_eval_round *round, int n, int ntasks_max, int64_t nsamples,
+                        int nshards, bound_ctx *b, ac_err *err)
+{
+    memset(b, 0, sizeof *b);
+    if (!round->pass_fail)
+        return 0;
+    ac_metric_partial *probe = ac_metric_partial_new(j->metric, err);
+    double unused;
+    if (!probe)
+        return -1;
+    int has_bound = ac_metric_score_bound(probe, nsamples, &unused);
+    ac_metric_partial_destroy(&probe);
+    if (!has_bound)
+        return 0;
+    b->j = j;
+    b->round = round;
+    b->nsamples = nsamples;
+    b->nshards = nshards;
+    b->task_cand = malloc(sizeof(int) * (size_t)(ntasks_max > 0 ? ntasks_max : 1));
+    b->first_task = calloc((size_t)n, sizeof(int));
+    b->seen = calloc((size_t)n, sizeof *b->seen);
+    b->stopped = calloc((size_t)n, sizeof(bool));
+    if (!b->task_cand || !b->first_task || !b->seen || !b->stopped)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    for (int t = 0; t < ntasks_max; t++)
+        b->task_cand[t] = -1;
+    return 0;
+}
+
+/* Candidate i's tasks start at task `first` (only with bounds kept). */
+static int bounds_add(bound_ctx *b, int i, int first, ac_err *err)
+{
+    if (!b->seen)
+        return 0;
+    b->first_task[i] = first;
+    for (int s = 0; s < b->nshards; s++)
+        b->task_cand[first + s] = i;
+    b->seen[i] = ac_metric_partial_new(b->j->metric, err);
+    return b->seen[i] ? 0 : -1;
+}
+
+static void bounds_end(bound_ctx *b, int n)
+{
+    for (int i = 0; b->seen && i < n; i++)
+        ac_metric_partial_destroy(&b->seen[i]);
+    free(b->seen);
+    free(b->stopped);
+    free(b->task_cand);
+    free(b->first_task);
+    memset(b, 0, sizeof *b);
+}
+
+static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *round, ac_err *err)
 {
     fjob *j = ctx;
+    bool subset = round->subset;
     int64_t nsamples = subset ? j->n_subset : j->n_test;
     int nshards = shard_count(j, nsamples);
     int first_index = (int)(cands - j->search->cands);
@@ -527,6 +637,9 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
     uint8_t **payloads = calloc((size_t)n, sizeof *payloads);
     int *todo = calloc((size_t)n, sizeof *todo);
     int rc = -1, ntasks = 0;
+    bound_ctx bounds;
+    if (bounds_begin(j, round, n, n * nshards, nsamples, nshards, &bounds, err))
+        goto done;
     if (!tasks || !out || !payloads || !todo) {
         ac_err_set(err, AC_E_NOMEM, "out of memory");
         goto done;
@@ -560,6 +673,8 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
         if (eval_payload(j, c, &payloads[i], &plen, err))
             goto done;
         uint32_t id = j->next_cand++;
+        if (bounds_add(&bounds, i, ntasks, err))
+            goto done;
         for (int s = 0; s < nshards; s++) {
             int64_t b, e;
             shard_range(j, nsamples, s, &b, &e);
@@ -572,7 +687,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
         }
         todo[i] = 1;
     }
-    if (ntasks && run_tasks(j, tasks, ntasks, out, err))
+    if (ntasks && run_tasks_bounded(j, tasks, ntasks, out, bounds.seen ? &bounds : NULL, err))
         goto done;
     double elapsed = ac_job_now() - t;
     int k = 0;
@@ -580,6 +695,16 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *
         if (!todo[i])
             continue;
         ac_candidate *c = &cands[i];
+        if (bounds.stopped && bounds.stopped[i]) {
+            /* Decided from the bound: it fails the budget; its score is never
+             * known, so it is not journaled (a resume evaluates it again). */
+            k += nshards;
+            c->evaluated = c->early_stopped = true;
+            c->failed = false;
+            c->score = 0;
+            keep_info(j, first_index + i, nshards, elapsed, NULL);
+            continue;
+        }
         ac_metric_partial *part = ac_metric_partial_new(j->metric, err);
         if (!part)
             goto done;
@@ -624,6 +749,7 @@ done:
         free(payloads[i]);
     free(payloads);
     free(todo);
+    bounds_end(&bounds, n);
     return rc;
 }
 
@@ -787,13 +913,16 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         oc[i].evaluated = c->evaluated;
         oc[i].failed = c->failed;
         oc[i].subset = c->subset;
+        oc[i].decided_fail = c->decided_fail;
+        if (c->evaluated && !c->failed && !c->subset)
+            oc[i].decided = !c->decided_fail && ac_search_passes(so, c->score) ? "pass" : "fail";
         oc[i].score = c->score;
         oc[i].cost = c->cost;
         oc[i].round = c->round;
         oc[i].shards = ci ? ci->shards : 0;
         oc[i].elapsed_s = ci ? ci->elapsed_s : 0;
         oc[i].error = ci && ci->error[0] ? ci->error : NULL;
-        oc[i].result = ci && ci->has_result ? &ci->result : NULL;
+        oc[i].result = ci && ci->has_result && !c->decided_fail ? &ci->result : NULL;
         if (c->nfp32) {
             const char **names = calloc((size_t)c->nfp32, sizeof *names);
             if (names)
@@ -844,6 +973,8 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         .requeues = cs.requeued_results,
         .broker_restarts = cs.broker_restarts,
         .failed_tasks = j->failed_tasks,
+        .early_stopped = sr->early_stopped,
+        .cancelled_tasks = j->cancelled_tasks,
         .estimated_cost = ac_estimated_cost(plan),
         .search_timed_out = j->timed_out,
         .elapsed_s = res->elapsed_s,
@@ -972,9 +1103,12 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
         goto done;
     }
     const ac_candidate *best = &j.search->cands[j.search->best];
-    ac_job_say(&j.o->q, j.t0, "search: %s after %d round(s), %d evaluation(s): '%s' int8 %.4f (fp32 %.4f)%s",
-        j.search->met_budget ? "budget met" : "budget NOT met", j.search->rounds, j.search->evaluations, best->name,
-        best->score, j.fp32_score, j.timed_out ? " (--max_search_seconds reached)" : "");
+    ac_job_say(&j.o->q, j.t0,
+        "search: %s after %d round(s), %d evaluation(s) (%d stopped early, %d task(s) cancelled): '%s' int8 %.4f "
+        "(fp32 %.4f)%s",
+        j.search->met_budget ? "budget met" : "budget NOT met", j.search->rounds, j.search->evaluations,
+        j.search->early_stopped, j.cancelled_tasks, best->name, best->score, j.fp32_score,
+        j.timed_out ? " (--max_search_seconds reached)" : "");
     ac_farm_client_end_job(client, j.job, NULL);
     if (finish(&j, &so, res, err))
         goto done;

@@ -240,11 +240,15 @@ static void json_candidates(ac_json *js, const ac_outputs *o)
         ac_json_key(js, "fp32_layers");
         json_strings(js, c->fp32_layers, c->nfp32);
         ac_json_key(js, c->subset ? "subset_score" : "int8_score");
-        if (c->evaluated && !c->failed)
+        if (c->evaluated && !c->failed && !c->decided_fail)
             ac_json_double(js, c->score);
         else
             ac_json_null(js);
-        if (c->result && !c->subset) {
+        if (c->decided) {
+            ac_json_key(js, "decided");
+            ac_json_string(js, c->decided);
+        }
+        if (c->result && !c->subset && !c->decided_fail) {
             ac_json_key(js, "details");
             json_scores(js, c->result);
         }
@@ -361,6 +365,10 @@ static int write_report(const ac_outputs *o, const char *path, const char *int8_
         ac_json_int(&js, o->failed_tasks);
         ac_json_key(&js, "broker_restarts");
         ac_json_int(&js, o->broker_restarts);
+        ac_json_key(&js, "early_stopped");
+        ac_json_int(&js, o->early_stopped);
+        ac_json_key(&js, "cancelled_tasks");
+        ac_json_int(&js, o->cancelled_tasks);
         ac_json_object_end(&js);
         ac_json_key(&js, "rounds");
         ac_json_int(&js, o->rounds);

@@ -36,6 +36,8 @@ typedef struct {
     int nfp32;
     const char *const *fp32_layers;   /* names of the layers the search kept in fp32 */
     bool evaluated, failed, subset;
+    bool decided_fail;                 /* failed the budget in a pass/fail round: no score reported */
+    const char *decided;               /* "pass" | "fail" (full-set candidates scored), NULL otherwise */
     double score, cost;
     int shards, round;
     double elapsed_s;
@@ -73,6 +75,7 @@ typedef struct {
     const ac_outputs_candidate *cands;
     int ncands, rounds, evaluations, subset_evaluations, workers;
     int requeues, broker_restarts, failed_tasks;
+    int early_stopped, cancelled_tasks; /* decided from bounds: depend on timing, never on the plan */
     double estimated_cost;             /* chosen plan's cost (all-int8 = 1) */
     bool search_timed_out;
     double elapsed_s;

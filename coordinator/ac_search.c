@@ -5,6 +5,7 @@
 #include <string.h>
 
 #define SCORE_EPS 1e-12
+#define MAX_SPLITS 64 /* split points per k-ary round */
 
 bool ac_search_passes(const ac_search_options *o, double score)
 {
@@ -74,29 +75,54 @@ static int find_same(const ac_search_result *res, const ac_candidate *c)
     return -1;
 }
 
-/* Evaluates cands [first, ncands) as one round. */
+typedef enum { ROUND_SCORES, ROUND_SUBSET, ROUND_PASS_FAIL } round_kind;
+
+/* Whether a full-set candidate meets the budget. */
+static bool cand_passes(const ac_search_options *o, const ac_candidate *c)
+{
+    return c->evaluated && !c->failed && !c->subset && !c->decided_fail && ac_search_passes(o, c->score);
+}
+
+/* Evaluates cands [first, ncands) as one round. In a pass/fail round every
+ * candidate that does not pass is decided_fail with its score dropped,
+ * whether the evaluator stopped it early or ran it to the end, so that
+ * nothing downstream can tell the two apart. */
 static int evaluate_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, int first,
-                          bool subset, ac_err *err)
+                          round_kind kind, ac_err *err)
 {
     int n = res->ncands - first;
     if (n <= 0)
         return 0;
     res->rounds++;
     for (int i = first; i < res->ncands; i++) {
-        res->cands[i].round = res->rounds;
-        res->cands[i].subset = subset;
+        ac_candidate *c = &res->cands[i];
+        c->round = res->rounds;
+        c->subset = kind == ROUND_SUBSET;
+        c->pass_fail = kind == ROUND_PASS_FAIL;
+        c->early_stopped = c->decided_fail = false;
     }
-    if (ev->evaluate(ev->ctx, &res->cands[first], n, subset, err))
+    ac_eval_round r = {.subset = kind == ROUND_SUBSET, .pass_fail = kind == ROUND_PASS_FAIL, .search = o};
+    if (ev->evaluate(ev->ctx, &res->cands[first], n, &r, err))
         return -1;
-    if (subset)
+    if (kind == ROUND_SUBSET)
         res->subset_evaluations += n;
     else
         res->evaluations += n;
     for (int i = first; i < res->ncands; i++) {
-        const ac_candidate *c = &res->cands[i];
-        logf_(o, "round %d%s: %-40s %s score %.6f cost %.6g%s", res->rounds, subset ? " (subset)" : "", c->name,
-              c->failed ? "FAILED" : "", c->score, c->cost,
-              !subset && !c->failed && ac_search_passes(o, c->score) ? "  passes" : "");
+        ac_candidate *c = &res->cands[i];
+        if (kind == ROUND_PASS_FAIL && c->evaluated && !c->failed &&
+            (c->early_stopped || !ac_search_passes(o, c->score))) {
+            c->decided_fail = true;
+            c->score = 0;
+        }
+        res->early_stopped += c->early_stopped;
+        if (c->decided_fail)
+            logf_(o, "round %d: %-40s fails the budget%s, cost %.6g", res->rounds, c->name,
+                  c->early_stopped ? " (stopped early by its bound)" : "", c->cost);
+        else
+            logf_(o, "round %d%s: %-40s %s score %.6f cost %.6g%s", res->rounds,
+                  kind == ROUND_SUBSET ? " (subset)" : "", c->name, c->failed ? "FAILED" : "", c->score, c->cost,
+                  cand_passes(o, c) ? "  passes" : "");
     }
     return 0;
 }
@@ -107,7 +133,7 @@ static int cheapest_passing(const ac_search_options *o, const ac_search_result *
     int best = -1;
     for (int i = 0; i < res->ncands; i++) {
         const ac_candidate *c = &res->cands[i];
-        if (!c->evaluated || c->failed || c->subset || !ac_search_passes(o, c->score))
+        if (!cand_passes(o, c))
             continue;
         if (best < 0 || c->cost < res->cands[best].cost - SCORE_EPS)
             best = i;
@@ -115,12 +141,16 @@ static int cheapest_passing(const ac_search_options *o, const ac_search_result *
     return best;
 }
 
-static int highest_score(const ac_search_result *res, int first, int last)
+/* The highest full-set score (ties to the lower index), among the candidates
+ * that keep no layer in fp32 by option when plain_only; -1 if none. */
+static int highest_score(const ac_search_result *res, bool plain_only)
 {
     int best = -1;
-    for (int i = first; i < last; i++) {
+    for (int i = 0; i < res->ncands; i++) {
         const ac_candidate *c = &res->cands[i];
-        if (!c->evaluated || c->failed || c->subset)
+        if (!c->evaluated || c->failed || c->subset || c->decided_fail)
+            continue;
+        if (plain_only && (c->accuracy_opt || c->first_conv_fp32 || c->nfp32))
             continue;
         if (best < 0 || c->score > res->cands[best].score + SCORE_EPS)
             best = i;
@@ -174,7 +204,7 @@ static int fast_round1(const ac_search_options *o, const ac_evaluator *ev, ac_se
     describe(&c);
     if (add_candidate(res, &c) < 0)
         return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
-    return evaluate_round(o, ev, res, 0, false, err);
+    return evaluate_round(o, ev, res, 0, ROUND_SCORES, err);
 }
 
 /* Round 2: the options that beat the baseline, combined, with cheaper subsets. */
@@ -214,7 +244,7 @@ static int fast_round2(const ac_search_options *o, const ac_evaluator *ev, ac_se
             return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
     }
     logf_(o, "round 2: %d combination(s) of the helpful options", res->ncands - first);
-    return evaluate_round(o, ev, res, first, false, err);
+    return evaluate_round(o, ev, res, first, ROUND_SCORES, err);
 }
 
 typedef struct {
@@ -254,6 +284,127 @@ static int add_with_fp32(ac_search_result *res, const ac_candidate *base, const 
     return same >= 0 ? same : add_candidate(res, &c);
 }
 
+/* The split points strictly inside (lo, hi), up to P of them, evenly spread
+ * (one, the middle, when none falls inside). */
+static int split_points(int lo, int hi, int P, int *out)
+{
+    int n = 0;
+    for (int i = 1; i <= P; i++) {
+        int k = lo + (int)((int64_t)(hi - lo) * i / (P + 1));
+        if (k <= lo || k >= hi || (n && out[n - 1] == k))
+            continue;
+        out[n++] = k;
+    }
+    if (!n)
+        out[n++] = lo + (hi - lo) / 2;
+    return n;
+}
+
+static int max_split_points(const ac_search_options *o)
+{
+    return o->parallel > 0 ? (o->parallel > MAX_SPLITS ? MAX_SPLITS : o->parallel) : 1;
+}
+
+/* A layer whose removal alone from the kept set still passes. */
+typedef struct {
+    int node;
+    double score; /* of the kept set without it */
+    int pos;      /* in rank order */
+} removable;
+
+static int cmp_removable(const void *a, const void *b)
+{
+    const removable *x = a, *y = b;
+    if (x->score > y->score + SCORE_EPS)
+        return -1;
+    if (y->score > x->score + SCORE_EPS)
+        return 1;
+    return x->pos - y->pos;
+}
+
+/* base + keep[0..kept) in fp32 without the first m layers of R (by node). */
+static int add_without(ac_search_result *res, const ac_candidate *base, const ranked *keep, int kept,
+                       const removable *R, int m, ranked *scratch, int *tmp)
+{
+    int n = 0;
+    for (int q = 0; q < kept; q++) {
+        bool out = false;
+        for (int r = 0; r < m && !out; r++)
+            out = R[r].node == keep[q].node;
+        if (!out)
+            scratch[n++] = keep[q];
+    }
+    return add_with_fp32(res, base, scratch, n, tmp);
+}
+
+/* The re-rank (see ac_search.h): one round of single removals from the kept
+ * set, then a k-ary search for the largest removable prefix of R. */
+static int rerank(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                  const ac_candidate *base, const ranked *keep, int kept, int *tmp, ac_err *err)
+{
+    if (kept < 1)
+        return 0;
+    int rc = -1, nr = 0;
+    int *idx = malloc(sizeof(int) * (size_t)kept);
+    removable *R = malloc(sizeof(removable) * (size_t)kept);
+    ranked *scratch = malloc(sizeof(ranked) * (size_t)kept);
+    if (!idx || !R || !scratch) {
+        ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+        goto done;
+    }
+    int start = res->ncands;
+    for (int i = 0; i < kept; i++) {
+        removable one = {keep[i].node, 0, i};
+        idx[i] = add_without(res, base, keep, kept, &one, 1, scratch, tmp);
+        if (idx[i] < 0) {
+            ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+            goto done;
+        }
+    }
+    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+        goto done;
+    for (int i = 0; i < kept; i++)
+        if (cand_passes(o, &res->cands[idx[i]]))
+            R[nr++] = (removable){keep[i].node, res->cands[idx[i]].score, i};
+    qsort(R, (size_t)nr, sizeof *R, cmp_removable);
+    for (int i = 0; i < nr; i++)
+        logf_(o, "auto: re-rank: %s can go back to int8 alone (score %.6f without it)",
+              ev->layer_name(ev->ctx, R[i].node), R[i].score);
+    /* The largest m in [1, nr] whose prefix R[0..m) can go together: m = 1 passes, nr + 1 is the sentinel. */
+    int lo = nr ? 1 : 0, hi = nr + 1, P = max_split_points(o);
+    while (hi - lo > 1) {
+        int ms[MAX_SPLITS], ids[MAX_SPLITS];
+        int nm = split_points(lo, hi, P, ms);
+        start = res->ncands;
+        for (int i = 0; i < nm; i++) {
+            ids[i] = add_without(res, base, keep, kept, R, ms[i], scratch, tmp);
+            if (ids[i] < 0) {
+                ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+                goto done;
+            }
+        }
+        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+            goto done;
+        int new_lo = lo, new_hi = hi;
+        for (int i = 0; i < nm; i++)
+            if (cand_passes(o, &res->cands[ids[i]]) && ms[i] > new_lo)
+                new_lo = ms[i];
+        for (int i = 0; i < nm; i++)
+            if (!cand_passes(o, &res->cands[ids[i]]) && ms[i] > new_lo && ms[i] < new_hi)
+                new_hi = ms[i];
+        logf_(o, "auto: re-rank: removable prefix [%d, %d) -> [%d, %d)", lo, hi, new_lo, new_hi);
+        lo = new_lo;
+        hi = new_hi;
+    }
+    logf_(o, "auto: re-rank returns %d of %d kept layer(s) to int8: %d kept in fp32", lo, kept, kept - lo);
+    rc = 0;
+done:
+    free(idx);
+    free(R);
+    free(scratch);
+    return rc;
+}
+
 static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, int base_i,
                        ac_err *err)
 {
@@ -262,7 +413,6 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
     int *layers = malloc(sizeof(int) * (size_t)cap);
     int *tmp = malloc(sizeof(int) * (size_t)cap * 2);
     ranked *rank = malloc(sizeof(ranked) * (size_t)cap);
-    int *kidx = NULL;
     if (!layers || !tmp || !rank) {
         ac_err_set(err, AC_E_NOMEM, "search: out of memory");
         goto done;
@@ -278,22 +428,21 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
     if (add_candidate(res, &sub) < 0)
         goto nomem;
     for (int i = 0; i < nl; i++) {
-        ranked one = {layers[i], 0};
         int idx = res->ncands;
         ac_candidate c = base;
         c.subset = true;
         int n = 0;
         for (int q = 0; q < base.nfp32; q++)
             tmp[n++] = base.fp32_nodes[q];
-        tmp[n++] = one.node;
+        tmp[n++] = layers[i];
         qsort(tmp, (size_t)n, sizeof(int), cmp_int);
         c.fp32_nodes = tmp;
         c.nfp32 = n;
-        snprintf(c.name, sizeof c.name, "sensitivity %s", ev->layer_name(ev->ctx, one.node));
+        snprintf(c.name, sizeof c.name, "sensitivity %s", ev->layer_name(ev->ctx, layers[i]));
         if (add_candidate(res, &c) != idx)
             goto nomem;
     }
-    if (evaluate_round(o, ev, res, first, true, err))
+    if (evaluate_round(o, ev, res, first, ROUND_SUBSET, err))
         goto done;
     for (int i = 0; i < nl; i++) {
         rank[i].node = layers[i];
@@ -307,18 +456,14 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
 
     /* k-ary search for the smallest passing k in (lo, hi]. k = 0 is the base (fails). */
     int lo = 0, hi = -1;
-    kidx = malloc(sizeof(int) * (size_t)(nl + 2));
-    if (!kidx)
-        goto nomem;
     {
         int start = res->ncands;
         int all = add_with_fp32(res, &base, rank, nl, tmp);
         if (all < 0)
             goto nomem;
-        if (res->ncands > start && evaluate_round(o, ev, res, start, false, err))
+        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
             goto done;
-        const ac_candidate *c = &res->cands[all];
-        if (c->evaluated && !c->failed && ac_search_passes(o, c->score))
+        if (cand_passes(o, &res->cands[all]))
             hi = nl;
     }
     if (hi < 0) {
@@ -326,74 +471,29 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
         rc = 0;
         goto done;
     }
-    int P = o->parallel > 0 ? (o->parallel > 64 ? 64 : o->parallel) : 1;
+    int P = max_split_points(o);
     while (hi - lo > 1) {
-        int start = res->ncands, nk = 0;
-        for (int i = 1; i <= P; i++) {
-            int k = lo + (int)((int64_t)(hi - lo) * i / (P + 1));
-            if (k <= lo || k >= hi || (nk && kidx[nk - 1] == k))
-                continue;
-            kidx[nk++] = k;
-        }
-        if (!nk)
-            kidx[nk++] = lo + (hi - lo) / 2;
-        int idx[64];
-        for (int i = 0; i < nk && i < 64; i++) {
+        int kidx[MAX_SPLITS], idx[MAX_SPLITS];
+        int start = res->ncands, nk = split_points(lo, hi, P, kidx);
+        for (int i = 0; i < nk; i++) {
             idx[i] = add_with_fp32(res, &base, rank, kidx[i], tmp);
             if (idx[i] < 0)
                 goto nomem;
         }
-        if (evaluate_round(o, ev, res, start, false, err))
+        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
             goto done;
         int new_lo = lo, new_hi = hi;
-        for (int i = 0; i < nk && i < 64; i++) {
-            const ac_candidate *c = &res->cands[idx[i]];
-            bool pass = c->evaluated && !c->failed && ac_search_passes(o, c->score);
-            if (pass && kidx[i] < new_hi)
+        for (int i = 0; i < nk; i++)
+            if (cand_passes(o, &res->cands[idx[i]]) && kidx[i] < new_hi)
                 new_hi = kidx[i];
-        }
-        for (int i = 0; i < nk && i < 64; i++) {
-            const ac_candidate *c = &res->cands[idx[i]];
-            bool pass = c->evaluated && !c->failed && ac_search_passes(o, c->score);
-            if (!pass && kidx[i] > new_lo && kidx[i] < new_hi)
+        for (int i = 0; i < nk; i++)
+            if (!cand_passes(o, &res->cands[idx[i]]) && kidx[i] > new_lo && kidx[i] < new_hi)
                 new_lo = kidx[i];
-        }
         logf_(o, "auto: bisection (%d, %d] -> (%d, %d]", lo, hi, new_lo, new_hi);
         lo = new_lo;
         hi = new_hi;
     }
-    /* Re-rank: return kept layers to int8 when the budget still holds without them. */
-    int kept = hi;
-    ranked *keep = malloc(sizeof(ranked) * (size_t)(kept ? kept : 1));
-    if (!keep)
-        goto nomem;
-    memcpy(keep, rank, sizeof(ranked) * (size_t)kept);
-    for (int i = kept - 1; i >= 0 && kept > 1; i--) {
-        ranked without[4096];
-        int n = 0;
-        for (int q = 0; q < kept; q++)
-            if (q != i)
-                without[n++] = keep[q];
-        int start = res->ncands;
-        int idx = add_with_fp32(res, &base, without, n, tmp);
-        if (idx < 0) {
-            free(keep);
-            goto nomem;
-        }
-        if (res->ncands > start && evaluate_round(o, ev, res, start, false, err)) {
-            free(keep);
-            goto done;
-        }
-        const ac_candidate *c = &res->cands[idx];
-        if (c->evaluated && !c->failed && ac_search_passes(o, c->score)) {
-            logf_(o, "auto: re-rank: %s does not need fp32", ev->layer_name(ev->ctx, keep[i].node));
-            memmove(&keep[i], &keep[i + 1], sizeof(ranked) * (size_t)(kept - i - 1));
-            kept--;
-        }
-    }
-    logf_(o, "auto: %d layer(s) kept in fp32", kept);
-    free(keep);
-    rc = 0;
+    rc = rerank(o, ev, res, &base, rank, hi, tmp, err);
     goto done;
 nomem:
     ac_err_set(err, AC_E_NOMEM, "search: out of memory");
@@ -401,7 +501,6 @@ done:
     free(layers);
     free(tmp);
     free(rank);
-    free(kidx);
     return rc;
 }
 
@@ -414,24 +513,17 @@ int ac_search_run(const ac_search_options *o, const ac_evaluator *ev, ac_search_
     int best = cheapest_passing(o, res);
     if (best < 0 && fast_round2(o, ev, res, err))
         return -1;
-    best = cheapest_passing(o, res);
-    if (best < 0 && o->auto_mode) {
-        int base = highest_score(res, 0, res->ncands);
-        if (base >= 0 && auto_search(o, ev, res, base, err))
+    if (o->auto_mode) {
+        /* Even when fast mode passed: a plan with a few fp32 layers may be
+         * cheaper than accuracy_opt or first_conv_fp32. */
+        int base = highest_score(res, true);
+        if (base >= 0 && !cand_passes(o, &res->cands[base]) && auto_search(o, ev, res, base, err))
             return -1;
-        best = cheapest_passing(o, res);
     }
+    best = cheapest_passing(o, res);
     res->met_budget = best >= 0;
-    if (best < 0) {
-        /* Nothing meets the budget: report the best full-set score. */
-        for (int i = 0; i < res->ncands; i++) {
-            const ac_candidate *c = &res->cands[i];
-            if (!c->evaluated || c->failed || c->subset)
-                continue;
-            if (best < 0 || c->score > res->cands[best].score + SCORE_EPS)
-                best = i;
-        }
-    }
+    if (best < 0)
+        best = highest_score(res, false); /* nothing meets the budget: report the best full-set score */
     res->best = best;
     return 0;
 }

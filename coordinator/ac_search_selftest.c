@@ -1,7 +1,11 @@
 /* The search on a synthetic model whose scores are known in closed form:
  * each int8 layer costs some accuracy, options scale the damage. Checks the
- * fast-mode choices, the auto-mode bisection and re-rank, and that the chosen
- * plan does not depend on the number of split points per round. */
+ * fast-mode choices, the auto-mode bisection and parallel re-rank (with a
+ * subset that misleads the ranking), auto mode improving on a fast-mode pass,
+ * that the chosen plan does not depend on the number of split points per
+ * round or on the order the evaluator fills its candidates, and that an
+ * evaluator that stops failing candidates early in pass/fail rounds changes
+ * nothing the search reports. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,9 @@ static int failures;
 
 typedef struct {
     double damage[NL];      /* accuracy lost by layer i in int8 (per-tensor, KL) */
+    double sub_damage[NL];  /* on the subset, when non-zero (a misleading ranking) */
+    int early_stop;         /* stop failing candidates of pass/fail rounds early */
+    int pass_fail_rounds;
     double pc_factor;       /* per_channel multiplies damage by this */
     double method_factor[AC_TH_METHOD_COUNT];
     int calls;
@@ -43,7 +50,7 @@ static double score_of(const model *m, const ac_candidate *c, bool subset)
         if (c->accuracy_opt && (i % 4) == 1) /* "depthwise" layers */
             fp32 = true;
         if (!fp32)
-            s -= m->damage[i] * f;
+            s -= (subset && m->sub_damage[i] > 0 ? m->sub_damage[i] : m->damage[i]) * f;
     }
     return subset ? s - 0.01 : s; /* the subset is a little harder */
 }
@@ -54,14 +61,20 @@ static double cost_of(const ac_candidate *c)
     return NL + 7.0 * fp32;
 }
 
-static int evaluate(void *ctx, ac_candidate *cands, int n, bool subset, ac_err *err)
+static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *round, ac_err *err)
 {
     model *m = ctx;
+    m->pass_fail_rounds += round->pass_fail;
     for (int q = 0; q < n; q++) {
         int i = m->shuffle ? n - 1 - q : q;
-        cands[i].score = score_of(m, &cands[i], subset);
+        cands[i].score = score_of(m, &cands[i], round->subset);
         cands[i].cost = cost_of(&cands[i]);
         cands[i].evaluated = true;
+        if (m->early_stop && round->pass_fail && !ac_search_passes(round->search, cands[i].score)) {
+            /* as the farm does: the rest of the shards never come, the score is unknown */
+            cands[i].early_stopped = true;
+            cands[i].score = -1;
+        }
         m->calls++;
     }
     return 0;
@@ -171,6 +184,183 @@ static void test_auto_finds_fewest_fp32_layers(void)
     }
 }
 
+/* Every candidate as the report shows it: the same list, scores bit for bit. */
+static void check_same_candidates(const ac_search_result *a, const ac_search_result *b, const char *what)
+{
+    CHECK(a->ncands == b->ncands && a->best == b->best && a->rounds == b->rounds, "%s: %d/%d candidates", what,
+          a->ncands, b->ncands);
+    for (int i = 0; i < a->ncands && i < b->ncands; i++) {
+        const ac_candidate *x = &a->cands[i], *y = &b->cands[i];
+        CHECK(!strcmp(x->name, y->name) && x->decided_fail == y->decided_fail && x->failed == y->failed &&
+                  memcmp(&x->score, &y->score, sizeof x->score) == 0,
+              "%s: candidate %d %s (%g, fail %d) vs %s (%g, fail %d)", what, i, x->name, x->score, x->decided_fail,
+              y->name, y->score, y->decided_fail);
+    }
+}
+
+/* Pass/fail rounds hide the scores of failing candidates, stopped early or not. */
+static void check_pass_fail_reporting(const ac_search_options *o, const ac_search_result *r, const char *what)
+{
+    for (int i = 0; i < r->ncands; i++) {
+        const ac_candidate *c = &r->cands[i];
+        bool passes = c->evaluated && !c->failed && !c->decided_fail && ac_search_passes(o, c->score);
+        if (c->pass_fail)
+            CHECK(passes != c->decided_fail && (!c->decided_fail || c->score == 0), "%s: %s", what, c->name);
+        else
+            CHECK(!c->decided_fail && !c->early_stopped, "%s: %s", what, c->name);
+    }
+}
+
+/* The auto search with and without early stops, for 1, 2 and 4 split points
+ * and both evaluation orders: the same plan everywhere, and for a given
+ * number of split points the same candidates and reported scores whether the
+ * evaluator stopped failing ones early or not. Returns the 1-split run. */
+static ac_search_result run_auto_everywhere(const model *proto, const char *what)
+{
+    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = true};
+    ac_search_result first;
+    memset(&first, 0, sizeof first);
+    for (int parallel = 1; parallel <= 4; parallel *= 2) {
+        ac_search_result plain;
+        for (int mode = 0; mode < 4; mode++) {
+            model m = *proto;
+            m.early_stop = mode & 1;
+            m.shuffle = mode >> 1;
+            ac_search_result r = run(&m, true, parallel);
+            o.parallel = parallel;
+            check_pass_fail_reporting(&o, &r, what);
+            /* this evaluator stops every failing candidate of a pass/fail round */
+            int decided_fail = 0;
+            for (int i = 0; i < r.ncands; i++)
+                decided_fail += r.cands[i].decided_fail;
+            CHECK(r.early_stopped == (m.early_stop ? decided_fail : 0), "%s: %d early stops, %d decided to fail",
+                  what, r.early_stopped, decided_fail);
+            if (mode == 0) {
+                plain = r;
+                continue;
+            }
+            check_same_candidates(&r, &plain, what);
+            ac_search_result_free(&r);
+        }
+        if (parallel == 1) {
+            first = plain;
+            continue;
+        }
+        const ac_candidate *a = &plain.cands[plain.best], *b = &first.cands[first.best];
+        CHECK(a->nfp32 == b->nfp32 && !memcmp(a->fp32_nodes, b->fp32_nodes, sizeof(int) * (size_t)a->nfp32) &&
+                  a->method == b->method && a->per_channel == b->per_channel,
+              "%s: %d split points chose %s, 1 chose %s", what, parallel, a->name, b->name);
+        ac_search_result_free(&plain);
+    }
+    return first;
+}
+
+static bool fp32_set_is(const ac_candidate *c, const int *nodes, int n)
+{
+    return c->nfp32 == n && (n == 0 || !memcmp(c->fp32_nodes, nodes, sizeof(int) * (size_t)n));
+}
+
+/* Fast mode passes with accuracy_opt (3 layers in fp32); auto mode still
+ * searches from the plain base and finds the one layer that matters. */
+static void test_auto_improves_on_a_fast_pass(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0002;
+    m.damage[5] = 0.01; /* a "depthwise" layer (i % 4 == 1): accuracy_opt keeps it in fp32 */
+    ac_search_result f = run(&m, false, 1);
+    CHECK(f.met_budget && f.cands[f.best].accuracy_opt, "fast: best %s", f.cands[f.best].name);
+    ac_search_result r = run_auto_everywhere(&m, "auto after a fast pass");
+    const ac_candidate *b = &r.cands[r.best];
+    int want[1] = {5};
+    CHECK(r.met_budget && !b->accuracy_opt && !b->first_conv_fp32 && fp32_set_is(b, want, 1), "auto: best %s",
+          b->name);
+    CHECK(b->cost < f.cands[f.best].cost, "auto %g vs fast %g", b->cost, f.cands[f.best].cost);
+    ac_search_result_free(&f);
+    ac_search_result_free(&r);
+}
+
+/* The subset ranks layers 5 and 9 first, but on the test set each costs
+ * little: the bisection keeps {5, 9, 7, 3}. Each of 5 and 9 can go back to
+ * int8 alone, not both (0.002 + 0.002 + 0.0016 > 0.005): the re-rank returns
+ * one, the first of R (equal scores: rank order, so 5). With 0.001 each both
+ * go. */
+static void test_rerank_pair(void)
+{
+    for (int both = 0; both < 2; both++) {
+        model m = base_model();
+        for (int i = 0; i < NL; i++)
+            m.damage[i] = 0.0002;
+        m.damage[7] = 0.03;
+        m.damage[3] = 0.02;
+        m.damage[5] = m.damage[9] = both ? 0.001 : 0.002;
+        m.sub_damage[5] = 0.05;
+        m.sub_damage[9] = 0.04;
+        ac_search_result r = run_auto_everywhere(&m, both ? "re-rank, a removable pair" : "re-rank, one of a pair");
+        const ac_candidate *b = &r.cands[r.best];
+        int one[3] = {3, 7, 9}, two[2] = {3, 7};
+        CHECK(r.met_budget && (both ? fp32_set_is(b, two, 2) : fp32_set_is(b, one, 3)), "both %d: best %s", both,
+              b->name);
+        /* the single removals of 5 and 9 were evaluated and passed */
+        int passing_singles = 0;
+        for (int i = 0; i < r.ncands; i++) {
+            const ac_candidate *c = &r.cands[i];
+            int s5[3] = {3, 7, 9}, s9[3] = {3, 5, 7};
+            passing_singles += (fp32_set_is(c, s5, 3) || fp32_set_is(c, s9, 3)) && !c->decided_fail;
+        }
+        CHECK(passing_singles == 2, "both %d: %d passing single removals", both, passing_singles);
+        int decided_fail = 0;
+        for (int i = 0; i < r.ncands; i++)
+            decided_fail += r.cands[i].decided_fail;
+        CHECK(decided_fail > 0, "both %d: no candidate to stop early", both);
+        ac_search_result_free(&r);
+    }
+}
+
+/* Round of the re-rank's single removals: the first with two candidates of
+ * `kept - 1` fp32 layers (a bisection round holds one of each size). */
+static int singles_round(const ac_search_result *r, int kept)
+{
+    for (int round = 1; round <= r->rounds; round++) {
+        int n = 0;
+        for (int i = 0; i < r->ncands; i++)
+            n += r->cands[i].round == round && !r->cands[i].subset && r->cands[i].nfp32 == kept - 1;
+        if (n >= 2)
+            return round;
+    }
+    return -1;
+}
+
+/* Eight layers look sensitive on the subset but are not: the bisection keeps
+ * them with the two that matter (10 layers); the re-rank returns all eight in
+ * 1 + 3 rounds with one split point per round (sequentially it took 10) and
+ * 1 + 2 with four. */
+static void test_rerank_rounds(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0002;
+    for (int i = 0; i < 8; i++) {
+        m.damage[i] = 0.0004;
+        m.sub_damage[i] = 0.1 - 0.001 * i;
+    }
+    m.damage[10] = 0.03;
+    m.damage[11] = 0.02;
+    ac_search_result r1 = run_auto_everywhere(&m, "re-rank of eight");
+    const ac_candidate *b = &r1.cands[r1.best];
+    int want[2] = {10, 11};
+    CHECK(r1.met_budget && fp32_set_is(b, want, 2), "best %s", b->name);
+    int s1 = singles_round(&r1, 10);
+    CHECK(s1 > 0 && r1.rounds - s1 + 1 == 4, "1 split point: re-rank from round %d of %d", s1, r1.rounds);
+    ac_search_result r4 = run(&m, true, 4);
+    int s4 = singles_round(&r4, 10);
+    CHECK(s4 > 0 && r4.rounds - s4 + 1 == 3, "4 split points: re-rank from round %d of %d", s4, r4.rounds);
+    printf("search_selftest: re-rank of 8 removable layers: %d round(s) with 1 split point, %d with 4\n",
+           r1.rounds - s1 + 1, r4.rounds - s4 + 1);
+    ac_search_result_free(&r1);
+    ac_search_result_free(&r4);
+}
+
 static void test_nothing_passes(void)
 {
     model m = base_model();
@@ -187,6 +377,9 @@ int main(void)
     test_per_channel_rescues();
     test_combination_in_round_two();
     test_auto_finds_fewest_fp32_layers();
+    test_auto_improves_on_a_fast_pass();
+    test_rerank_pair();
+    test_rerank_rounds();
     test_nothing_passes();
     if (failures) {
         fprintf(stderr, "search_selftest: %d failure(s)\n", failures);

@@ -56,13 +56,14 @@ FIRST_SEARCH_ROUND = 5
 
 # ------------------------------------------------------------------ data and results
 
-def data_args(test_batches=8, calib_batches=4):
+def data_args(test_batches=8, calib_batches=4, labels=True):
+    """Without labels the score is the int8 model's top-1 agreement with fp32."""
     img = os.path.join(FMNIST, "train-images-idx3-ubyte.gz")
     if not os.path.exists(img):
         pytest.skip("%s is absent (Debian package dataset-fashion-mnist)" % img)
+    lab = ["--test_idx_labels", os.path.join(FMNIST, "t10k-labels-idx1-ubyte.gz")] if labels else []
     return ["--calib_idx_images", img, "--calib_iterations", str(calib_batches),
-            "--test_idx_images", os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz"),
-            "--test_idx_labels", os.path.join(FMNIST, "t10k-labels-idx1-ubyte.gz"),
+            "--test_idx_images", os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")] + lab + [
             "--test_iterations", str(test_batches), "--data_preproccess_str", PP,
             "--input_data_shape", "(16,1,28,28)", "--threads", "1"]
 
@@ -88,7 +89,7 @@ def essence(rep, table, candidates=True):
          "fp32_layers": rep["fp32_layers"], "calibration_table": table}
     if candidates:
         e["candidates"] = [(c["name"], c.get("int8_score", c.get("subset_score")), "subset_score" in c,
-                            c["failed"], c["fp32_layers"]) for c in rep["candidates"]]
+                            c["failed"], c.get("decided"), c["fp32_layers"]) for c in rep["candidates"]]
     return e
 
 
@@ -300,9 +301,9 @@ class Farm:
         wait_for(lambda: set(names) <= {w.get("name") for w in self.status()["workers"]},
                  "workers %s to register" % sorted(names))
 
-    def quantize(self, model, out, *extra, tag=None, keys=None, test_batches=8):
+    def quantize(self, model, out, *extra, tag=None, keys=None, test_batches=8, labels=True):
         cmd = [self.bin, "quantize", "--model", model_path(model), "--output_dir", str(out),
-               "--broker", self.endpoint] + data_args(test_batches) + list(extra)
+               "--broker", self.endpoint] + data_args(test_batches, labels=labels) + list(extra)
         cmd += list(self.client_keys if keys is None else keys)
         q = Quantize(cmd, out, self.logdir, tag or os.path.basename(str(out)))
         self.jobs.append(q)
@@ -489,6 +490,77 @@ def test_same_result_for_4_workers_and_embedded_cluster(ac_bin, farm, tmp_path, 
                        timeout=JOB_TIMEOUT)
     assert p.returncode == 0, p.stderr
     assert_same_result(load_result(tmp_path / "embedded"), ref, "embedded cluster vs 1 worker")
+
+
+def auto_on_1_then_2_workers(farm, tmp_path, model, *extra, **kw):
+    """The same auto-mode job on a farm of one worker, then of two."""
+    farm.broker()
+    farm.worker("w1")
+    farm.workers_ready(["w1"])
+    one = farm.quantize(model, tmp_path / "w1", "--auto_calib", *extra, **kw).ok()
+    farm.worker("w2")
+    farm.workers_ready(["w1", "w2"])
+    two = farm.quantize(model, tmp_path / "w2", "--auto_calib", *extra, **kw).ok()
+    return one, two
+
+
+def check_pass_fail_reporting(rep):
+    """Fast rounds (1, 2) report every score; later full-set rounds only decide pass or
+    fail, and a failing candidate there has no score, stopped early or not."""
+    for c in rep["candidates"]:
+        if "subset_score" in c or c["failed"]:
+            continue
+        assert c["decided"] in ("pass", "fail"), c
+        if c["decided"] == "pass" or c["round"] <= 2:
+            assert isinstance(c["int8_score"], (int, float)) and not isinstance(c["int8_score"], bool), c
+        else:
+            assert c["int8_score"] is None and "details" not in c, c
+
+
+def test_auto_early_stop_by_bound_keeps_results_identical(ac_bin, farm, tmp_path):
+    """An fp32 score no plan reaches (--fp32_score 0.99, zero budget; fmnist_plain scores
+    about 0.94 on these 512 samples) sends the auto search to its pass/fail check with
+    every ranked layer in fp32. That candidate's bound, (right so far + samples still to
+    come) / 512, falls below 0.99 before its last 16-sample shard is in whatever the order
+    (0.94 + 16/512 < 0.99), so the farm must stop it early and cancel what is left of it.
+    The report is the same with 1 and 2 workers: the stopped candidate says
+    decided "fail" with no score, and only the timing counters may differ."""
+    one, two = auto_on_1_then_2_workers(farm, tmp_path, "fmnist_plain", "--shard_batches", "1",
+                                        "--accept_int8_decay", "0", "--fp32_score", "0.99",
+                                        test_batches=32)
+    assert_same_result(two, one, "auto mode, 2 workers vs 1")
+    for n, (rep, _) in ((1, one), (2, two)):
+        assert not rep["met_budget"]
+        check_pass_fail_reporting(rep)
+        checked = [c for c in rep["candidates"] if c["round"] > 2 and "subset_score" not in c]
+        assert [c["decided"] for c in checked] == ["fail"], checked
+        assert rep["search"]["early_stopped"] == 1, rep["search"]
+        assert rep["search"]["cancelled_tasks"] >= 0
+        print("early stops %d, cancelled tasks %d with %d worker(s)" %
+              (rep["search"]["early_stopped"], rep["search"]["cancelled_tasks"], n))
+
+
+@pytest.mark.long
+def test_auto_mode_same_plan_and_scores_for_1_and_2_workers(ac_bin, farm, tmp_path):
+    """Auto mode through every phase on fmnist_mbv2 scored by top-1 agreement with fp32 (no
+    labels) with a zero budget: no fast candidate agrees on all 512 samples, so the layer
+    bisection and the parallel re-rank choose the fp32 layers. 1 and 2 workers give the
+    same plan, candidates and reported scores, with candidates stopped early from their
+    bound in the pass/fail rounds (how many may differ)."""
+    one, two = auto_on_1_then_2_workers(farm, tmp_path, "fmnist_mbv2", "--shard_batches", "2",
+                                        "--accept_int8_decay", "0", test_batches=32, labels=False)
+    assert_same_result(two, one, "auto mode, 2 workers vs 1")
+    rep = one[0]
+    assert rep["met_budget"] and rep["fp32_layers"], rep["fp32_layers"]
+    best = [c for c in rep["candidates"] if c.get("decided") == "pass" and c["int8_score"] == rep["int8_score"]
+            and c["round"] > 2]
+    assert best, "the plan must come from the auto rounds"
+    for n, (r, _) in ((1, one), (2, two)):
+        check_pass_fail_reporting(r)
+        print("%d worker(s): %d rounds, %d evaluations, early stops %d, cancelled tasks %d" %
+              (n, r["rounds"], r["evaluations"], r["search"]["early_stopped"],
+               r["search"]["cancelled_tasks"]))
+    assert one[0]["search"]["early_stopped"] + two[0]["search"]["early_stopped"] > 0
 
 
 def test_kill9_worker_mid_task_requeues_and_gives_the_same_result(ac_bin, farm, tmp_path, tmp_path_factory):
