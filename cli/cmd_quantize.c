@@ -42,7 +42,7 @@ int ac_cmd_quantize(int argc, char **argv)
     ac_farm_job_options_init(&fo);
     ac_quantize_options o;
     ac_quantize_options_init(&o);
-    const char *broker = NULL, *curve_key = NULL, *server_key = NULL;
+    const char *broker = NULL, *curve_key = NULL, *server_key = NULL, *test_source = NULL;
     int workers = 0;
     bool no_search = false;
     const char *th_method = "KL", *template_name = NULL, *user_pp = NULL;
@@ -58,6 +58,13 @@ int ac_cmd_quantize(int argc, char **argv)
         {"test_lmdb_path", NULL, AC_ARG_STRING, &o.test_lmdb_path, "test LMDB folder (labels from data.label)"},
         {"test_idx_images", NULL, AC_ARG_STRING, &o.test_idx_images, "test idx image file"},
         {"test_idx_labels", NULL, AC_ARG_STRING, &o.test_idx_labels, "its idx label file"},
+        {"test_source", NULL, AC_ARG_STRING, &test_source,
+         "'remote': a Python client streams the test data and reports each candidate's score (docs/remote.md)"},
+        {"listen", NULL, AC_ARG_STRING, &fo.remote_listen, "--test_source remote: where the client connects, e.g. tcp://*:5556"},
+        {"listen_curve_dir", NULL, AC_ARG_STRING, &fo.remote_curve_dir,
+         "--test_source remote over TCP with CURVE: the admitted clients' public certificates (the server's is --curve_key)"},
+        {"remote_linger", NULL, AC_ARG_FLOAT, &fo.remote_linger,
+         "--test_source remote: seconds to keep serving the result after the search (default 30)"},
         {"test_yolo_labels", NULL, AC_ARG_STRING, &o.test_yolo_labels,
          "folder of YOLO .txt box labels (one per test image): --task detect scores against them"},
         {"data_preproccess_str", "data_preprocess_str", AC_ARG_STRING, &user_pp,
@@ -134,6 +141,24 @@ int ac_cmd_quantize(int argc, char **argv)
         fprintf(stderr, "autocalib quantize: --workers, --shard_batches and --max_search_seconds must be >= 0\n");
         return 2;
     }
+    if (test_source && strcmp(test_source, "remote")) {
+        fprintf(stderr, "autocalib quantize: --test_source '%s': the only named source is 'remote' (local test data "
+                        "is given with --test_image_source, --test_lmdb_path or --test_idx_images)\n", test_source);
+        return 2;
+    }
+    bool remote = test_source != NULL;
+    if (remote != (fo.remote_listen != NULL) || (fo.remote_curve_dir && !remote) || fo.remote_linger < 0) {
+        fprintf(stderr, "autocalib quantize: --test_source remote and --listen EP go together (with "
+                        "--listen_curve_dir and --remote_linger >= 0 only then)\n");
+        return 2;
+    }
+    if (remote && no_search) {
+        fprintf(stderr, "autocalib quantize: --no_search runs in this process on local test data; remote test mode "
+                        "always goes through the search\n");
+        return 2;
+    }
+    if (fo.remote_curve_dir)
+        fo.remote_curve_cert = curve_key;
     ac_quantize_result res;
     if (no_search) {
         if (ac_quantize_run(&o, &res, &err))

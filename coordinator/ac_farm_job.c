@@ -1,5 +1,6 @@
 #include "ac_farm_job.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include "ac_calibrate.h"
 #include "ac_dataset.h"
 #include "ac_exec.h"
+#include "ac_image.h"
 #include "ac_job.h"
 #include "ac_metric.h"
 #include "ac_model.h"
@@ -21,7 +23,9 @@
 #include "ac_outputs.h"
 #include "ac_payload.h"
 #include "ac_plan.h"
+#include "ac_json.h"
 #include "ac_qexec.h"
+#include "ac_remote.h"
 #include "ac_runner.h"
 #include "ac_search.h"
 
@@ -81,6 +85,8 @@ typedef struct {
     char *base_names_buf;
     const char *base_names[MAX_NAMES];
     int n_base_names;
+    ac_remote *remote;     /* remote test mode: the client scores the candidates */
+    int64_t remote_served; /* candidates offered to the client so far (their ids) */
 } fjob;
 
 void ac_farm_job_options_init(ac_farm_job_options *o)
@@ -88,6 +94,12 @@ void ac_farm_job_options_init(ac_farm_job_options *o)
     memset(o, 0, sizeof *o);
     ac_quantize_options_init(&o->q);
     o->workers = 1;
+}
+
+/* What scores the candidates, for logs and the report. */
+static const char *job_task(const fjob *j)
+{
+    return j->remote ? "remote" : ac_metric_kind_name(j->mopt.kind);
 }
 
 /* ---- setup: model, data, blobs ------------------------------------------------- */
@@ -379,7 +391,10 @@ done:
 static int make_metric(fjob *j, ac_err *err)
 {
     ac_job_model m = job_model(j);
-    if (ac_job_metric_options(&j->o->q, &m, j->test, &j->mopt, err))
+    ac_quantize_options q = j->o->q;
+    if (j->remote)
+        q.task = "similarity"; /* only for the per-layer statistics: the client scores */
+    if (ac_job_metric_options(&q, &m, j->test, &j->mopt, err))
         return -1;
     j->mopt.output = j->out_index;
     j->metric = ac_metric_new(&j->mopt, err);
@@ -624,6 +639,80 @@ static void bounds_end(bound_ctx *b, int n)
     memset(b, 0, sizeof *b);
 }
 
+/* ---- remote test mode: the client scores ------------------------------------------- */
+
+/* The candidate as the client sees it (calib.strategy): a JSON object. */
+static char *remote_strategy(const fjob *j, const ac_candidate *c, int64_t id, bool subset)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    ac_json js;
+    ac_json_init(&js, f);
+    ac_json_object_begin(&js);
+    ac_json_key(&js, "id");
+    ac_json_int(&js, id);
+    ac_json_key(&js, "name");
+    ac_json_string(&js, c ? c->name : "fp32");
+    ac_json_key(&js, "kind");
+    ac_json_string(&js, c ? "int8" : "fp32");
+    if (c) {
+        ac_json_key(&js, "th_method");
+        ac_json_string(&js, ac_th_method_name(c->method));
+        ac_json_key(&js, "per_channel");
+        ac_json_bool(&js, c->per_channel);
+        ac_json_key(&js, "accuracy_opt");
+        ac_json_bool(&js, c->accuracy_opt);
+        ac_json_key(&js, "first_conv_fp32");
+        ac_json_bool(&js, c->first_conv_fp32);
+        ac_json_key(&js, "fp32_layers");
+        ac_json_array_begin(&js);
+        for (int i = 0; i < j->n_base_names; i++)
+            ac_json_string(&js, j->base_names[i]);
+        for (int i = 0; i < c->nfp32; i++)
+            ac_json_string(&js, j->g->nodes[c->fp32_nodes[i]].name);
+        ac_json_array_end(&js);
+        /* a sensitivity probe of auto mode: the client may score it on part of its data */
+        ac_json_key(&js, "subset");
+        ac_json_bool(&js, subset);
+    }
+    ac_json_object_end(&js);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Offers one candidate (c NULL: the fp32 model) to the client and waits for
+ * its score. The executor runs here, on this process's threads. */
+static int remote_score(fjob *j, const ac_candidate *c, bool subset, double *score, ac_err *err)
+{
+    int64_t id = j->remote_served++;
+    char *strategy = remote_strategy(j, c, id, subset);
+    ac_plan *plan = c ? candidate_plan(j, c, err) : NULL;
+    ac_qexec *q8 = plan ? ac_qexec_new(plan, err) : NULL;
+    ac_exec *f32 = c ? NULL : ac_exec_new(j->g, err);
+    int rc = -1;
+    if (!strategy) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+    } else if (q8 || f32) {
+        ac_runner_exec ex = q8 ? ac_runner_exec_int8(q8) : ac_runner_exec_fp32(f32);
+        ac_remote_candidate rc_ = {id, c ? c->name : "fp32", c ? "int8" : "fp32", strategy};
+        int64_t deadline = 0;
+        if (j->o->max_search_seconds > 0)
+            deadline = zclock_mono() + (int64_t)((j->o->max_search_seconds - (ac_job_now() - j->t0)) * 1000.0);
+        rc = ac_remote_serve(j->remote, &rc_, &ex, deadline, score, err);
+    }
+    ac_qexec_destroy(&q8);
+    ac_exec_destroy(&f32);
+    ac_plan_destroy(&plan);
+    free(strategy);
+    return rc;
+}
+
 static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *round, ac_err *err)
 {
     fjob *j = ctx;
@@ -667,6 +756,27 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *
             c->evaluated = true;
             c->failed = true;
             keep_info(j, first_index + i, 0, 0, "not evaluated: --max_search_seconds reached");
+            continue;
+        }
+        if (j->remote) {
+            double t1 = ac_job_now();
+            ac_err rerr = {0};
+            c->evaluated = true;
+            if (remote_score(j, c, subset, &c->score, &rerr)) {
+                /* Only the deadline of --max_search_seconds ends a remote
+                 * candidate and lets the search go on; anything else ends it. */
+                if (!(j->o->max_search_seconds > 0) || zsys_interrupted) {
+                    ac_err_set(err, rerr.code ? rerr.code : AC_E_IO, "%s", rerr.msg);
+                    goto done;
+                }
+                j->timed_out = true;
+                c->failed = true;
+                keep_info(j, first_index + i, 0, ac_job_now() - t1, rerr.msg);
+                continue;
+            }
+            c->failed = false;
+            keep_info(j, first_index + i, 0, ac_job_now() - t1, NULL);
+            journal_write(j, key, c);
             continue;
         }
         size_t plen = 0;
@@ -783,6 +893,12 @@ static int fp32_score(fjob *j, ac_err *err)
         return 0;
     }
     double t = ac_job_now();
+    if (j->remote) { /* the client scores the fp32 model first */
+        if (remote_score(j, NULL, false, &j->fp32_score, err))
+            return -1;
+        j->t_test = ac_job_now() - t;
+        return 0;
+    }
     uint8_t *payload = NULL;
     size_t plen = 0;
     if (eval_payload(j, NULL, &payload, &plen, err))
@@ -940,7 +1056,7 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         .model_path = j->o->q.model,
         .g = j->g,
         .plan = plan,
-        .task = ac_metric_kind_name(j->mopt.kind),
+        .task = job_task(j),
         .fp32_score = j->fp32_score,
         .int8_score = best->score,
         .accept_decay = j->o->q.accept_int8_decay,
@@ -958,8 +1074,8 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         .calib_samples = j->n_calib,
         .tuned_thresholds = j->tuned_up,
         .calib_s = j->t_calib,
-        .test_source = ac_dataset_source_name(j->test),
-        .test_samples = j->n_test,
+        .test_source = j->remote ? "remote client" : ac_dataset_source_name(j->test),
+        .test_samples = j->remote ? 0 : j->n_test,
         .test_s = j->t_test,
         .layers = acc,
         .layer_samples = j->n_subset,
@@ -989,7 +1105,7 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
     res->int8_score = best->score;
     res->met_budget = sr->met_budget;
     res->n_fp32_layers = plan->n_fp32;
-    snprintf(res->task, sizeof res->task, "%s", ac_metric_kind_name(j->mopt.kind));
+    snprintf(res->task, sizeof res->task, "%s", job_task(j));
     snprintf(res->output_dir, sizeof res->output_dir, "%s", j->o->q.output_dir);
     rc = 0;
 done:
@@ -1008,6 +1124,7 @@ static void job_free(fjob *j)
     for (int m = 0; m < AC_TH_METHOD_COUNT; m++)
         ac_calib_table_destroy(&j->tables[m]);
     ac_metric_destroy(&j->metric);
+    ac_remote_destroy(&j->remote);
     ac_dataset_destroy(&j->calib);
     ac_dataset_destroy(&j->test);
     ac_graph_destroy(&j->g);
@@ -1024,6 +1141,40 @@ static void job_free(fjob *j)
     free(j->jscore);
     free(j->jfailed);
     free(j->base_names_buf);
+}
+
+static int start_remote(fjob *j, ac_err *err)
+{
+    const ac_quantize_options *q = &j->o->q;
+    if (q->test_image_source || q->test_lmdb_path || q->test_idx_images || q->test_yolo_labels)
+        return ac_err_set(err, AC_E_INVALID, "--test_source remote: the client streams the test data; drop the "
+                                             "--test_... data options");
+    ac_remote_options ro = {.endpoint = j->o->remote_listen,
+                            .curve_dir = j->o->remote_curve_dir,
+                            .curve_cert = j->o->remote_curve_cert,
+                            .model_name = q->model,
+                            .test_iterations = q->test_iterations,
+                            .log = q->quiet ? NULL : q->log ? q->log : stdout};
+    j->remote = ac_remote_new(&ro, j->g, j->input, err);
+    return j->remote ? 0 : -1;
+}
+
+/* After the artefacts: the client fetches the report (report.json's text). */
+static void serve_result(fjob *j)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/report.json", j->o->q.output_dir);
+    uint8_t *text = NULL;
+    size_t n = 0;
+    ac_err e = {0};
+    char *report = NULL;
+    if (!ac_file_read(path, &text, &n, &e) && (report = malloc(n + 1))) {
+        memcpy(report, text, n);
+        report[n] = '\0';
+    }
+    ac_remote_finish(j->remote, report ? report : "{}", j->o->remote_linger > 0 ? j->o->remote_linger : 30.0);
+    free(report);
+    free(text);
 }
 
 static int parse_base_names(fjob *j, ac_err *err)
@@ -1064,23 +1215,31 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     /* Job ids: unique per run, readable in broker status. */
     snprintf(j.job, sizeof j.job, "q-%d-%08x", (int)getpid(), (unsigned)(ac_job_now() * 1000.0));
     j.dopt = ac_runner_data_opts(j.g, j.input, q->preprocess, q->threads);
-    if (open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels, NULL,
-                  "calib", &j.calib, &j.calib_blob, err) ||
-        open_data(&j, q->test_image_source, q->test_lmdb_path, q->test_idx_images, q->test_idx_labels,
-                  q->test_yolo_labels, "test", &j.test, &j.test_blob, err) ||
-        make_metric(&j, err))
+    if (o->remote_listen && start_remote(&j, err))
         goto done;
-    j.n_test = ac_dataset_limit(ac_dataset_count(j.test), q->test_iterations, j.batch);
+    if (open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels, NULL,
+                  "calib", &j.calib, &j.calib_blob, err))
+        goto done;
+    /* Remote mode has no test data here; the calibration data stands in for
+     * the per-layer statistics of the report. */
+    if (j.remote ? open_data(&j, q->calib_image_source, q->calib_lmdb_path, q->calib_idx_images, q->calib_idx_labels,
+                             NULL, "calib", &j.test, &j.test_blob, err)
+                 : open_data(&j, q->test_image_source, q->test_lmdb_path, q->test_idx_images, q->test_idx_labels,
+                             q->test_yolo_labels, "test", &j.test, &j.test_blob, err))
+        goto done;
+    if (make_metric(&j, err))
+        goto done;
+    j.n_test = ac_dataset_limit(ac_dataset_count(j.test), j.remote ? q->calib_iterations : q->test_iterations, j.batch);
     j.n_subset = o->subset_samples > 0 ? o->subset_samples : 256;
     if (j.n_subset > j.n_test)
         j.n_subset = j.n_test;
     ac_job_say(&j.o->q, j.t0, "model: %s, %d nodes, batch %d; job %s; test %lld samples in %d shard(s)", q->model, j.g->nnodes,
         j.batch, j.job, (long long)j.n_test, shard_count(&j, j.n_test));
-    if (upload(&j, &j.model, err) || upload(&j, &j.calib_blob, err) || upload(&j, &j.test_blob, err))
+    if (upload(&j, &j.model, err) || upload(&j, &j.calib_blob, err) || (!j.remote && upload(&j, &j.test_blob, err)))
         goto done;
     if (parse_base_names(&j, err) || journal_open(&j, err) || calibrate(&j, err) || fp32_score(&j, err))
         goto done;
-    ac_job_say(&j.o->q, j.t0, "fp32 %s score %.4f; searching (%s mode) for the cheapest plan within %.4f", ac_metric_kind_name(j.mopt.kind),
+    ac_job_say(&j.o->q, j.t0, "fp32 %s score %.4f; searching (%s mode) for the cheapest plan within %.4f", job_task(&j),
         j.fp32_score, o->auto_calib ? "auto" : "fast", q->accept_int8_decay);
     j.search = calloc(1, sizeof *j.search);
     if (!j.search) {
@@ -1112,6 +1271,8 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     ac_farm_client_end_job(client, j.job, NULL);
     if (finish(&j, &so, res, err))
         goto done;
+    if (j.remote)
+        serve_result(&j);
     rc = 0;
 done:
     job_free(&j);

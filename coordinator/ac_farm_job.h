@@ -30,6 +30,12 @@ typedef struct {
     int subset_samples;         /* sensitivity subset: the first N test samples (0: min(test, 256)) */
     const char *data_path_hint; /* set data_path in tasks (workers sharing this file system read it directly) */
     bool local_data;            /* workers share this machine's file system (the embedded cluster) */
+    /* Remote test mode (docs/remote.md): a client streams the test data and
+     * reports each candidate's score; no test data here. */
+    const char *remote_listen;     /* the endpoint to listen on; NULL: built-in scores */
+    const char *remote_curve_dir;  /* CURVE: the admitted clients' public certificates */
+    const char *remote_curve_cert; /* CURVE: this server's certificate */
+    double remote_linger;          /* seconds to serve the result after the search (0: 30) */
 } ac_farm_job_options;
 
 void ac_farm_job_options_init(ac_farm_job_options *o);
