@@ -11,7 +11,10 @@
 #include "ac_plan.h"
 #include "ac_runner.h"
 
-#define PLAN_SLOTS 8
+/* Prepared executors hold every activation of a batch (hundreds of MB for an
+ * ImageNet net at batch 20), so few are kept: the fp32 reference, the
+ * candidate whose shards are running, and one more for interleaved shards. */
+#define PLAN_SLOTS 3
 
 /* A prepared candidate (or the fp32 model) of one loaded graph. */
 typedef struct {
