@@ -162,11 +162,17 @@ static int submit(ac_farm_client *c, const char *job, const ac_task *tasks, cons
     ac_task *batch = malloc(sizeof(ac_task) * (size_t)(n < (int)AC_MSG_SUBMIT_MAX ? (n ? n : 1) : (int)AC_MSG_SUBMIT_MAX));
     if (!batch)
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
-    for (int first = 0; first < n; first += (int)AC_MSG_SUBMIT_MAX) {
-        int k = n - first < (int)AC_MSG_SUBMIT_MAX ? n - first : (int)AC_MSG_SUBMIT_MAX;
-        for (int i = 0; i < k; i++) {
-            batch[i] = tasks[idx ? idx[first + i] : first + i];
-            batch[i].key.attempt = 0;
+    for (int first = 0, k; first < n; first += k) {
+        /* At most AC_MSG_SUBMIT_MAX tasks, and payloads that keep the frame
+         * well below AC_MSG_MAX_BYTES (run tasks carry samples). */
+        size_t bytes = 0;
+        for (k = 0; first + k < n && k < (int)AC_MSG_SUBMIT_MAX; k++) {
+            const ac_task *t = &tasks[idx ? idx[first + k] : first + k];
+            if (k > 0 && bytes + t->payload.len > AC_MSG_MAX_BYTES / 2)
+                break;
+            bytes += t->payload.len + 2048;
+            batch[k] = *t;
+            batch[k].key.attempt = 0;
         }
         ac_msg m;
         ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_SUBMIT);

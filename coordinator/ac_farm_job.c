@@ -686,29 +686,116 @@ static char *remote_strategy(const fjob *j, const ac_candidate *c, int64_t id, b
     return text;
 }
 
+typedef struct {
+    fjob *j;
+    uint32_t candidate;    /* task key of the candidate being served */
+    const uint8_t *eval;   /* its eval payload (ac_eval_payload) */
+    size_t eval_len;
+} remote_run_ctx;
+
+/* One client batch on the farm: split into run tasks of whole model batches
+ * (about one per worker, at most ~16 MB of samples each), run, and the
+ * outputs put back together in sample order. */
+static int remote_run(void *ctx, const uint8_t *in, int64_t n, float *const *outs, ac_err *err)
+{
+    remote_run_ctx *rr = ctx;
+    fjob *j = rr->j;
+    const ac_graph *g = j->g;
+    const ac_tensor *it = &g->tensors[g->inputs[j->input]];
+    size_t per = (size_t)(ac_tensor_numel(it) / j->batch) * sizeof(float);
+    int workers = j->o->workers > 0 ? j->o->workers : 1;
+    int64_t chunk = (n + workers - 1) / workers;
+    int64_t cap = (int64_t)((16u << 20) / per);
+    if (chunk > cap)
+        chunk = cap;
+    chunk = (chunk + j->batch - 1) / j->batch * j->batch; /* whole batches: no padding inside */
+    if (chunk < 1)
+        chunk = j->batch;
+    int ntasks = (int)((n + chunk - 1) / chunk);
+    ac_task *tasks = calloc((size_t)ntasks, sizeof *tasks);
+    uint8_t **payloads = calloc((size_t)ntasks, sizeof *payloads);
+    ac_farm_outcome *out = calloc((size_t)ntasks, sizeof *out);
+    blob none = {0}; /* the samples travel in the payload */
+    int rc = -1;
+    if (!tasks || !payloads || !out) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    j->round++;
+    for (int k = 0; k < ntasks; k++) {
+        int64_t b = (int64_t)k * chunk, m = n - b < chunk ? n - b : chunk;
+        ac_run_payload rp = {.eval = {rr->eval, rr->eval_len}, .ndim = it->ndim,
+                             .data = {in + (size_t)b * per, (size_t)m * per}};
+        memcpy(rp.shape, it->dims, sizeof(int64_t) * (size_t)it->ndim);
+        rp.shape[0] = m;
+        size_t plen;
+        if (ac_run_payload_encode(&rp, &payloads[k], &plen, err))
+            goto done;
+        tasks[k] = base_task(j, AC_TASK_RUN, &none, 0, m);
+        tasks[k].key.candidate = rr->candidate;
+        tasks[k].key.shard = (uint32_t)k;
+        tasks[k].payload = (ac_bytes){payloads[k], plen};
+    }
+    if (run_tasks(j, tasks, ntasks, out, err))
+        goto done;
+    for (int k = 0; k < ntasks; k++) {
+        int64_t b = (int64_t)k * chunk, m = tasks[k].end;
+        ac_run_output got[64];
+        int32_t ng = 0;
+        if (out[k].status != AC_RESULT_OK) {
+            ac_err_set(err, AC_E_IO, "run task %d of %d: %s", k + 1, ntasks, out[k].error);
+            goto done;
+        }
+        if (ac_run_outputs_decode(out[k].partial, out[k].partial_len, got, 64, &ng, err))
+            goto done;
+        if (ng != g->noutputs) {
+            ac_err_set(err, AC_E_IO, "run task %d: a worker returned %d outputs, the model has %d", k + 1, (int)ng,
+                       g->noutputs);
+            goto done;
+        }
+        for (int o = 0; o < g->noutputs; o++) {
+            size_t po = (size_t)(ac_tensor_numel(&g->tensors[g->outputs[o]]) / j->batch);
+            if (got[o].shape[0] != m || got[o].data.len != po * (size_t)m * sizeof(float)) {
+                ac_err_set(err, AC_E_IO, "run task %d: output %d does not have %lld rows of %zu values", k + 1, o,
+                           (long long)m, po);
+                goto done;
+            }
+            memcpy(outs[o] + (size_t)b * po, got[o].data.data, got[o].data.len);
+        }
+    }
+    rc = 0;
+done:
+    if (out)
+        ac_farm_outcome_free(out, ntasks);
+    free(out);
+    for (int k = 0; payloads && k < ntasks; k++)
+        free(payloads[k]);
+    free(payloads);
+    free(tasks);
+    return rc;
+}
+
 /* Offers one candidate (c NULL: the fp32 model) to the client and waits for
- * its score. The executor runs here, on this process's threads. */
+ * its score; the client's batches run on the farm's workers. */
 static int remote_score(fjob *j, const ac_candidate *c, bool subset, double *score, ac_err *err)
 {
     int64_t id = j->remote_served++;
     char *strategy = remote_strategy(j, c, id, subset);
-    ac_plan *plan = c ? candidate_plan(j, c, err) : NULL;
-    ac_qexec *q8 = plan ? ac_qexec_new(plan, err) : NULL;
-    ac_exec *f32 = c ? NULL : ac_exec_new(j->g, err);
+    remote_run_ctx rr = {.j = j, .candidate = j->next_cand++};
+    uint8_t *eval = NULL;
     int rc = -1;
     if (!strategy) {
         ac_err_set(err, AC_E_NOMEM, "out of memory");
-    } else if (q8 || f32) {
-        ac_runner_exec ex = q8 ? ac_runner_exec_int8(q8) : ac_runner_exec_fp32(f32);
+    } else if (!eval_payload(j, c, &eval, &rr.eval_len, err)) {
+        rr.eval = eval;
+        ac_remote_exec ex = {remote_run, &rr};
         ac_remote_candidate rc_ = {id, c ? c->name : "fp32", c ? "int8" : "fp32", strategy};
         int64_t deadline = 0;
         if (j->o->max_search_seconds > 0)
             deadline = zclock_mono() + (int64_t)((j->o->max_search_seconds - (ac_job_now() - j->t0)) * 1000.0);
         rc = ac_remote_serve(j->remote, &rc_, &ex, deadline, score, err);
     }
-    ac_qexec_destroy(&q8);
-    ac_exec_destroy(&f32);
-    ac_plan_destroy(&plan);
+    free(eval);
     free(strategy);
     return rc;
 }

@@ -20,7 +20,6 @@ struct ac_remote {
     FILE *log;
     int64_t bad_requests;
     int64_t last_scored;    /* the candidate whose SCORE was last acknowledged (-1: none) */
-    float *in;              /* one model batch */
     float *out;             /* a RUN's outputs, all of them back to back */
     size_t out_cap;
 };
@@ -89,6 +88,10 @@ ac_remote *ac_remote_new(const ac_remote_options *o, const ac_graph *g, int inpu
         ac_err_set(err, AC_E_UNSUPPORTED, "remote: input '%s' needs a float32 tensor with a batch dim", in->name);
         return NULL;
     }
+    if (g->noutputs < 1 || g->noutputs > 64) {
+        ac_err_set(err, AC_E_UNSUPPORTED, "remote: the model has %d outputs; 1..64 are supported", g->noutputs);
+        return NULL;
+    }
     ac_remote *r = calloc(1, sizeof *r);
     if (!r) {
         ac_err_set(err, AC_E_NOMEM, "out of memory");
@@ -103,9 +106,8 @@ ac_remote *ac_remote_new(const ac_remote_options *o, const ac_graph *g, int inpu
     r->last_scored = -1;
     snprintf(r->model, sizeof r->model, "%s", o->model_name ? o->model_name : "");
     random_session(r->session);
-    r->in = malloc(sizeof(float) * r->in_per * (size_t)r->batch);
     r->router = zsock_new(ZMQ_ROUTER);
-    if (!r->in || !r->router) {
+    if (!r->router) {
         ac_remote_destroy(&r);
         ac_err_set(err, AC_E_NOMEM, "remote: out of memory");
         return NULL;
@@ -135,7 +137,6 @@ void ac_remote_destroy(ac_remote **p)
     ac_remote *r = *p;
     zsock_destroy(&r->router);
     zactor_destroy(&r->auth);
-    free(r->in);
     free(r->out);
     free(r);
     *p = NULL;
@@ -224,9 +225,8 @@ static bool batch_fits(const ac_remote *r, const ac_rm_request *q, const char **
     return true;
 }
 
-/* Runs the client's samples through exec in model batches (the last one
- * padded by repeating its last sample; padding dropped) and answers OUTPUTS. */
-static void run_batch(ac_remote *r, zframe_t *who, const ac_rm_request *q, const ac_runner_exec *exec)
+/* Runs the client's samples through exec and answers OUTPUTS. */
+static void run_batch(ac_remote *r, zframe_t *who, const ac_rm_request *q, const ac_remote_exec *exec)
 {
     const char *code;
     char msg[512];
@@ -248,33 +248,20 @@ static void run_batch(ac_remote *r, zframe_t *who, const ac_rm_request *q, const
         r->out = p;
         r->out_cap = total;
     }
-    const float *src = (const float *)q->data; /* the frame is malloc'ed: aligned for floats */
+    float *dst[64];
+    int nout = g->noutputs < 64 ? g->noutputs : 64;
+    size_t at = 0;
+    for (int o = 0; o < nout; o++) {
+        dst[o] = r->out + at;
+        at += (size_t)per_sample(&g->tensors[g->outputs[o]], r->batch) * (size_t)N;
+    }
     ac_err e = {0};
-    for (int64_t s = 0; s < N; s += r->batch) {
-        int64_t n = N - s < r->batch ? N - s : r->batch;
-        memcpy(r->in, src + (size_t)s * r->in_per, sizeof(float) * r->in_per * (size_t)n);
-        for (int64_t k = n; k < r->batch; k++)
-            memcpy(r->in + (size_t)k * r->in_per, src + (size_t)(s + n - 1) * r->in_per, sizeof(float) * r->in_per);
-        const void *ins[1] = {r->in};
-        if (exec->run(exec->ctx, ins, &e)) {
-            reply_error(r, who, q->seq, "run_failed", e.msg);
-            return;
-        }
-        size_t off = 0;
-        for (int o = 0; o < g->noutputs; o++) {
-            size_t per = (size_t)per_sample(&g->tensors[g->outputs[o]], r->batch);
-            const float *v = exec->output(exec->ctx, g->outputs[o]);
-            if (!v) {
-                reply_error(r, who, q->seq, "run_failed", "an output has no value after the run");
-                return;
-            }
-            memcpy(r->out + off + (size_t)s * per, v, sizeof(float) * per * (size_t)n);
-            off += per * (size_t)N;
-        }
+    if (exec->run(exec->ctx, q->data, N, dst, &e)) {
+        reply_error(r, who, q->seq, "run_failed", e.msg);
+        return;
     }
     ac_rm_output outs[64];
     int64_t shapes[64][AC_MAX_DIMS];
-    int nout = g->noutputs < 64 ? g->noutputs : 64;
     size_t off = 0;
     for (int o = 0; o < nout; o++) {
         const ac_tensor *t = &g->tensors[g->outputs[o]];
@@ -291,7 +278,7 @@ static void run_batch(ac_remote *r, zframe_t *who, const ac_rm_request *q, const
 
 typedef struct {
     const ac_remote_candidate *cand; /* being served, or NULL */
-    const ac_runner_exec *exec;
+    const ac_remote_exec *exec;
     const char *wait_reason;         /* answer to NEXT/RESULT without a candidate */
     const char *report;              /* after the search */
     bool scored, fetched;
@@ -389,7 +376,7 @@ static void serve_one(ac_remote *r, int ms, serve_state *st)
     zmsg_destroy(&m);
 }
 
-int ac_remote_serve(ac_remote *r, const ac_remote_candidate *c, const ac_runner_exec *exec, int64_t deadline_ms,
+int ac_remote_serve(ac_remote *r, const ac_remote_candidate *c, const ac_remote_exec *exec, int64_t deadline_ms,
                     double *score, ac_err *err)
 {
     serve_state st = {.cand = c, .exec = exec, .wait_reason = "between candidates"};

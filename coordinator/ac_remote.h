@@ -1,8 +1,9 @@
 /* ac_remote: the server side of remote test mode (docs/remote.md). The search
  * runs in the coordinator as usual; for each candidate the job calls
  * ac_remote_serve, which offers the candidate to the user's Python client,
- * runs the client's batches on the candidate's executor, and returns the
- * score the client reports. Between candidates and while the server is busy
+ * runs the client's batches through the job's executor callback (the farm
+ * job sends them to workers as run tasks), and returns the score the client
+ * reports. Between candidates and while the server is busy
  * (calibrating, writing artefacts) requests are answered with WAIT, and after
  * the search with FINISHED and the report.
  *
@@ -17,7 +18,6 @@
 
 #include "ac_err.h"
 #include "ac_graph.h"
-#include "ac_runner.h"
 
 typedef struct {
     const char *endpoint;   /* where the server listens: tcp://HOST:PORT or ipc://PATH */
@@ -42,10 +42,18 @@ typedef struct {
     const char *strategy_json; /* a JSON object describing the candidate */
 } ac_remote_candidate;
 
+/* Runs n samples of the candidate: in holds n x the input's sample as
+ * float32 bytes (not necessarily aligned); outs[o] gets graph output o's n
+ * rows (n x prod(dims[1:]) floats). */
+typedef struct {
+    int (*run)(void *ctx, const uint8_t *in, int64_t n, float *const *outs, ac_err *err);
+    void *ctx;
+} ac_remote_exec;
+
 /* Serves c until the client reports its score (*score). deadline: a
  * zclock_mono() time in ms after which it gives up (0: none), returning
  * non-zero with a message. */
-int ac_remote_serve(ac_remote *r, const ac_remote_candidate *c, const ac_runner_exec *exec, int64_t deadline_ms,
+int ac_remote_serve(ac_remote *r, const ac_remote_candidate *c, const ac_remote_exec *exec, int64_t deadline_ms,
                     double *score, ac_err *err);
 
 /* Answers whatever arrives within ms with WAIT (reason), so a client polling

@@ -32,7 +32,8 @@ typedef struct {
 typedef enum {
     AC_TASK_CALIB = 1,  /* calibration pass over a shard -> encoded collector partial */
     AC_TASK_EVAL = 2,   /* run a candidate (or fp32) over a shard -> encoded metric partial */
-    AC_TASK_NOOP = 3    /* benchmarks and tests: returns an empty result at once */
+    AC_TASK_NOOP = 3,   /* benchmarks and tests: returns an empty result at once */
+    AC_TASK_RUN = 4     /* remote test mode: run a candidate on the samples in the payload -> their outputs */
 } ac_task_kind;
 
 /* A byte string inside a message (points into the decoded frame or the caller's buffer). */

@@ -113,8 +113,8 @@ static int check_task(const ac_task *t, const char *job, const char *what, ac_er
     int rc = check_key(&t->key, job, what, err);
     if (rc)
         return rc;
-    if (t->kind < AC_TASK_CALIB || t->kind > AC_TASK_NOOP)
-        return ac_err_set(err, AC_E_INVALID, "%s: field 'kind' must be 1..3, got %d", what,
+    if (t->kind < AC_TASK_CALIB || t->kind > AC_TASK_RUN)
+        return ac_err_set(err, AC_E_INVALID, "%s: field 'kind' must be 1..4, got %d", what,
                           (int)t->kind);
     if (!str_fits(t->data_path, sizeof t->data_path) ||
         !str_fits(t->input_shapes, sizeof t->input_shapes) ||

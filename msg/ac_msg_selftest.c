@@ -522,8 +522,8 @@ static void test_malformed(void)
     }
     /* TASK */
     raw_init(&r, "ACPW", 1, AC_MSG_TASK);
-    pack_task_fields(&r.pk, "j", 4, 32, 0, 1);
-    REJECT(&r, AC_DIR_FROM_BROKER, "field 'kind' must be 1..3, got 4");
+    pack_task_fields(&r.pk, "j", 5, 32, 0, 1);
+    REJECT(&r, AC_DIR_FROM_BROKER, "field 'kind' must be 1..4, got 5");
     raw_init(&r, "ACPW", 1, AC_MSG_TASK);
     pack_task_fields(&r.pk, "j", 1, 16, 0, 1);
     REJECT(&r, AC_DIR_FROM_BROKER, "field 'model_hash' must be a 32-byte binary");

@@ -21,6 +21,10 @@
 
 #define EVAL_MAGIC "ac-eval-payload"
 #define CALIB_MAGIC "ac-calib-payload"
+#define RUN_MAGIC "ac-run-payload"
+#define RUN_FIELDS 5
+#define OUTPUTS_MAGIC "ac-run-outputs"
+#define OUTPUTS_FIELDS 3
 #define PAYLOAD_VERSION 1
 #define EVAL_FIELDS 14
 #define CALIB_FIELDS 3
@@ -352,4 +356,115 @@ uint64_t ac_eval_payload_id(const uint8_t *buf, size_t len)
     free(canon);
     ac_payload_storage_free(&st);
     return id;
+}
+
+/* ---- run tasks (remote test mode) ------------------------------------------------ */
+
+static int pack_dims(msgpack_packer *pk, int32_t ndim, const int64_t *shape)
+{
+    int rc = msgpack_pack_array(pk, (size_t)ndim);
+    for (int32_t d = 0; !rc && d < ndim; d++)
+        rc = msgpack_pack_int64(pk, shape[d]);
+    return rc;
+}
+
+/* A shape of 1..AC_RUN_MAX_DIMS dims, each 1..2^31; *count gets their product. */
+static int read_dims(ac_mpack_reader *r, int32_t *ndim, int64_t *shape, size_t *count, const char *what,
+                     ac_err *err)
+{
+    uint32_t nd;
+    if (!ac_mpack_read_array(r, &nd) || nd < 1 || nd > AC_RUN_MAX_DIMS)
+        return ac_err_set(err, AC_E_INVALID, "%s: field 'shape' must be 1..%d dims", what, AC_RUN_MAX_DIMS);
+    *ndim = (int32_t)nd;
+    size_t n = 1;
+    for (uint32_t d = 0; d < nd; d++) {
+        int64_t v;
+        if (!ac_mpack_read_int(r, &v) || v < 1 || v > ((int64_t)1 << 31))
+            return ac_err_set(err, AC_E_INVALID, "%s: shape[%u] must be 1..2^31", what, d);
+        shape[d] = v;
+        if (n > SIZE_MAX / 8 / (size_t)v)
+            return ac_err_set(err, AC_E_INVALID, "%s: the shape's element count overflows", what);
+        n *= (size_t)v;
+    }
+    *count = n;
+    return 0;
+}
+
+int ac_run_payload_encode(const ac_run_payload *p, uint8_t **buf, size_t *len, ac_err *err)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array(&pk, RUN_FIELDS) || pack_str(&pk, RUN_MAGIC) ||
+             msgpack_pack_uint64(&pk, PAYLOAD_VERSION) || msgpack_pack_bin(&pk, p->eval.len) ||
+             msgpack_pack_bin_body(&pk, p->eval.data, p->eval.len) || pack_dims(&pk, p->ndim, p->shape) ||
+             msgpack_pack_bin(&pk, p->data.len) || msgpack_pack_bin_body(&pk, p->data.data, p->data.len);
+    return finish(&sb, rc, buf, len, "run payload", err);
+}
+
+int ac_run_payload_decode(const uint8_t *buf, size_t len, ac_run_payload *out, ac_err *err)
+{
+    static const char *what = "run payload";
+    memset(out, 0, sizeof *out);
+    ac_mpack_reader r;
+    ac_mpack_reader_init(&r, buf, len);
+    if (read_header(&r, RUN_MAGIC, RUN_FIELDS, what, err))
+        return err ? err->code : AC_E_INVALID;
+    size_t count;
+    if (!ac_mpack_read_bin(&r, &out->eval.data, &out->eval.len))
+        return bad(err, what, "eval");
+    if (read_dims(&r, &out->ndim, out->shape, &count, what, err))
+        return AC_E_INVALID;
+    if (!ac_mpack_read_bin(&r, &out->data.data, &out->data.len))
+        return bad(err, what, "data");
+    if (out->data.len != count * sizeof(float))
+        return ac_err_set(err, AC_E_INVALID, "%s: %zu data bytes for a shape of %zu float32 values", what,
+                          out->data.len, count);
+    if (r.left)
+        return ac_err_set(err, AC_E_INVALID, "%s: %zu trailing bytes after the last field", what, r.left);
+    return 0;
+}
+
+int ac_run_outputs_encode(const ac_run_output *outs, int32_t n, uint8_t **buf, size_t *len, ac_err *err)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array(&pk, OUTPUTS_FIELDS) || pack_str(&pk, OUTPUTS_MAGIC) ||
+             msgpack_pack_uint64(&pk, PAYLOAD_VERSION) || msgpack_pack_array(&pk, (size_t)n);
+    for (int32_t i = 0; !rc && i < n; i++)
+        rc = msgpack_pack_array(&pk, 2) || pack_dims(&pk, outs[i].ndim, outs[i].shape) ||
+             msgpack_pack_bin(&pk, outs[i].data.len) ||
+             msgpack_pack_bin_body(&pk, outs[i].data.data, outs[i].data.len);
+    return finish(&sb, rc, buf, len, "run outputs", err);
+}
+
+int ac_run_outputs_decode(const uint8_t *buf, size_t len, ac_run_output *outs, int32_t cap, int32_t *n,
+                          ac_err *err)
+{
+    static const char *what = "run outputs";
+    ac_mpack_reader r;
+    ac_mpack_reader_init(&r, buf, len);
+    uint32_t count;
+    if (read_header(&r, OUTPUTS_MAGIC, OUTPUTS_FIELDS, what, err))
+        return err ? err->code : AC_E_INVALID;
+    if (!ac_mpack_read_array(&r, &count) || count > (uint32_t)cap)
+        return ac_err_set(err, AC_E_INVALID, "%s: field 'outputs' must be an array of at most %d", what, (int)cap);
+    for (uint32_t i = 0; i < count; i++) {
+        ac_run_output *o = &outs[i];
+        uint32_t two;
+        size_t elems;
+        if (!ac_mpack_read_array(&r, &two) || two != 2)
+            return ac_err_set(err, AC_E_INVALID, "%s: output %u must be [shape, data]", what, i);
+        if (read_dims(&r, &o->ndim, o->shape, &elems, what, err))
+            return AC_E_INVALID;
+        if (!ac_mpack_read_bin(&r, &o->data.data, &o->data.len) || o->data.len != elems * sizeof(float))
+            return ac_err_set(err, AC_E_INVALID, "%s: output %u: data must be %zu float32 values", what, i, elems);
+    }
+    if (r.left)
+        return ac_err_set(err, AC_E_INVALID, "%s: %zu trailing bytes after the last field", what, r.left);
+    *n = (int32_t)count;
+    return 0;
 }

@@ -42,6 +42,32 @@ typedef struct {
     ac_bytes collector_template;  /* quant/ac_calibrate.h: ac_calib_collector_encode_template */
 } ac_calib_payload;
 
+/* A run task (remote test mode): the candidate's eval payload (its metric
+ * fields unused) and samples carried inline, float32, the model input's
+ * sample shape; the worker returns every graph output for those samples. */
+#define AC_RUN_MAX_DIMS 8
+typedef struct {
+    ac_bytes eval;                 /* an encoded ac_eval_payload */
+    int32_t ndim;
+    int64_t shape[AC_RUN_MAX_DIMS]; /* [n, sample dims...] */
+    ac_bytes data;                 /* n * prod(sample dims) float32, little-endian */
+} ac_run_payload;
+
+/* A run task's result: the graph outputs in graph order, [n, ...] float32 each. */
+typedef struct {
+    int32_t ndim;
+    int64_t shape[AC_RUN_MAX_DIMS];
+    ac_bytes data;
+} ac_run_output;
+
+/* *buf malloc'ed (free it). */
+int ac_run_payload_encode(const ac_run_payload *p, uint8_t **buf, size_t *len, ac_err *err);
+int ac_run_outputs_encode(const ac_run_output *outs, int32_t n, uint8_t **buf, size_t *len, ac_err *err);
+/* Views into buf; outputs: up to cap entries, *n set (more than cap is an error). */
+int ac_run_payload_decode(const uint8_t *buf, size_t len, ac_run_payload *out, ac_err *err);
+int ac_run_outputs_decode(const uint8_t *buf, size_t len, ac_run_output *outs, int32_t cap, int32_t *n,
+                          ac_err *err);
+
 /* *buf malloc'ed (free it). */
 int ac_eval_payload_encode(const ac_eval_payload *p, uint8_t **buf, size_t *len, ac_err *err);
 int ac_calib_payload_encode(const ac_calib_payload *p, uint8_t **buf, size_t *len, ac_err *err);

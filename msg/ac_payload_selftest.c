@@ -276,6 +276,46 @@ static void test_calib(void)
     free(buf);
 }
 
+/* Run payloads and outputs: round trips, views, every truncation refused,
+ * a data length that does not match the shape refused. */
+static void test_run(void)
+{
+    uint8_t *ev;
+    size_t evn;
+    ac_err err = {0};
+    ac_eval_payload p = sample_eval();
+    CHECK(ac_eval_payload_encode(&p, &ev, &evn, &err) == 0);
+    float x[2 * 3] = {1, -2, 3.5f, 0, 1e-7f, -0.25f};
+    ac_run_payload rp = {{ev, evn}, 2, {2, 3}, {(const uint8_t *)x, sizeof x}};
+    uint8_t *buf;
+    size_t len;
+    CHECK(ac_run_payload_encode(&rp, &buf, &len, &err) == 0);
+    ac_run_payload d;
+    CHECK(ac_run_payload_decode(buf, len, &d, &err) == 0);
+    CHECK(d.ndim == 2 && d.shape[0] == 2 && d.shape[1] == 3 && d.data.len == sizeof x &&
+          !memcmp(d.data.data, x, sizeof x) && d.eval.len == evn && !memcmp(d.eval.data, ev, evn));
+    for (size_t n = 0; n < len; n++) {
+        ac_err e2 = {0};
+        CHECK(ac_run_payload_decode(buf, n, &d, &e2) != 0 && e2.msg[0]);
+    }
+    free(buf);
+    rp.shape[1] = 4; /* 8 values claimed, 6 given */
+    CHECK(ac_run_payload_encode(&rp, &buf, &len, &err) == 0);
+    ac_err e3 = {0};
+    CHECK(ac_run_payload_decode(buf, len, &d, &e3) != 0 && strstr(e3.msg, "data bytes"));
+    free(buf);
+    ac_run_output outs[2] = {{2, {2, 3}, {(const uint8_t *)x, sizeof x}}, {1, {6}, {(const uint8_t *)x, sizeof x}}};
+    CHECK(ac_run_outputs_encode(outs, 2, &buf, &len, &err) == 0);
+    ac_run_output got[2];
+    int32_t k = 0;
+    CHECK(ac_run_outputs_decode(buf, len, got, 2, &k, &err) == 0 && k == 2 && got[1].ndim == 1 &&
+          got[1].shape[0] == 6 && !memcmp(got[0].data.data, x, sizeof x));
+    ac_err e4 = {0};
+    CHECK(ac_run_outputs_decode(buf, len, got, 1, &k, &e4) != 0 && e4.msg[0]); /* more than cap */
+    free(buf);
+    free(ev);
+}
+
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t next_rand(void)
 {
@@ -365,6 +405,20 @@ static int write_seeds(const char *dir)
     if (ac_calib_payload_encode(&c, &buf, &len, &err) || write_file(dir, "calib", 1, buf, len))
         return 1;
     free(buf);
+    uint8_t *ev;
+    size_t evn;
+    if (ac_eval_payload_encode(&p, &ev, &evn, &err))
+        return 1;
+    float x[4] = {1, 2, 3, 4};
+    ac_run_payload rp = {{ev, evn}, 2, {2, 2}, {(const uint8_t *)x, sizeof x}};
+    if (ac_run_payload_encode(&rp, &buf, &len, &err) || write_file(dir, "run", 2, buf, len))
+        return 1;
+    free(buf);
+    free(ev);
+    ac_run_output o = {2, {2, 2}, {(const uint8_t *)x, sizeof x}};
+    if (ac_run_outputs_encode(&o, 1, &buf, &len, &err) || write_file(dir, "run_outputs", 3, buf, len))
+        return 1;
+    free(buf);
     return 0;
 }
 
@@ -376,6 +430,7 @@ int main(int argc, char **argv)
     test_id_canonical();
     test_invalid_values();
     test_calib();
+    test_run();
     test_garbage();
     if (failures) {
         fprintf(stderr, "payload_selftest: %d checks failed\n", failures);

@@ -224,7 +224,8 @@ typedef struct {
     ac_dataset *ds;
 } task_data;
 
-/* Model and dataset of the task; AC_CACHE_MISSING names the blob to fetch. */
+/* Model and dataset of the task (a run task has no dataset); AC_CACHE_MISSING
+ * names the blob to fetch. */
 static int resolve(ac_worker_eval *w, const ac_task *t, task_data *d, uint8_t missing[32], ac_err *err)
 {
     int rc = ac_worker_cache_graph(w->cache, t->model_hash, t->input_shapes, &d->g, &d->graph_id, err);
@@ -241,6 +242,8 @@ static int resolve(ac_worker_eval *w, const ac_task *t, task_data *d, uint8_t mi
     if (t->batch > 0 && t->batch != in->dims[0])
         return ac_err_set(err, AC_E_INVALID, "task batch %d: the model input '%s' (input_shapes '%s') has batch %lld",
                           t->batch, in->name, t->input_shapes, (long long)in->dims[0]);
+    if (t->kind == AC_TASK_RUN)
+        return 0;
     ac_dataset_opts o = ac_runner_data_opts(d->g, 0, t->preprocess[0] ? t->preprocess : NULL, w->threads);
     rc = ac_worker_cache_dataset(w->cache, t->data_hash, t->data_path, &o, &d->ds, err);
     if (rc == AC_CACHE_MISSING)
@@ -340,6 +343,92 @@ done:
     return rc;
 }
 
+/* A run task: the samples in the payload through the candidate (or the fp32
+ * model) in model batches, the last one padded by repeating its last sample;
+ * the result holds every graph output for the real samples. */
+static int run_inline(ac_worker_eval *w, const ac_task *t, const task_data *d, batch_ctx *bc, uint8_t **partial,
+                      size_t *plen, ac_err *err)
+{
+    ac_run_payload rp;
+    ac_eval_payload p;
+    ac_payload_storage st = {0};
+    if (ac_run_payload_decode(t->payload.data, t->payload.len, &rp, err) ||
+        ac_eval_payload_decode(rp.eval.data, rp.eval.len, &p, &st, err))
+        return -1;
+    const ac_graph *g = d->g;
+    const ac_tensor *in = &g->tensors[g->inputs[0]];
+    int batch = (int)in->dims[0];
+    size_t per = (size_t)(ac_tensor_numel(in) / batch);
+    int64_t n = rp.shape[0];
+    int rc = -1;
+    float *x = NULL, *out = NULL;
+    ac_run_output *outs = NULL;
+    bool fits = rp.ndim == in->ndim;
+    for (int k = 1; fits && k < in->ndim; k++)
+        fits = rp.shape[k] == in->dims[k];
+    if (!fits) {
+        ac_err_set(err, AC_E_INVALID, "run payload: samples of %d dims do not fit the input '%s'", (int)rp.ndim,
+                   in->name);
+        goto done;
+    }
+    plan_slot *s = p.fp32_reference ? fp32_model(w, g, d->graph_id, err)
+                                    : candidate(w, g, d->graph_id, &p, ac_eval_payload_id(rp.eval.data, rp.eval.len),
+                                                err);
+    if (!s)
+        goto done;
+    ac_runner_exec ex = ac_backend_exec(&s->pair);
+    size_t total = 0;
+    for (int o = 0; o < g->noutputs; o++)
+        total += (size_t)(ac_tensor_numel(&g->tensors[g->outputs[o]]) / batch) * (size_t)n;
+    x = malloc(sizeof(float) * per * (size_t)batch);
+    out = malloc(sizeof(float) * (total ? total : 1));
+    outs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *outs);
+    if (!x || !out || !outs) {
+        ac_err_set(err, AC_E_NOMEM, "out of memory for a run task of %lld samples", (long long)n);
+        goto done;
+    }
+    const uint8_t *src = rp.data.data; /* a view into the frame: copied, since it need not be float-aligned */
+    for (int64_t b = 0; b < n; b += batch) {
+        int64_t m = n - b < batch ? n - b : batch;
+        memcpy(x, src + (size_t)b * per * sizeof(float), sizeof(float) * per * (size_t)m);
+        for (int64_t k = m; k < batch; k++)
+            memcpy(x + (size_t)k * per, x + (size_t)(m - 1) * per, sizeof(float) * per);
+        const void *ins[1] = {x};
+        if (ex.run(ex.ctx, ins, err))
+            goto done;
+        size_t off = 0;
+        for (int o = 0; o < g->noutputs; o++) {
+            size_t po = (size_t)(ac_tensor_numel(&g->tensors[g->outputs[o]]) / batch);
+            const float *v = ex.output(ex.ctx, g->outputs[o]);
+            if (!v) {
+                ac_err_set(err, AC_E_INTERNAL, "output %d has no value after the run", o);
+                goto done;
+            }
+            memcpy(out + off + (size_t)b * po, v, sizeof(float) * po * (size_t)m);
+            off += po * (size_t)n;
+        }
+        if (after_batch(bc, t->begin + b, (int)m, err)) /* progress, and a cancel stops here */
+            goto done;
+    }
+    size_t off = 0;
+    for (int o = 0; o < g->noutputs; o++) {
+        const ac_tensor *ot = &g->tensors[g->outputs[o]];
+        size_t po = (size_t)(ac_tensor_numel(ot) / batch);
+        outs[o].ndim = ot->ndim < AC_RUN_MAX_DIMS ? ot->ndim : AC_RUN_MAX_DIMS;
+        memcpy(outs[o].shape, ot->dims, sizeof(int64_t) * (size_t)outs[o].ndim);
+        outs[o].shape[0] = n;
+        outs[o].data = (ac_bytes){(const uint8_t *)(out + off), sizeof(float) * po * (size_t)n};
+        off += po * (size_t)n;
+    }
+    rc = ac_run_outputs_encode(outs, g->noutputs, partial, plen, err);
+done:
+    free(x);
+    free(out);
+    free(outs);
+    ac_payload_storage_free(&st);
+    return rc;
+}
+
 int ac_worker_eval_run(ac_worker_eval *w, const ac_task *task, const ac_worker_hooks *hooks, ac_result *res,
                        uint8_t **partial, uint8_t missing[AC_HASH_BYTES])
 {
@@ -354,8 +443,9 @@ int ac_worker_eval_run(ac_worker_eval *w, const ac_task *task, const ac_worker_h
     ac_runner *r = NULL;
     if (task->kind == AC_TASK_NOOP)
         goto done;
-    if (task->kind != AC_TASK_CALIB && task->kind != AC_TASK_EVAL) {
-        rc = ac_err_set(&err, AC_E_INVALID, "task kind %d: not calib (1), eval (2) or noop (3)", (int)task->kind);
+    if (task->kind < AC_TASK_CALIB || task->kind > AC_TASK_RUN) {
+        rc = ac_err_set(&err, AC_E_INVALID, "task kind %d: not calib (1), eval (2), noop (3) or run (4)",
+                        (int)task->kind);
         goto done;
     }
     task_data d = {0};
@@ -364,6 +454,10 @@ int ac_worker_eval_run(ac_worker_eval *w, const ac_task *task, const ac_worker_h
         return AC_CACHE_MISSING;
     if (rc)
         goto done;
+    if (task->kind == AC_TASK_RUN) {
+        rc = run_inline(w, task, &d, &bc, partial, &plen, &err);
+        goto done;
+    }
     r = ac_runner_new(d.g, 0, d.ds, &err);
     if (!r) {
         rc = -1;

@@ -9,6 +9,9 @@
  *     the shard by the backend (runner/ac_runner.h: exactly the loop of
  *     `autocalib quantize`), the encoded metric partial.
  *   AC_TASK_NOOP: an empty OK result.
+ *   AC_TASK_RUN: the samples carried in the payload (remote test mode) run
+ *     through the candidate or the fp32 model in model batches; the encoded
+ *     graph outputs (msg/ac_payload.h ac_run_outputs). No dataset.
  * Every failure of the task's input (payload, names, shapes, ranges) becomes a
  * result with status ERROR and a message; only a missing blob is returned to
  * the caller, which fetches it and runs the task again. */

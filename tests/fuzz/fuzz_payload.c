@@ -2,6 +2,7 @@
  * decoder (even: eval, odd: calib), the rest is the payload. A decoder must fail
  * with a status and a message, or succeed with a payload that encodes and
  * decodes again to the same encoding (and the same candidate id). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,13 +63,47 @@ static void fuzz_calib(const uint8_t *b, size_t n)
     free(enc);
 }
 
+/* Run payloads and run outputs (byte 0 = 2, 3): views inside the input, and
+ * what decodes re-encodes to the same bytes. */
+static void fuzz_run(const uint8_t *b, size_t n, bool outputs)
+{
+    ac_err err;
+    ac_err_clear(&err);
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    if (!outputs) {
+        ac_run_payload p;
+        if (ac_run_payload_decode(b, n, &p, &err) != AC_OK) {
+            if (err.code == AC_OK || !err.msg[0])
+                abort();
+            return;
+        }
+        if (p.data.data < b || p.data.data + p.data.len > b + n || p.eval.data < b || p.eval.data + p.eval.len > b + n)
+            abort();
+        if (ac_run_payload_encode(&p, &enc, &len, &err) != AC_OK || len != n || memcmp(enc, b, n))
+            abort(); /* the encoding is canonical */
+    } else {
+        ac_run_output o[4];
+        int32_t k;
+        if (ac_run_outputs_decode(b, n, o, 4, &k, &err) != AC_OK) {
+            if (err.code == AC_OK || !err.msg[0])
+                abort();
+            return;
+        }
+        if (ac_run_outputs_encode(o, k, &enc, &len, &err) != AC_OK || len != n || memcmp(enc, b, n))
+            abort();
+    }
+    free(enc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    if (data[0] & 1)
-        fuzz_calib(data + 1, size - 1);
-    else
-        fuzz_eval(data + 1, size - 1);
+    switch (data[0] & 3) { /* seeds: 0 eval, 1 calib, 2 run payload, 3 run outputs */
+    case 0: fuzz_eval(data + 1, size - 1); break;
+    case 1: fuzz_calib(data + 1, size - 1); break;
+    default: fuzz_run(data + 1, size - 1, (data[0] & 3) == 3); break;
+    }
     return 0;
 }
