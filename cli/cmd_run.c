@@ -73,7 +73,9 @@ static int runner_open(runner *r, const run_options *o, const char *shapes, ac_e
             ac_int8_model_set_input_shapes(r->int8, shapes, err))
             return ac_err_prefix(err, "%s: ", o->model);
         r->g = ac_int8_model_graph(r->int8);
-        r->q = ac_qexec_new(ac_int8_model_plan(r->int8), err);
+        /* --dump_tensors reads every tensor; otherwise activations share memory */
+        r->q = o->dump_dir ? ac_qexec_new(ac_int8_model_plan(r->int8), err)
+                           : ac_qexec_new_shared(ac_int8_model_plan(r->int8), err);
         if (!r->q)
             return -1;
         ac_qexec_set_threads(r->q, o->threads);
@@ -84,7 +86,7 @@ static int runner_open(runner *r, const run_options *o, const char *shapes, ac_e
     if (!r->fp32_graph)
         return -1;
     r->g = r->fp32_graph;
-    r->e = ac_exec_new(r->g, err);
+    r->e = o->dump_dir ? ac_exec_new(r->g, err) : ac_exec_new_shared(r->g, err);
     if (!r->e)
         return -1;
     ac_exec_set_threads(r->e, o->threads);

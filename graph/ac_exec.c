@@ -1,14 +1,18 @@
 #include "ac_exec.h"
 
 #include <omp.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_mem_plan.h"
 #include "ac_ops.h"
 
 struct ac_exec {
     const ac_graph *g;
-    void **buf;          /* per tensor: owned buffer for activations, NULL for constants */
+    void **buf;          /* per tensor: its activation buffer, NULL for constants */
+    void *arena;         /* shared mode: every buffer points into it (not owned per tensor) */
+    size_t act_bytes;    /* bytes of activation buffers */
     const void **in_ptr; /* scratch pointer arrays, sized for the widest node */
     void **out_ptr;
     int max_io;
@@ -49,7 +53,44 @@ static int ensure_scratch(ac_exec *e, int nth, ac_err *err)
     return 0;
 }
 
-ac_exec *ac_exec_new(const ac_graph *g, ac_err *err)
+/* Shared mode: every activation tensor (node outputs and graph inputs) gets
+ * its place in one arena from the memory plan. */
+static int plan_arena(ac_exec *e)
+{
+    const ac_graph *g = e->g;
+    int nt = g->ntensors;
+    int *first = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    int *last = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    int *tensor = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    ac_mem_block *b = malloc(sizeof *b * (size_t)(nt ? nt : 1));
+    int rc = -1, n = 0;
+    if (!first || !last || !tensor || !b)
+        goto done;
+    ac_mem_lifetimes(g, first, last);
+    for (int t = 0; t < nt; t++) {
+        const ac_tensor *ts = &g->tensors[t];
+        if (ac_tensor_is_const(ts) || (ts->producer < 0 && !ts->is_input))
+            continue;
+        tensor[n] = t;
+        b[n++] = (ac_mem_block){.bytes = ac_tensor_bytes(ts), .first = first[t], .last = last[t]};
+    }
+    e->act_bytes = ac_mem_plan(b, n);
+    if (posix_memalign(&e->arena, AC_MEM_ALIGN, e->act_bytes ? e->act_bytes : 1) != 0) {
+        e->arena = NULL;
+        goto done;
+    }
+    for (int k = 0; k < n; k++)
+        e->buf[tensor[k]] = (char *)e->arena + b[k].offset;
+    rc = 0;
+done:
+    free(first);
+    free(last);
+    free(tensor);
+    free(b);
+    return rc;
+}
+
+static ac_exec *exec_new(const ac_graph *g, bool shared, ac_err *err)
 {
     ac_exec *e = calloc(1, sizeof *e);
     if (!e) {
@@ -83,7 +124,10 @@ ac_exec *ac_exec_new(const ac_graph *g, ac_err *err)
                 ac_exec_destroy(&e);
                 return NULL;
             }
+            if (shared)
+                continue; /* placed in the arena below */
             size_t bytes = ac_tensor_bytes(&g->tensors[t]);
+            e->act_bytes += bytes;
             if (posix_memalign(&e->buf[t], 64, bytes ? bytes : 1) != 0) {
                 e->buf[t] = NULL;
                 goto nomem;
@@ -92,7 +136,7 @@ ac_exec *ac_exec_new(const ac_graph *g, ac_err *err)
     }
     e->in_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
     e->out_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
-    if (!e->in_ptr || !e->out_ptr)
+    if (!e->in_ptr || !e->out_ptr || (shared && plan_arena(e)))
         goto nomem;
     return e;
 nomem:
@@ -101,14 +145,30 @@ nomem:
     return NULL;
 }
 
+ac_exec *ac_exec_new(const ac_graph *g, ac_err *err)
+{
+    return exec_new(g, false, err);
+}
+
+ac_exec *ac_exec_new_shared(const ac_graph *g, ac_err *err)
+{
+    return exec_new(g, true, err);
+}
+
+size_t ac_exec_activation_bytes(const ac_exec *e)
+{
+    return e->act_bytes;
+}
+
 void ac_exec_destroy(ac_exec **p)
 {
     if (!p || !*p)
         return;
     ac_exec *e = *p;
-    if (e->buf)
+    if (e->buf && !e->arena)
         for (int i = 0; i < e->g->ntensors; i++)
             free(e->buf[i]);
+    free(e->arena);
     free(e->buf);
     free(e->in_ptr);
     free(e->out_ptr);

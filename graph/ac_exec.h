@@ -2,7 +2,10 @@
  * One OpenMP parallel region per run (ggml style): every thread walks the
  * nodes, each op splits its work by thread index, a barrier follows each node.
  * Results are identical for any thread count. Every tensor keeps its buffer
- * after a run so callers (calibration, --dump_tensors) can read any of them. */
+ * after a run so callers (calibration, --dump_tensors) can read any of them,
+ * unless the executor was made with shared buffers (ac_exec_new_shared):
+ * then tensors whose lifetimes do not overlap share memory (graph/ac_mem_plan.h)
+ * and only the graph inputs and outputs are readable after a run. */
 #ifndef AC_EXEC_H
 #define AC_EXEC_H
 
@@ -12,6 +15,12 @@ typedef struct ac_exec ac_exec;
 
 /* The graph must be toposorted and shape-inferred; it must outlive the executor. */
 ac_exec *ac_exec_new(const ac_graph *g, ac_err *err);
+/* The same with one arena of shared activation buffers: same results, a
+ * fraction of the memory; ac_exec_tensor is only valid for graph inputs and
+ * outputs after a run. */
+ac_exec *ac_exec_new_shared(const ac_graph *g, ac_err *err);
+/* Bytes of activation buffers the executor holds. */
+size_t ac_exec_activation_bytes(const ac_exec *e);
 void ac_exec_destroy(ac_exec **p);
 
 /* 0 = OpenMP default (all cores). */

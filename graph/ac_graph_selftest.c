@@ -1,11 +1,14 @@
 /* Selftest of the IR, the topological sort, the passes and the executor. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ac_exec.h"
 #include "ac_graph.h"
+#include "ac_mem_plan.h"
 #include "ac_ops.h"
 #include "ac_passes.h"
 
@@ -173,9 +176,46 @@ static void test_arena(void)
     CHECK(a == NULL, "destroy sets NULL");
 }
 
+/* The memory plan: blocks alive at the same node never overlap in memory,
+ * offsets are aligned, and the arena is no larger than all blocks end to end
+ * (and smaller when lifetimes allow sharing). Random lifetimes, seeded. */
+static void test_mem_plan(void)
+{
+    uint32_t s = 7;
+    for (int round = 0; round < 200; round++) {
+        ac_mem_block b[40];
+        int n = 1 + round % 40;
+        size_t sum = 0;
+        for (int i = 0; i < n; i++) {
+            s = s * 1664525u + 1013904223u;
+            int first = (int)(s >> 27) - 1; /* -1..30 */
+            s = s * 1664525u + 1013904223u;
+            int len = (int)(s >> 29);
+            s = s * 1664525u + 1013904223u;
+            b[i] = (ac_mem_block){.bytes = (s >> 20) % 5000, .first = first, .last = first + len};
+            sum += (b[i].bytes + AC_MEM_ALIGN - 1) / AC_MEM_ALIGN * AC_MEM_ALIGN + (b[i].bytes ? 0 : AC_MEM_ALIGN);
+        }
+        size_t total = ac_mem_plan(b, n);
+        CHECK(total <= sum, "round %d: arena %zu > %zu end to end", round, total, sum);
+        for (int i = 0; i < n; i++) {
+            CHECK(b[i].offset % AC_MEM_ALIGN == 0 && b[i].offset + b[i].bytes <= total, "block %d placement", i);
+            for (int k = i + 1; k < n; k++) {
+                bool time = b[i].first <= b[k].last && b[k].first <= b[i].last;
+                bool mem = b[i].offset < b[k].offset + (b[k].bytes ? b[k].bytes : 1) &&
+                           b[k].offset < b[i].offset + (b[i].bytes ? b[i].bytes : 1);
+                CHECK(!(time && mem), "round %d: blocks %d and %d live together and overlap", round, i, k);
+            }
+        }
+    }
+    /* a chain a -> b -> c -> d: a and c may share, b and d may share */
+    ac_mem_block chain[4] = {{1000, -1, 0, 0}, {1000, 0, 1, 0}, {1000, 1, 2, 0}, {1000, 2, 3, 0}};
+    CHECK(ac_mem_plan(chain, 4) == 2 * 1024, "chain of 4 in two buffers");
+}
+
 int main(void)
 {
     test_arena();
+    test_mem_plan();
     test_toposort_errors();
     test_unknown_op_is_an_error();
     test_passes_keep_values();

@@ -634,6 +634,44 @@ done:
         ac_qexec_destroy(&e[k]);
 }
 
+/* Executors with shared activation buffers (graph/ac_mem_plan.h) give the
+ * graph outputs bit for bit, on several batches in a row (stale values in
+ * reused memory must not leak into a later run), in less memory. */
+static void shared_buffers_same_outputs(const ac_graph *g, const ac_plan *p, const float *x, int nbatch,
+                                        const char *what)
+{
+    ac_err err = {0};
+    ac_qexec *q = ac_qexec_new(p, &err), *qs = ac_qexec_new_shared(p, &err);
+    ac_exec *e = ac_exec_new(g, &err), *es = ac_exec_new_shared(g, &err);
+    CHECK(q && qs && e && es, "%s: executors: %s", what, err.msg);
+    size_t per = (size_t)ac_tensor_numel(&g->tensors[g->inputs[0]]);
+    for (int b = 0; q && qs && e && es && b < nbatch; b++) {
+        const void *in[1] = {x + (size_t)b * per};
+        CHECK(ac_qexec_run(q, in, &err) == 0 && ac_qexec_run(qs, in, &err) == 0 && ac_exec_run(e, in, &err) == 0 &&
+                  ac_exec_run(es, in, &err) == 0,
+              "%s", err.msg);
+        for (int o = 0; o < g->noutputs; o++) {
+            int t = g->outputs[o];
+            size_t bytes = ac_tensor_bytes(&g->tensors[t]);
+            CHECK(!memcmp(ac_qexec_tensor_float(q, t), ac_qexec_tensor_float(qs, t), bytes) &&
+                      !memcmp(ac_exec_tensor(e, t), ac_exec_tensor(es, t), bytes),
+                  "%s batch %d: shared-buffer outputs differ", what, b);
+        }
+    }
+    if (q && qs && e && es) {
+        CHECK(ac_qexec_activation_bytes(qs) < ac_qexec_activation_bytes(q) &&
+                  ac_exec_activation_bytes(es) < ac_exec_activation_bytes(e),
+              "%s: shared buffers use less memory", what);
+        printf("  [activations: int8 %zu -> %zu KiB, fp32 %zu -> %zu KiB shared]", ac_qexec_activation_bytes(q) >> 10,
+               ac_qexec_activation_bytes(qs) >> 10, ac_exec_activation_bytes(e) >> 10,
+               ac_exec_activation_bytes(es) >> 10);
+    }
+    ac_qexec_destroy(&q);
+    ac_qexec_destroy(&qs);
+    ac_exec_destroy(&e);
+    ac_exec_destroy(&es);
+}
+
 /* A plan with every layer forced to fp32 must reproduce the fp32 executor exactly. */
 static void all_fp32_equals_fp32(const ac_graph *g, const ac_calib_table *t, const float *x)
 {
@@ -706,6 +744,7 @@ static void test_fmnist(const char *repo, const char *zoo)
             CHECK(int8 >= fp32 - 3.0, "%s %s: int8 %.1f%% vs fp32 %.1f%%", models[m],
                   pc ? "per-channel" : "per-tensor", int8, fp32);
             thread_invariance(g, p, xte, models[m]);
+            shared_buffers_same_outputs(g, p, xte, 3, models[m]);
             ac_plan_destroy(&p);
         }
         printf("\n");

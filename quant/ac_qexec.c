@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ac_int8_fast.h"
+#include "ac_mem_plan.h"
 #include "ac_ops.h"
 
 struct ac_qexec {
@@ -24,7 +25,62 @@ struct ac_qexec {
     int scratch_nth;
     void **wpacked;       /* per node: int8 conv weights packed for the fast kernels, or NULL */
     int nthreads;
+    void *arena;          /* shared mode: fbuf/qbuf point into it (graph/ac_mem_plan.h) */
+    size_t act_bytes;     /* bytes of activation buffers */
 };
+
+/* One buffer to place: tensor t's float (codes = false) or code buffer. */
+typedef struct {
+    ac_mem_block *b;
+    int *tensor;
+    bool *codes;
+    int n;
+    int *first, *last;
+} arena_plan;
+
+/* Shared mode: fbuf/qbuf entries were marked with a non-NULL placeholder by
+ * the allocation pass; here each gets its place in one arena. */
+static int plan_arena(ac_qexec *e)
+{
+    const ac_graph *g = e->g;
+    size_t cap = (size_t)(2 * g->ntensors + 1);
+    arena_plan a = {malloc(sizeof(ac_mem_block) * cap), malloc(sizeof(int) * cap), malloc(sizeof(bool) * cap), 0,
+                    malloc(sizeof(int) * cap), malloc(sizeof(int) * cap)};
+    int rc = -1;
+    if (!a.b || !a.tensor || !a.codes || !a.first || !a.last)
+        goto done;
+    ac_mem_lifetimes(g, a.first, a.last);
+    for (int t = 0; t < g->ntensors; t++)
+        for (int c = 0; c < 2; c++) {
+            void *mark = c ? e->qbuf[t] : e->fbuf[t];
+            if (!mark)
+                continue;
+            size_t bytes = c ? (size_t)ac_tensor_numel(&g->tensors[t]) : ac_tensor_bytes(&g->tensors[t]);
+            a.tensor[a.n] = t;
+            a.codes[a.n] = c;
+            a.b[a.n++] = (ac_mem_block){.bytes = bytes, .first = a.first[t], .last = a.last[t]};
+        }
+    e->act_bytes = ac_mem_plan(a.b, a.n);
+    if (posix_memalign(&e->arena, AC_MEM_ALIGN, e->act_bytes ? e->act_bytes : 1) != 0) {
+        e->arena = NULL;
+        goto done;
+    }
+    for (int k = 0; k < a.n; k++) {
+        void *at = (char *)e->arena + a.b[k].offset;
+        if (a.codes[k])
+            e->qbuf[a.tensor[k]] = at;
+        else
+            e->fbuf[a.tensor[k]] = at;
+    }
+    rc = 0;
+done:
+    free(a.b);
+    free(a.tensor);
+    free(a.codes);
+    free(a.first);
+    free(a.last);
+    return rc;
+}
 
 static bool is_activation(const ac_plan *p, int t)
 {
@@ -40,7 +96,20 @@ static int alloc_buf(void **b, size_t bytes)
     return 0;
 }
 
-ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err)
+/* The placeholder a shared-mode allocation pass leaves where a buffer is needed. */
+static char arena_mark;
+
+static int need_buf(const ac_qexec *e, void **b, size_t bytes, bool shared)
+{
+    if (shared) {
+        *b = &arena_mark;
+        return 0;
+    }
+    ((ac_qexec *)e)->act_bytes += bytes;
+    return alloc_buf(b, bytes);
+}
+
+static ac_qexec *qexec_new(const ac_plan *p, bool shared, ac_err *err)
 {
     const ac_graph *g = p->g;
     ac_qexec *e = calloc(1, sizeof *e);
@@ -75,9 +144,9 @@ ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err)
             ac_qexec_destroy(&e);
             return NULL;
         }
-        if ((tp->has_float || !tp->activation) && alloc_buf(&e->fbuf[t], ac_tensor_bytes(ts)))
+        if ((tp->has_float || !tp->activation) && need_buf(e, &e->fbuf[t], ac_tensor_bytes(ts), shared))
             goto nomem;
-        if (tp->has_codes && alloc_buf(&e->qbuf[t], (size_t)numel))
+        if (tp->has_codes && need_buf(e, &e->qbuf[t], (size_t)numel, shared))
             goto nomem;
     }
     for (int i = 0; i < g->nnodes; i++) {
@@ -101,7 +170,7 @@ ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err)
     e->in_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
     e->out_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
     e->wpacked = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(void *));
-    if (!e->in_ptr || !e->out_ptr || !e->wpacked)
+    if (!e->in_ptr || !e->out_ptr || !e->wpacked || (shared && plan_arena(e)))
         goto nomem;
     /* Pack the int8 conv weights once per plan for the fast kernels. */
     for (int i = 0; i < g->nnodes; i++) {
@@ -122,17 +191,34 @@ nomem:
     return NULL;
 }
 
+ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err)
+{
+    return qexec_new(p, false, err);
+}
+
+ac_qexec *ac_qexec_new_shared(const ac_plan *p, ac_err *err)
+{
+    return qexec_new(p, true, err);
+}
+
+size_t ac_qexec_activation_bytes(const ac_qexec *e)
+{
+    return e->act_bytes;
+}
+
 void ac_qexec_destroy(ac_qexec **pp)
 {
     if (!pp || !*pp)
         return;
     ac_qexec *e = *pp;
-    if (e->fbuf)
-        for (int t = 0; t < e->g->ntensors; t++)
+    for (int t = 0; t < e->g->ntensors; t++) {
+        /* shared mode: the buffers are the arena's, or still placeholders */
+        if (e->fbuf && e->fbuf[t] != &arena_mark && !e->arena)
             free(e->fbuf[t]);
-    if (e->qbuf)
-        for (int t = 0; t < e->g->ntensors; t++)
+        if (e->qbuf && e->qbuf[t] != &arena_mark && !e->arena)
             free(e->qbuf[t]);
+    }
+    free(e->arena);
     free(e->fbuf);
     free(e->qbuf);
     free(e->shadow_tensors);

@@ -19,6 +19,12 @@ typedef struct ac_qexec ac_qexec;
 
 /* The plan (and its graph) must outlive the executor. */
 ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err);
+/* The same with one arena of shared activation buffers (graph/ac_mem_plan.h):
+ * same results, a fraction of the memory; only the graph inputs and outputs
+ * are readable after a run. */
+ac_qexec *ac_qexec_new_shared(const ac_plan *p, ac_err *err);
+/* Bytes of activation buffers (float and codes) the executor holds. */
+size_t ac_qexec_activation_bytes(const ac_qexec *e);
 void ac_qexec_destroy(ac_qexec **p);
 
 /* 0 = OpenMP default (all cores). */

@@ -17,12 +17,13 @@ static void *cpu_prepare(ac_backend *b, const ac_graph *g, const ac_plan *plan, 
         ac_err_set(err, AC_E_NOMEM, "out of memory");
         return NULL;
     }
+    /* Only the graph outputs are read after a run: activations share memory. */
     if (plan) {
-        h->int8 = ac_qexec_new(plan, err);
+        h->int8 = ac_qexec_new_shared(plan, err);
         if (h->int8)
             ac_qexec_set_threads(h->int8, b->threads);
     } else {
-        h->fp32 = ac_exec_new(g, err);
+        h->fp32 = ac_exec_new_shared(g, err);
         if (h->fp32)
             ac_exec_set_threads(h->fp32, b->threads);
     }
