@@ -34,6 +34,7 @@ const char *ac_fp32_reason_name(ac_fp32_reason why)
         [AC_WHY_NO_INT8_FORM] = "op has no int8 form",
         [AC_WHY_NOT_ACTIVATION] = "operands are not float activations",
         [AC_WHY_RANGE] = "input and output ranges differ",
+        [AC_WHY_FOLLOWS_FP32] = "moves the output of an fp32 layer",
     };
     return why >= 0 && why < AC_WHY_COUNT && names[why] ? names[why] : "?";
 }
@@ -1011,6 +1012,26 @@ static void tensor_ranges(ac_plan *p, const range *r)
     }
 }
 
+/* A code-moving node (Reshape, Transpose, Flatten, ...) whose data input an
+ * fp32 layer produces moves floats instead: quantizing a tensor only to move
+ * its bytes adds rounding error and saves nothing on the chip. In graph
+ * order, so chains of such nodes follow too; keeping every layer before them
+ * in fp32 then keeps the whole path in fp32, which is what a user (or the
+ * auto search) asks for by putting those layers in fp32. */
+static void moves_follow_fp32(ac_plan *p)
+{
+    const ac_graph *g = p->g;
+    for (int i = 0; i < g->nnodes; i++) {
+        ac_node_plan *np = &p->nodes[i];
+        const ac_node *n = &g->nodes[i];
+        if (np->mode != AC_MODE_INT8 || np->kind != AC_Q8_MOVE || n->ninputs < 1 || n->inputs[0] < 0)
+            continue;
+        int producer = g->tensors[n->inputs[0]].producer;
+        if (producer >= 0 && p->nodes[producer].mode == AC_MODE_FP32)
+            go_fp32(np, AC_WHY_FOLLOWS_FP32, "input from fp32 layer '%s'", g->nodes[producer].name);
+    }
+}
+
 /* Where each tensor lives: codes, float, or both (§6). */
 static void tensor_storage(ac_plan *p)
 {
@@ -1077,6 +1098,7 @@ ac_plan *ac_plan_build(const ac_graph *g, const ac_calib_table *table, const ac_
         if (lower_node(&c, i))
             goto fail;
     }
+    moves_follow_fp32(p);
     tensor_storage(p);
     for (int i = 0; i < g->nnodes; i++) {
         if (p->nodes[i].mode == AC_MODE_INT8)

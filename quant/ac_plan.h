@@ -48,6 +48,7 @@ typedef enum {
     AC_WHY_NO_INT8_FORM,  /* op without an int8 form (Softmax, bilinear Resize, MatMul of activations, ...) */
     AC_WHY_NOT_ACTIVATION,/* operands that are not float activations (shape arithmetic, constant operands, run-time parameters) */
     AC_WHY_RANGE,         /* code-moving op whose input and output ranges differ */
+    AC_WHY_FOLLOWS_FP32,  /* code-moving op whose data input an fp32 layer produces */
     AC_WHY_COUNT
 } ac_fp32_reason;
 
