@@ -28,7 +28,10 @@ int ac_cli_run_search(ac_farm_job_options *fo, const char *broker, int workers, 
             printf("embedded cluster: broker %s, %d local worker(s) x %d thread(s)\n", endpoint,
                    ac_cluster_workers(cluster), ac_cluster_threads_per_worker(cluster));
     }
-    ac_farm_client_opts co = {.endpoint = endpoint, .cert_path = curve_key, .server_pub = server_key};
+    /* CURVE protects a farm's TCP endpoint; the embedded cluster is inproc
+     * (there --curve_key is the remote test server's own key). */
+    ac_farm_client_opts co = {.endpoint = endpoint, .cert_path = broker ? curve_key : NULL,
+                              .server_pub = broker ? server_key : NULL};
     ac_farm_client *client = ac_farm_client_new(&co, err);
     int rc = client ? ac_farm_job_run(fo, client, res, err) : -1;
     ac_farm_client_destroy(&client);

@@ -980,10 +980,17 @@ static int fp32_score(fjob *j, ac_err *err)
         return 0;
     }
     double t = ac_job_now();
-    if (j->remote) { /* the client scores the fp32 model first */
+    if (j->remote) { /* the client scores the fp32 model first, once per job */
+        int jr = journal_find(j, "fp32");
+        if (jr >= 0) {
+            j->fp32_score = j->jscore[jr];
+            return 0;
+        }
         if (remote_score(j, NULL, false, &j->fp32_score, err))
             return -1;
         j->t_test = ac_job_now() - t;
+        ac_candidate scored = {.score = j->fp32_score};
+        journal_write(j, "fp32", &scored);
         return 0;
     }
     uint8_t *payload = NULL;

@@ -188,8 +188,6 @@ def test_remote_search_chooses_the_builtin_plan(ac_bin, builtin, tmp_path, serve
     assert {"calibration_table", "qtable", "fmnist_plain.int8.acq"} <= set(os.listdir(out))
 
 
-@pytest.mark.xfail(strict=True, reason="the server does not journal the fp32 score: after --resume "
-                   "it serves the fp32 model again (docs/remote.md §1 says scored candidates are skipped)")
 def test_server_killed_mid_candidate_and_resumed(ac_bin, builtin, tmp_path, servers):
     """kill -9 during the third candidate; the client's next request goes unanswered, so the
     candidate is lost and the iteration says "temporary_fail"; then the server is restarted
@@ -319,8 +317,6 @@ def test_foreign_frames_are_refused_and_the_server_keeps_serving(ac_bin, tmp_pat
     assert e.value.code == "version"
 
 
-@pytest.mark.xfail(strict=True, reason="the server passes --curve_key to its embedded cluster's farm client, which "
-                   "then wants --server_key: 'CURVE needs both a certificate and the broker's public key'")
 def test_curve_admits_only_listed_clients(ac_bin, tmp_path, servers):
     keys, admitted = tmp_path / "keys", tmp_path / "admitted"
     for name in ("server", "me", "stranger"):
