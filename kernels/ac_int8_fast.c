@@ -36,10 +36,13 @@
  *    vpdpbusd's broadcast operand) and the same as int16 (for AVX2), plus
  *    sum(w) and sum|w| per channel; ac_conv_q8_pack() does it once per plan,
  *    otherwise the kernel packs the panels it needs into scratch.
- * Depthwise convs (one input channel per group): with AVX-512, 16 channels per
- * vector on a transposed input strip (see the channels-in-lanes section);
- * otherwise (and for dilated columns / channel multipliers) plane by plane on
- * a zero-padded copy, with vpermb gathering 4 taps per dword on AVX-512.
+ * Depthwise convs (one input channel per group, any channel multiplier):
+ * plane by plane, straight from the NCHW input, with the filter's taps packed
+ * once per plan (4 per dword). AVX-512 has three plane kernels, picked by
+ * shape (dw512_plan_of): dword windows for rows of >= 32 outputs at stride_w
+ * 1 / 2 / 4 (plain loads, no permute), whole rows gathered by vpermt2b for
+ * narrow planes, vpermb windows of up to 16 outputs for the rest; AVX2 and
+ * portable C work on a zero-padded copy of the plane.
  *
  * Threads: tiles (image*group, column block, row block) or planes or FC
  * features are split in contiguous ranges; tile sizes may depend on nth
@@ -48,6 +51,7 @@
 #include "ac_int8_fast_internal.h"
 
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ac_round.h"
@@ -405,11 +409,16 @@ static bool conv_is_empty(const ac_conv2d_shape *s)
     return s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0 || s->groups <= 0;
 }
 
+static size_t dw_pack_bytes(const ac_conv2d_shape *s);
+static void dw_pack(const ac_conv_q8_params *p, uint8_t *base);
+
 size_t ac_conv_q8_pack_bytes(const ac_conv_q8_params *p)
 {
     const ac_conv2d_shape *s = &p->s;
-    if (conv_is_empty(s) || conv_is_direct_dw(s))
+    if (conv_is_empty(s))
         return 0;
+    if (conv_is_direct_dw(s))
+        return dw_pack_bytes(s);
     gemm_geom g;
     gemm_geom_of(s, &g);
     return pack_off_sums(s, &g) + 2 * sizeof(int32_t) * (size_t)s->c_out;
@@ -420,6 +429,10 @@ void ac_conv_q8_pack(const ac_conv_q8_params *p, void *packed)
     const ac_conv2d_shape *s = &p->s;
     if (ac_conv_q8_pack_bytes(p) == 0)
         return;
+    if (conv_is_direct_dw(s)) {
+        dw_pack(p, packed);
+        return;
+    }
     gemm_geom g;
     gemm_geom_of(s, &g);
     uint8_t *base = packed;
@@ -973,12 +986,13 @@ static size_t dw_slice_bytes(const ac_conv2d_shape *s)
     return (size_t)round_up64((int64_t)d.rows * d.cols + DW_SLACK, ALIGN) + ALIGN;
 }
 
-static size_t dwc_slice_bytes(const ac_conv2d_shape *s);
+static size_t dwd_slice_bytes(const ac_conv2d_shape *s);
 
-/* One thread's depthwise scratch: enough for either kernel. */
+/* One thread's depthwise scratch: enough for any of the kernels (the padded
+ * plane of the AVX2 / portable ones, the dword kernel's border data). */
 static size_t dw_scratch_slice(const ac_conv2d_shape *s)
 {
-    size_t a = dw_slice_bytes(s), b = dwc_slice_bytes(s);
+    size_t a = dw_slice_bytes(s), b = dwd_slice_bytes(s);
     return a > b ? a : b;
 }
 
@@ -998,7 +1012,12 @@ static void dw_pad_plane(const ac_conv2d_shape *s, const dw_geom *d, const uint8
         }
         memset(pr, flip, (size_t)c0);
         const uint8_t *src = xc + (int64_t)ih * s->w_in + (c0 - s->pad_left);
-        for (int c = 0; c < c1 - c0; c++)
+        const __m128i f = _mm_set1_epi8((char)flip);
+        int c = 0;
+        for (; c + 16 <= c1 - c0; c += 16)
+            _mm_storeu_si128((__m128i *)(pr + c0 + c),
+                             _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + c)), f));
+        for (; c < c1 - c0; c++)
             pr[c0 + c] = src[c] ^ flip;
         memset(pr + c1, flip, (size_t)(d->cols - c1));
     }
@@ -1059,376 +1078,965 @@ T_AVX2 static void dw_plane_avx2(const ac_conv2d_shape *s, const dw_geom *d, con
     }
 }
 
-/* Vector shape of the AVX-512 depthwise kernel: R output rows of wv pixels
- * (R > 1 only when wv = w_out < 16), and the vpermb index: byte 4L+i of the
- * vector = offset of tap i of lane L from the vector's base. */
-typedef struct {
-    int R, wv;
-    uint8_t idx[64];
-} dw_vec;
+/* AVX2 on the padded plane, stride_w 1 or 2 and no column dilation: the
+ * dword-window idea with 16-bit pairs. Bytes widened to int16 by the load
+ * (vpmovzxbw), lane L of a load at column c holds columns c + 2L, c + 2L + 1,
+ * which vpmaddwd multiplies by a pair of taps of the pixel whose window starts
+ * at c + 2L: stride 1 takes two accumulators (even / odd pixels, loads one
+ * column apart), stride 2 one. 4 instructions per 2 taps of 8 pixels instead
+ * of 4 per tap. */
+enum { DWA_MAX_PAIRS = 64 }; /* kh * ceil(kw / 2) */
 
-static bool dw_vec_plan(const ac_conv2d_shape *s, const dw_geom *d, dw_vec *v)
+static bool dw_pairs_usable(const ac_conv2d_shape *s)
 {
-    const int taps = imin(4, s->kw) - 1; /* the highest live tap in a quad */
+    return s->dil_w == 1 && (s->stride_w == 1 || s->stride_w == 2) &&
+           s->kh * div_up(s->kw, 2) <= DWA_MAX_PAIRS;
+}
+
+T_AVX2 static void dw_plane_pairs_avx2(const ac_conv2d_shape *s, const dw_geom *d,
+                                       const uint8_t *pad, const int8_t *wc, const epi_consts *e,
+                                       uint8_t *yc)
+{
+    const int np = div_up(s->kw, 2), sw = s->stride_w, step = sw == 1 ? 16 : 8;
+    __m256i wp[DWA_MAX_PAIRS];
+    for (int ky = 0; ky < s->kh; ky++)
+        for (int q = 0; q < np; q++) {
+            const int kx = 2 * q;
+            const uint32_t lo = (uint16_t)(int16_t)wc[ky * s->kw + kx];
+            const uint32_t hi = kx + 1 < s->kw ? (uint16_t)(int16_t)wc[ky * s->kw + kx + 1] : 0;
+            wp[ky * np + q] = _mm256_set1_epi32((int32_t)(lo | hi << 16));
+        }
+    for (int oh = 0; oh < s->h_out; oh++)
+        for (int ow0 = 0; ow0 < s->w_out; ow0 += step) {
+            __m256i even = _mm256_setzero_si256(), odd = _mm256_setzero_si256();
+            for (int ky = 0; ky < s->kh; ky++) {
+                const uint8_t *row =
+                    pad + (int64_t)(oh * s->stride_h + ky * s->dil_h) * d->cols + (int64_t)ow0 * sw;
+                for (int q = 0; q < np; q++) {
+                    const __m256i w = wp[ky * np + q];
+                    const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + 2 * q)));
+                    even = _mm256_add_epi32(even, _mm256_madd_epi16(x0, w));
+                    if (sw == 1) {
+                        const __m256i x1 =
+                            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + 2 * q + 1)));
+                        odd = _mm256_add_epi32(odd, _mm256_madd_epi16(x1, w));
+                    }
+                }
+            }
+            uint8_t *dst = yc + (int64_t)oh * s->w_out + ow0;
+            const int n = imin(step, s->w_out - ow0);
+            if (sw == 2) {
+                store8_avx2(requant8_avx2(even, e), dst, n);
+                continue;
+            }
+            /* codes (in range) of pixels 2L and 2L+1 as the words of dword L */
+            const __m256i w16 = _mm256_blend_epi16(requant8_avx2(even, e),
+                                                   _mm256_slli_epi32(requant8_avx2(odd, e), 16), 0xAA);
+            const __m256i b = _mm256_permute4x64_epi64(
+                _mm256_packus_epi16(_mm256_and_si256(w16, _mm256_set1_epi16(0xFF)), _mm256_setzero_si256()),
+                0xD8);
+            if (n == 16) {
+                _mm_storeu_si128((__m128i *)dst, _mm256_castsi256_si128(b));
+            } else {
+                uint8_t tmp[16];
+                _mm_storeu_si128((__m128i *)tmp, _mm256_castsi256_si128(b));
+                memcpy(dst, tmp, (size_t)n);
+            }
+        }
+}
+
+/* Taps 4qq .. 4qq+3 of kernel row ky of filter wc as the 4 bytes of a dword
+ * (0 past kw), built in a register: byte stores then a dword load would stall
+ * store forwarding. */
+static inline int32_t dw_tap_quad(const ac_conv2d_shape *s, const int8_t *wc, int ky, int qq)
+{
+    uint32_t q = 0;
+    for (int i = 0; i < 4 && 4 * qq + i < s->kw; i++)
+        q |= (uint32_t)(uint8_t)wc[ky * s->kw + 4 * qq + i] << (8 * i);
+    return (int32_t)q;
+}
+
+/* ---- depthwise, plane-wise on the NCHW input (AVX-512) --------------------------------------
+ * Each output plane straight from its NCHW input plane, with no padded copy:
+ * a vector is R output rows of wv pixels (R > 1 only for planes narrower than
+ * 16), and per kernel row ky and quad of taps qq it costs one 64-byte load of
+ * the input window, one vpermb that gathers the 4 taps of each lane's pixel
+ * into a dword, and one vpdpbusd. Taps that fall in the padding are zeroed by
+ * the vpermb's mask (a zero byte is code 0 once offset: 0x80 for int8), and
+ * loads near the ends of the tensor are masked, so borders cost masks, not a
+ * copy. The masks: one per column block (and quad), one per row block and ky,
+ * bit 4L+i for tap i of lane L; lanes that are not stored count as valid. */
+
+enum {
+    DWP_MAX_QUADS = 32,  /* kh * ceil(kw / 4) */
+    DWP_MAX_COLBLK = 256 /* column blocks x quads */
+};
+
+typedef struct {
+    int R, wv, nq;
+    int ncb, nrb;        /* column blocks (of wv pixels), row blocks (of R rows) */
+    uint8_t idx[64];     /* byte 4L+i: offset of tap i of lane L in the window */
+    uint64_t spare;      /* bytes of lanes >= R * wv */
+    uint64_t rowlanes[16];
+    uint64_t colm[DWP_MAX_COLBLK];
+} dwp_plan;
+
+static bool dwp_plan_of(const ac_conv2d_shape *s, dwp_plan *v)
+{
+    const int sh = s->stride_h, sw = s->stride_w, dw = s->dil_w;
+    const int top = imin(4, s->kw) - 1; /* highest tap of a quad */
+    v->nq = div_up(s->kw, 4);
     v->wv = imin(16, s->w_out);
-    v->R = s->w_out < 16 ? 16 / s->w_out : 1;
-    for (; v->R >= 1; v->R--) {
-        int64_t maxoff = (int64_t)(v->R - 1) * s->stride_h * d->cols +
-                         (int64_t)(v->wv - 1) * s->stride_w + (int64_t)taps * s->dil_w;
-        if (maxoff <= 63)
-            break;
-    }
-    if (v->R < 1 || s->kh * div_up(s->kw, 4) > 64)
+    v->R = s->w_out < 16 ? imin(16 / s->w_out, s->h_out) : 1;
+    /* the window of a vector: every lane's taps within 64 bytes */
+    while (v->R > 1 && (int64_t)(v->R - 1) * sh * s->w_in + (int64_t)(v->wv - 1) * sw +
+                               (int64_t)top * dw > 63)
+        v->R--;
+    while (v->wv > 1 && (int64_t)(v->wv - 1) * sw + (int64_t)top * dw > 63)
+        v->wv--;
+    if ((int64_t)(v->wv - 1) * sw + (int64_t)top * dw > 63 || s->kh * v->nq > DWP_MAX_QUADS)
         return false;
-    for (int L = 0; L < 16; L++)
-        for (int i = 0; i < 4; i++) {
-            int64_t off = 0;
-            if (L < v->R * v->wv && i <= taps)
-                off = (int64_t)(L / v->wv) * s->stride_h * d->cols +
-                      (int64_t)(L % v->wv) * s->stride_w + (int64_t)i * s->dil_w;
-            v->idx[4 * L + i] = (uint8_t)off;
+    v->ncb = div_up(s->w_out, v->wv);
+    v->nrb = div_up(s->h_out, v->R);
+    if (v->ncb * v->nq > DWP_MAX_COLBLK)
+        return false;
+    const int live = v->R * v->wv;
+    v->spare = 0;
+    memset(v->rowlanes, 0, sizeof v->rowlanes);
+    for (int L = 0; L < 16; L++) {
+        const uint64_t bytes = (uint64_t)0xF << (4 * L);
+        if (L >= live)
+            v->spare |= bytes;
+        else
+            v->rowlanes[L / v->wv] |= bytes;
+        for (int i = 0; i < 4; i++)
+            v->idx[4 * L + i] = (uint8_t)(L < live && i <= top ? (int64_t)(L / v->wv) * sh * s->w_in +
+                                                                     (L % v->wv) * sw + i * dw
+                                                               : 0);
+    }
+    for (int cb = 0; cb < v->ncb; cb++)
+        for (int qq = 0; qq < v->nq; qq++) {
+            uint64_t m = v->spare;
+            for (int L = 0; L < live; L++)
+                for (int i = 0; i < 4; i++) {
+                    const int ow = cb * v->wv + L % v->wv, kx = 4 * qq + i;
+                    const int64_t iw = (int64_t)ow * sw - s->pad_left + (int64_t)kx * dw;
+                    if (ow >= s->w_out || kx >= s->kw || (iw >= 0 && iw < s->w_in))
+                        m |= (uint64_t)1 << (4 * L + i);
+                }
+            v->colm[cb * v->nq + qq] = m;
         }
     return true;
 }
 
-T_AVX512 static void dw_plane_avx512(const ac_conv2d_shape *s, const dw_geom *d,
-                                     const uint8_t *pad, const int8_t *wc, const epi_consts *e,
-                                     uint8_t *yc, const dw_vec *v)
+/* Bytes [0, 64) of a load at tensor offset off that lie inside [0, xbytes). */
+static inline uint64_t dwp_load_mask(int64_t off, int64_t xbytes)
 {
-    const int nq = div_up(s->kw, 4);
-    int32_t wq[64];
+    const int64_t lo = off < 0 ? -off : 0, hi = xbytes - off < 64 ? xbytes - off : 64;
+    if (hi <= lo)
+        return 0;
+    const uint64_t below_hi = hi >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return below_hi & ~(((uint64_t)1 << lo) - 1);
+}
+
+/* One vector's accumulator over taps [0, nk): k walks (ky, qq); koff[k] is
+ * the window's offset from base, mrow/mcol the row / column masks. */
+T_AVX512 static inline __m512i dwp_acc_masked(const uint8_t *x, int64_t xbytes, int64_t base,
+                                              const int64_t *koff, const uint64_t *mrow,
+                                              const uint64_t *mcol, int nq, int nk, __m512i idx,
+                                              __m512i fv, const __m512i *wq)
+{
+    __m512i acc = _mm512_setzero_si512();
+    for (int k = 0; k < nk; k++) {
+        const int64_t off = base + koff[k];
+        const uint64_t m = mrow[k / nq] & mcol[k % nq];
+        const uint64_t lm = dwp_load_mask(off, xbytes);
+        /* address in integers: off may lie outside x (its bytes are masked off) */
+        const void *p = (const void *)((uintptr_t)x + (uintptr_t)off);
+        const __m512i xv = _mm512_maskz_permutexvar_epi8(m, idx, _mm512_maskz_loadu_epi8(lm, p));
+        acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(xv, fv), wq[k]);
+    }
+    return acc;
+}
+
+/* Row blocks [rb0, rb1) of one output plane yc; its input plane lies at byte
+ * xoff of the input tensor x (xbytes long). Vectors whose every tap is inside
+ * the input take the unmasked loop. */
+T_AVX512 static void dwp_plane_avx512(const ac_conv2d_shape *s, const dwp_plan *v,
+                                      const uint8_t *x, int64_t xbytes, int64_t xoff,
+                                      const int32_t *quads, const epi_consts *e, uint8_t flip,
+                                      uint8_t *yc, int rb0, int rb1)
+{
+    const int nq = v->nq, nk = s->kh * nq;
+    __m512i wq[DWP_MAX_QUADS];
+    int64_t koff[DWP_MAX_QUADS];
     for (int ky = 0; ky < s->kh; ky++)
         for (int qq = 0; qq < nq; qq++) {
-            uint8_t b[4];
-            for (int i = 0; i < 4; i++) {
-                int kx = 4 * qq + i;
-                b[i] = (uint8_t)(kx < s->kw ? wc[ky * s->kw + kx] : 0);
-            }
-            memcpy(&wq[ky * nq + qq], b, 4);
+            wq[ky * nq + qq] = _mm512_set1_epi32(quads[ky * nq + qq]);
+            koff[ky * nq + qq] = (int64_t)ky * s->dil_h * s->w_in + 4 * qq * s->dil_w;
         }
-    const __m512i idx = _mm512_loadu_si512(v->idx);
-    const int64_t row_step = (int64_t)s->dil_h * d->cols;
-    const int qstep = 4 * s->dil_w;
-    for (int oh0 = 0; oh0 < s->h_out; oh0 += v->R) {
-        for (int ow0 = 0; ow0 < s->w_out; ow0 += v->wv) {
-            const uint8_t *base =
-                pad + (int64_t)oh0 * s->stride_h * d->cols + (int64_t)ow0 * s->stride_w;
-            __m512i acc = _mm512_setzero_si512();
-            for (int ky = 0; ky < s->kh; ky++) {
-                const uint8_t *rb = base + ky * row_step;
-                for (int qq = 0; qq < nq; qq++) {
-                    __m512i xv = _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(rb + qq * qstep));
-                    acc = _mm512_dpbusd_epi32(acc, xv, _mm512_set1_epi32(wq[ky * nq + qq]));
+    const int64_t span = koff[nk - 1] + 64; /* bytes from base the loads cover */
+    const __m512i idx = _mm512_loadu_si512(v->idx), fv = _mm512_set1_epi8((char)flip);
+    uint64_t rowm[DWP_MAX_QUADS];
+    for (int rb = rb0; rb < rb1; rb++) {
+        const int oh0 = rb * v->R;
+        bool rows_in = true;
+        for (int ky = 0; ky < s->kh; ky++) {
+            uint64_t m = v->spare;
+            for (int rr = 0; rr < v->R; rr++) {
+                const int64_t ih =
+                    (int64_t)(oh0 + rr) * s->stride_h - s->pad_top + (int64_t)ky * s->dil_h;
+                if (oh0 + rr >= s->h_out || (ih >= 0 && ih < s->h_in))
+                    m |= v->rowlanes[rr];
+            }
+            rowm[ky] = m;
+            rows_in = rows_in && m == ~(uint64_t)0;
+        }
+        const int64_t rbase = xoff + ((int64_t)oh0 * s->stride_h - s->pad_top) * s->w_in - s->pad_left;
+        uint8_t *yrow = yc + (int64_t)oh0 * s->w_out;
+        for (int cb = 0; cb < v->ncb; cb++) {
+            const int ow0 = cb * v->wv;
+            const int64_t base = rbase + (int64_t)ow0 * s->stride_w;
+            const uint64_t *mcol = &v->colm[cb * nq];
+            bool in = rows_in && base >= 0 && base + span <= xbytes;
+            for (int qq = 0; in && qq < nq; qq++)
+                in = mcol[qq] == ~(uint64_t)0;
+            __m512i acc;
+            if (in) {
+                acc = _mm512_setzero_si512();
+                const uint8_t *xb = x + base;
+                for (int k = 0; k < nk; k++) {
+                    const __m512i xv = _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(xb + koff[k]));
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(xv, fv), wq[k]);
                 }
+            } else {
+                acc = dwp_acc_masked(x, xbytes, base, koff, rowm, mcol, nq, nk, idx, fv, wq);
             }
             const __m512i res = requant16_avx512(acc, e);
             if (v->R == 1)
-                store16_avx512(res, yc + (int64_t)oh0 * s->w_out + ow0, imin(v->wv, s->w_out - ow0));
+                store16_avx512(res, yrow + ow0, imin(v->wv, s->w_out - ow0));
             else
-                store16_avx512(res, yc + (int64_t)oh0 * s->w_out,
-                               imin(v->R, s->h_out - oh0) * s->w_out);
+                store16_avx512(res, yrow, imin(v->R, s->h_out - oh0) * s->w_out);
         }
     }
 }
 
-/* ---- depthwise, channels in lanes (AVX-512) ---------------------------------------------
- * For convs with one output per input channel and no column dilation: 16
- * channels at a time, the padded input strip is transposed to t[row][col][16
- * channels]; one 64-byte load then holds 4 consecutive columns of 16 channels,
- * vpermb regroups it to 16 dwords of 4 taps (one per channel) and one vpdpbusd
- * does 4 taps of 16 channels. Every lane does useful work whatever the plane
- * size (the plane-wise kernel wastes lanes on 7x7 / 14x14 planes), and the
- * per-lane epilogue takes per-channel constants (variable shifts). Output
- * pixels are taken 16 at a time in NCHW order and transposed back. */
+/* ---- depthwise, dword windows (AVX-512) ---------------------------------------------------
+ * For stride_w 1, 2 or 4 and no column dilation, no permute is needed at all:
+ * the 4 bytes of dword lane L of a plain 64-byte load at input column c are
+ * columns c + 4L .. c + 4L + 3, which is exactly the window of 4 taps of the
+ * output pixel whose window starts there. So one load + one vpdpbusd gives 4
+ * taps of 16 pixels that are 4 / stride_w apart; 4 accumulators (loads at 4
+ * shifted columns) cover 64 consecutive output pixels of a row, and the
+ * epilogue's byte permute puts their codes back in pixel order.
+ * The loads read the NCHW rows in place, without masks (masked loads, or a
+ * padded copy, cost a fifth to a half more here). A tap that falls in the
+ * left / right padding reads a neighbouring byte instead: in the few column
+ * blocks where that happens ("border" blocks) such taps get weight 0 in that
+ * lane, and for int8 input the 128 * w the offset padding would have added is
+ * put back into that lane's starting value. Kernel rows in the top / bottom
+ * padding are skipped (uint8) or added as code 0 (int8). Rows whose reads
+ * would leave the input tensor (its very first and last rows) are read from a
+ * bounce copy. Two output rows are computed at a time: each input row is
+ * loaded once for both (stride 1: 4 rows for 2 outputs instead of 6). Narrow
+ * planes waste lanes here: the permute kernels below take them. */
 
-enum { DWC_STRIP = 8 }; /* output rows per strip: the strip's t stays in L1/L2 */
+enum {
+    DWD_MAX_BORDER = 4, /* border column blocks */
+    DWD_MAX_D = 64,     /* (kh - 1) * dil_h + stride_h + 1 */
+    DWD_MAX_NQ = 8      /* quads per kernel row (kw <= 32) */
+};
 
-static int dwc_strip_rows(const ac_conv2d_shape *s)
+typedef struct {
+    int sw, nq, nk;
+    int ncb;                 /* column blocks (of 64 pixels) per row */
+    int dmax;                /* input rows below a row pair's first */
+    int8_t kya[DWD_MAX_D], kyb[DWD_MAX_D];
+    int64_t rmin, rmax;      /* bytes read around an input row: [rmin, rmax) */
+    int nborder;
+    int border_cb[DWD_MAX_BORDER];
+    uint64_t wkeep[DWD_MAX_BORDER][4][DWD_MAX_NQ]; /* weight bytes kept, per lane and tap */
+    bool k3;     /* 3x3, dil_h 1, stride_h 1 or 2: the written-out block */
+    int sw_h;    /* stride_h */
+} dwd_plan;
+
+/* Bits [lo, hi) of a 64-bit mask (clipped to [0, 64]). */
+static uint64_t range_mask64(int64_t lo, int64_t hi)
 {
-    return (DWC_STRIP - 1) * s->stride_h + (s->kh - 1) * s->dil_h + 1;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 64 ? 64 : hi;
+    if (hi <= lo)
+        return 0;
+    const uint64_t below_hi = hi >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return below_hi & ~(((uint64_t)1 << lo) - 1);
 }
 
-static size_t dwc_slice_bytes(const ac_conv2d_shape *s)
+/* Output pixel (within a block of 64) of lane L of accumulator t: stride 1
+ * interleaves 4 accumulators, stride 2 two pairs, stride 4 none. */
+static int dwd_pixel(int sw, int t, int L)
 {
-    dw_geom d;
-    dw_geom_of(s, &d);
-    /* slack: 16-column stores past the last row, 64-byte loads past the end */
-    return (size_t)round_up64((int64_t)dwc_strip_rows(s) * d.cols * 16 + 320, ALIGN) + ALIGN;
+    return sw == 1 ? 4 * L + t : (sw == 2 ? 32 * (t / 2) + 2 * L + t % 2 : 16 * t + L);
 }
 
-/* kh * kw <= 64 keeps every accumulator bound far inside int32 (simple epilogue). */
-static bool dwc_usable(const ac_conv2d_shape *s)
+/* Input column of lane 0 of accumulator t of column block cb. */
+static int dwd_col(const ac_conv2d_shape *s, int cb, int t)
 {
-    return s->c_out == s->c_in && s->dil_w == 1 && s->kh * div_up(s->kw, 4) <= 16 &&
-           s->kh * s->kw <= 64;
+    return (cb * 64 + dwd_pixel(s->stride_w, t, 0)) * s->stride_w - s->pad_left;
 }
 
-/* 16 x 16 bytes: r[i] byte j -> r[j] byte i. */
-static inline void transpose16x16(__m128i r[16])
+static bool dwd_plan_of(const ac_conv2d_shape *s, dwd_plan *v)
 {
-    __m128i b[16], c[16];
-    for (int k = 0; k < 8; k++) {
-        b[2 * k] = _mm_unpacklo_epi8(r[2 * k], r[2 * k + 1]);
-        b[2 * k + 1] = _mm_unpackhi_epi8(r[2 * k], r[2 * k + 1]);
+    v->sw = s->stride_w;
+    v->nq = div_up(s->kw, 4);
+    v->nk = s->kh * v->nq;
+    v->ncb = div_up(s->w_out, 64);
+    v->dmax = (s->kh - 1) * s->dil_h + s->stride_h;
+    if (s->dil_w != 1 || (v->sw != 1 && v->sw != 2 && v->sw != 4) || v->nk > DWP_MAX_QUADS ||
+        v->nq > DWD_MAX_NQ || s->w_out < 32 || v->dmax >= DWD_MAX_D || s->kh > 127)
+        return false;
+    for (int dd = 0; dd <= v->dmax; dd++) {
+        const int db = dd - s->stride_h;
+        v->kya[dd] = (int8_t)(dd % s->dil_h == 0 && dd / s->dil_h < s->kh ? dd / s->dil_h : -1);
+        v->kyb[dd] = (int8_t)(db >= 0 && db % s->dil_h == 0 && db / s->dil_h < s->kh
+                                  ? db / s->dil_h : -1);
     }
-    /* b[2m]: rows 2m,2m+1 for bytes 0..7; b[2m+1]: bytes 8..15 */
-    for (int n = 0; n < 4; n++) {
-        c[4 * n + 0] = _mm_unpacklo_epi16(b[4 * n], b[4 * n + 2]);
-        c[4 * n + 1] = _mm_unpackhi_epi16(b[4 * n], b[4 * n + 2]);
-        c[4 * n + 2] = _mm_unpacklo_epi16(b[4 * n + 1], b[4 * n + 3]);
-        c[4 * n + 3] = _mm_unpackhi_epi16(b[4 * n + 1], b[4 * n + 3]);
+    v->sw_h = s->stride_h;
+    v->k3 = s->kh == 3 && s->kw <= 4 && s->dil_h == 1 && (s->stride_h == 1 || s->stride_h == 2);
+    v->rmin = dwd_col(s, 0, 0);
+    v->rmax = dwd_col(s, v->ncb - 1, 3) + 4 * (v->nq - 1) + 64;
+    /* pixels whose taps can leave the row: ow < first_in or ow >= last_in */
+    const int first_in = div_up(s->pad_left, s->stride_w);
+    const int last_in = s->w_in + s->pad_left - s->kw >= 0
+                            ? (s->w_in + s->pad_left - s->kw) / s->stride_w + 1 : 0;
+    v->nborder = 0;
+    for (int cb = 0; cb < v->ncb; cb++) {
+        const int p0 = cb * 64, p1 = imin(s->w_out, p0 + 64);
+        if (p0 >= first_in && p1 <= last_in)
+            continue;
+        if (v->nborder == DWD_MAX_BORDER)
+            return false;
+        const int bi = v->nborder++;
+        v->border_cb[bi] = cb;
+        for (int t = 0; t < 4; t++)
+            for (int qq = 0; qq < v->nq; qq++) {
+                uint64_t keep = ~(uint64_t)0;
+                for (int L = 0; L < 16; L++) {
+                    const int ow = p0 + dwd_pixel(s->stride_w, t, L);
+                    for (int i = 0; i < 4 && ow < s->w_out; i++) {
+                        const int kx = 4 * qq + i, iw = ow * s->stride_w - s->pad_left + kx;
+                        if (kx < s->kw && (iw < 0 || iw >= s->w_in))
+                            keep &= ~((uint64_t)1 << (4 * L + i));
+                    }
+                }
+                v->wkeep[bi][t][qq] = keep;
+            }
     }
-    /* c[4n+q]: rows 4n..4n+3, bytes 4q..4q+3 */
-    for (int o = 0; o < 2; o++)
-        for (int q = 0; q < 4; q++) {
-            b[8 * o + 2 * q] = _mm_unpacklo_epi32(c[8 * o + q], c[8 * o + 4 + q]);
-            b[8 * o + 2 * q + 1] = _mm_unpackhi_epi32(c[8 * o + q], c[8 * o + 4 + q]);
-        }
-    /* b[8o+m]: rows 8o..8o+7, bytes 2m, 2m+1 */
-    for (int m = 0; m < 8; m++) {
-        r[2 * m] = _mm_unpacklo_epi64(b[m], b[8 + m]);
-        r[2 * m + 1] = _mm_unpackhi_epi64(b[m], b[8 + m]);
-    }
+    return true;
 }
 
-/* Within each 128-bit lane: 4x4 transpose of dwords across a, b, c, d. */
-#define AC_TRANSPOSE4_EPI32_512(a, b, c, d)                                                      \
-    do {                                                                                         \
-        __m512i t0_ = _mm512_unpacklo_epi32(a, b), t1_ = _mm512_unpackhi_epi32(a, b);            \
-        __m512i t2_ = _mm512_unpacklo_epi32(c, d), t3_ = _mm512_unpackhi_epi32(c, d);            \
-        a = _mm512_unpacklo_epi64(t0_, t2_);                                                     \
-        b = _mm512_unpackhi_epi64(t0_, t2_);                                                     \
-        c = _mm512_unpacklo_epi64(t1_, t3_);                                                     \
-        d = _mm512_unpackhi_epi64(t1_, t3_);                                                     \
+/* Per-thread scratch of the dword kernel (0 when it does not apply): the
+ * border blocks' weights and starting values, and bounce rows. */
+static size_t dwd_slice_bytes(const ac_conv2d_shape *s)
+{
+    dwd_plan v;
+    if (!dwd_plan_of(s, &v))
+        return 0;
+    return (size_t)64 * DWD_MAX_BORDER * 4 * (size_t)(v.nk + 1) +
+           (size_t)(v.dmax + 1) * (size_t)round_up64(v.rmax - v.rmin, 64) + ALIGN;
+}
+
+/* Epilogue of 4 accumulators to 64 codes in pixel order. Simple epilogue:
+ * acc >> r, then the saturating packs (dword -> word -> byte) are the clamp
+ * to the code range, and a byte max / min narrows it to [lo, hi] (ReLU /
+ * clip) when needed; the packs interleave 128-bit lanes, one vpermb puts the
+ * bytes in pixel order. Otherwise requant16 first (codes already in range:
+ * the packs are then exact). */
+typedef struct {
+    __m512i perm;        /* packed byte -> pixel order */
+    __m512i lo8, hi8;    /* byte clamp, when narrower than the code range */
+    __m128i rc;          /* shift count */
+    bool y_signed, clamp_lo, clamp_hi;
+} dwd_epi;
+
+T_AVX512 static void dwd_epi_init(dwd_epi *q, int sw, const epi_consts *e, bool y_signed)
+{
+    uint8_t idx[64];
+    /* after the packs, byte 16j + 4t + i holds lane 4j + i of accumulator t */
+    for (int j = 0; j < 4; j++)
+        for (int t = 0; t < 4; t++)
+            for (int i = 0; i < 4; i++)
+                idx[dwd_pixel(sw, t, 4 * j + i)] = (uint8_t)(16 * j + 4 * t + i);
+    memcpy(&q->perm, idx, 64);
+    q->y_signed = y_signed;
+    q->clamp_lo = e->lo > (y_signed ? -128 : 0);
+    q->clamp_hi = e->hi < (y_signed ? 127 : 255);
+    q->lo8 = _mm512_set1_epi8((char)e->lo);
+    q->hi8 = _mm512_set1_epi8((char)e->hi);
+}
+
+T_AVX512 static inline __attribute__((always_inline)) void dwd_emit(const dwd_epi *q, const epi_consts *e, __m512i a0,
+                                     __m512i a1, __m512i a2, __m512i a3, uint8_t *dst, int n)
+{
+    if (e->simple) {
+        a0 = _mm512_sra_epi32(a0, q->rc);
+        a1 = _mm512_sra_epi32(a1, q->rc);
+        a2 = _mm512_sra_epi32(a2, q->rc);
+        a3 = _mm512_sra_epi32(a3, q->rc);
+    } else {
+        a0 = requant16_avx512(a0, e);
+        a1 = requant16_avx512(a1, e);
+        a2 = requant16_avx512(a2, e);
+        a3 = requant16_avx512(a3, e);
+    }
+    __m512i r;
+    if (q->y_signed) {
+        r = _mm512_packs_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
+        if (q->clamp_lo)
+            r = _mm512_max_epi8(r, q->lo8);
+        if (q->clamp_hi)
+            r = _mm512_min_epi8(r, q->hi8);
+    } else {
+        /* packs, not packus, first: packus_epi16 reads its words as signed */
+        r = _mm512_packus_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
+        if (q->clamp_lo)
+            r = _mm512_max_epu8(r, q->lo8);
+        if (q->clamp_hi)
+            r = _mm512_min_epu8(r, q->hi8);
+    }
+    r = _mm512_permutexvar_epi8(q->perm, r);
+    if (n >= 64)
+        _mm512_storeu_si512(dst, r);
+    else
+        _mm512_mask_storeu_epi8(dst, range_mask64(0, n), r);
+}
+
+/* A channel's registers: tap quads broadcast, the accumulators' start
+ * (simple epilogue: init folded in), the epilogue with its shift. */
+T_AVX512 static inline __attribute__((always_inline)) void
+dw_chan_regs(int nk, const int32_t *quads, const epi_consts *e, const dwd_epi *qe, __m512i *wq,
+             __m512i *init, dwd_epi *q)
+{
+    for (int k = 0; k < nk; k++)
+        wq[k] = _mm512_set1_epi32(quads[k]);
+    *init = _mm512_set1_epi32(e->simple ? e->init : 0);
+    *q = *qe;
+    q->rc = _mm_cvtsi32_si128(e->r);
+}
+
+/* Bytes [rmin, rmax) around input row `off` of x, those inside x, into a
+ * bounce buffer (the rest zero: only zero-weight taps read them). */
+T_AVX512 static const uint8_t *dwd_bounce_row(const dwd_plan *v, const uint8_t *x,
+                                              int64_t xbytes, int64_t off, uint8_t *buf)
+{
+    for (int64_t c = v->rmin; c < v->rmax; c += 64) {
+        const int64_t at = off + c;
+        const uint64_t m = range_mask64(-at, xbytes - at);
+        _mm512_storeu_si512(buf + (c - v->rmin),
+                            _mm512_maskz_loadu_epi8(m, (const void *)((uintptr_t)x + (uintptr_t)at)));
+    }
+    return buf - v->rmin; /* column c at [c] for c in [rmin, rmax) */
+}
+
+/* 4 window loads of input row r at the accumulators' columns (+ off),
+ * offset for int8. */
+#define DWD_LOAD4(xv, r, col, off)                                                             \
+    do {                                                                                       \
+        xv[0] = _mm512_loadu_si512((r) + (off) + col[0]);                                      \
+        xv[1] = _mm512_loadu_si512((r) + (off) + col[1]);                                      \
+        xv[2] = _mm512_loadu_si512((r) + (off) + col[2]);                                      \
+        xv[3] = _mm512_loadu_si512((r) + (off) + col[3]);                                      \
+        if (flip) {                                                                            \
+            xv[0] = _mm512_xor_si512(xv[0], f80);                                              \
+            xv[1] = _mm512_xor_si512(xv[1], f80);                                              \
+            xv[2] = _mm512_xor_si512(xv[2], f80);                                              \
+            xv[3] = _mm512_xor_si512(xv[3], f80);                                              \
+        }                                                                                      \
+    } while (0)
+#define DWD_MAC4(a, xv, w0, w1, w2, w3)                                                        \
+    do {                                                                                       \
+        a[0] = _mm512_dpbusd_epi32(a[0], xv[0], (w0));                                         \
+        a[1] = _mm512_dpbusd_epi32(a[1], xv[1], (w1));                                         \
+        a[2] = _mm512_dpbusd_epi32(a[2], xv[2], (w2));                                         \
+        a[3] = _mm512_dpbusd_epi32(a[3], xv[3], (w3));                                         \
     } while (0)
 
-/* t rows for padded rows [pr0, pr1) of channels [c0, c0 + nch) of image img:
- * t[row][col][16] (offset bytes). 16 input columns of 16 channels go in as
- * 16 rows of 16 bytes: lane m of zmm k = channel 4m + k; a dword transpose
- * per lane and a vpermb give 4 zmm of [pixel][channel]. */
-T_AVX512 static void dwc_build(uint8_t *t, const ac_conv2d_shape *s, const dw_geom *d,
-                               const uint8_t *ximg, int c0, int nch, int pr0, int pr1, uint8_t flip)
+/* One column block of a row pair (b: the second row, when pair) from input
+ * rows src[d] (NULL: padding), accumulator t starting at init[t] with
+ * weights W[t][k] (a border block's lanes have their out-of-row taps zeroed).
+ * Written out, not looped over the 4 accumulators: -O2 keeps the vectors in
+ * registers only then. */
+T_AVX512 static inline __attribute__((always_inline)) void
+dwd_block(const dwd_plan *v, const uint8_t *const *src, const int *col, const __m512i *const *W,
+          const __m512i *init, bool pair, __m512i *a, __m512i *b, const bool flip)
 {
-    const int64_t plane = (int64_t)s->h_in * s->w_in;
-    const __m512i f = _mm512_set1_epi8((char)flip);
-    uint8_t pix[64]; /* [pixel p][channel c] <- byte 4c + p of the transposed dwords */
-    for (int p = 0; p < 4; p++)
-        for (int c = 0; c < 16; c++)
-            pix[16 * p + c] = (uint8_t)(4 * c + p);
-    const __m512i pidx = _mm512_loadu_si512(pix);
-    const int c_lo = imax(0, imin(s->pad_left, d->cols));         /* first input column */
-    const int c_hi = imax(c_lo, imin(s->pad_left + s->w_in, d->cols)); /* past the last */
-    const int64_t rowb = (int64_t)d->cols * 16;
-    for (int r = pr0; r < pr1; r++) {
-        uint8_t *trow = t + (int64_t)(r - pr0) * rowb;
-        const int ih = r - s->pad_top;
-        if (ih < 0 || ih >= s->h_in) {
-            memset(trow, flip, (size_t)rowb);
+    const __m512i f80 = _mm512_set1_epi8((char)0x80);
+    __m512i xv[4];
+    a[0] = b[0] = init[0];
+    a[1] = b[1] = init[1];
+    a[2] = b[2] = init[2];
+    a[3] = b[3] = init[3];
+    if (v->k3 && pair) {
+        /* 3x3, row stride 1 or 2: the taps in registers, the rows written out */
+        const __m512i w00 = W[0][0], w01 = W[0][1], w02 = W[0][2];
+        const __m512i w10 = W[1][0], w11 = W[1][1], w12 = W[1][2];
+        const __m512i w20 = W[2][0], w21 = W[2][1], w22 = W[2][2];
+        const __m512i w30 = W[3][0], w31 = W[3][1], w32 = W[3][2];
+#define DWD_ROW(d, ma, mb)                                                                     \
+        do {                                                                                   \
+            if (src[d]) {                                                                      \
+                DWD_LOAD4(xv, src[d], col, 0);                                                 \
+            } else if (flip) {                                                                 \
+                xv[0] = xv[1] = xv[2] = xv[3] = f80;                                           \
+            } else {                                                                           \
+                break;                                                                         \
+            }                                                                                  \
+            ma;                                                                                \
+            mb;                                                                                \
+        } while (0)
+#define DWD_A(k) DWD_MAC4(a, xv, w0##k, w1##k, w2##k, w3##k)
+#define DWD_B(k) DWD_MAC4(b, xv, w0##k, w1##k, w2##k, w3##k)
+        if (v->sw_h == 1) {
+            DWD_ROW(0, DWD_A(0), (void)0);
+            DWD_ROW(1, DWD_A(1), DWD_B(0));
+            DWD_ROW(2, DWD_A(2), DWD_B(1));
+            DWD_ROW(3, (void)0, DWD_B(2));
+        } else {
+            DWD_ROW(0, DWD_A(0), (void)0);
+            DWD_ROW(1, DWD_A(1), (void)0);
+            DWD_ROW(2, DWD_A(2), DWD_B(0));
+            DWD_ROW(3, (void)0, DWD_B(1));
+            DWD_ROW(4, (void)0, DWD_B(2));
+        }
+#undef DWD_A
+#undef DWD_B
+#undef DWD_ROW
+        return;
+    }
+    const int nq = v->nq;
+    for (int d = 0; d <= v->dmax; d++) {
+        const int ka = v->kya[d], kb = pair ? v->kyb[d] : -1;
+        if (ka < 0 && kb < 0)
             continue;
-        }
-        memset(trow, flip, (size_t)c_lo * 16);
-        for (int c = c_lo; c < c_hi; c += 16) {
-            const int iw0 = c - s->pad_left, cnt = imin(16, c_hi - c);
-            const __mmask16 m = cnt >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cnt) - 1u);
-            __m512i z[4];
-            for (int k = 0; k < 4; k++) {
-                __m512i v = _mm512_setzero_si512();
-                for (int lane = 0; lane < 4; lane++) {
-                    const int ch = 4 * lane + k;
-                    if (ch >= nch)
-                        continue;
-                    const __m128i row = _mm_maskz_loadu_epi8(
-                        m, ximg + (c0 + ch) * plane + (int64_t)ih * s->w_in + iw0);
-                    v = lane == 0 ? _mm512_inserti32x4(v, row, 0)
-                        : lane == 1 ? _mm512_inserti32x4(v, row, 1)
-                        : lane == 2 ? _mm512_inserti32x4(v, row, 2)
-                                    : _mm512_inserti32x4(v, row, 3);
-                }
-                z[k] = v;
-            }
-            /* lane m of z[k] = 16 pixels of channel 4m + k; after the transpose lane m of
-             * z[g] holds pixels 4g..4g+3 of channels 4m..4m+3 (byte 4c' + p) */
-            AC_TRANSPOSE4_EPI32_512(z[0], z[1], z[2], z[3]);
-            for (int g = 0; g < 4; g++) {
-                /* z[g] byte 16m + 4*kk + p = pixel 4g + p of channel 4m + kk: reorder to [p][c] */
-                z[g] = _mm512_xor_si512(_mm512_permutexvar_epi8(pidx, z[g]), f);
-                _mm512_storeu_si512(trow + (int64_t)(c + 4 * g) * 16, z[g]);
-            }
-        }
-        /* right padding last: the 16-column stores above may run into it */
-        memset(trow + (int64_t)c_hi * 16, flip, (size_t)(d->cols - c_hi) * 16);
-    }
-    memset(t + (int64_t)(pr1 - pr0) * rowb, flip, 64);
-}
-
-T_AVX512 static void dwc_block_avx512(const ac_conv_q8_params *p, const dw_geom *d,
-                                      const uint8_t *ximg, uint8_t *yimg, int c0, int oh_a,
-                                      int oh_b, uint8_t *t)
-{
-    const ac_conv2d_shape *s = &p->s;
-    const int nch = imin(16, s->c_out - c0);
-    const int nq = div_up(s->kw, 4), ksz = s->kh * s->kw;
-    const int pr0 = oh_a * s->stride_h;
-    const int pr1 = imin(d->rows, (oh_b - 1) * s->stride_h + (s->kh - 1) * s->dil_h + 1);
-    dwc_build(t, s, d, ximg, c0, nch, pr0, pr1, p->x_signed ? 0x80 : 0);
-
-    /* weights: lane c of wv[ky * nq + qq] = taps 4qq..4qq+3 of row ky of channel c0 + c */
-    __m512i wv[16];
-    const __m512i ones = _mm512_set1_epi8(1);
-    __m512i wsum = _mm512_setzero_si512(), wabs = _mm512_setzero_si512();
-    for (int ky = 0; ky < s->kh; ky++)
+        const uint8_t *row = src[d];
         for (int qq = 0; qq < nq; qq++) {
-            int8_t b[64];
-            memset(b, 0, sizeof b);
-            const int ntap = imin(4, s->kw - 4 * qq);
-            const int8_t *src = p->w + (int64_t)c0 * ksz + ky * s->kw + 4 * qq;
-            for (int c = 0; c < nch; c++)
-                for (int i = 0; i < ntap; i++)
-                    b[4 * c + i] = src[(int64_t)c * ksz + i];
-            const __m512i v = _mm512_loadu_si512(b);
-            wv[ky * nq + qq] = v;
-            wsum = _mm512_dpbusd_epi32(wsum, ones, v);
-            wabs = _mm512_dpbusd_epi32(wabs, _mm512_abs_epi8(v), ones); /* |-128| = 0x80 as u8 */
-        }
-    (void)wabs; /* kh * kw <= 64: sum|w| * 255 + |bias| + 2^30 < 2^31, always the simple epilogue */
-    /* per-channel epilogue (simple form, see epi_init): init = corr + bias + 2^(r-1),
-     * code = clamp(acc >> r); lanes past nch get zeros and are not stored */
-    const __mmask16 cm = (__mmask16)((1u << nch) - 1u);
-    const __m512i rv = _mm512_maskz_loadu_epi32(cm, p->rshift + c0);
-    const __m512i biasv =
-        p->bias ? _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(cm, p->bias + c0))
-                : _mm512_setzero_si512();
-    const __m512i halfv = _mm512_srli_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), rv), 1);
-    __m512i initv = _mm512_add_epi32(biasv, halfv);
-    if (p->x_signed)
-        initv = _mm512_sub_epi32(initv, _mm512_slli_epi32(wsum, 7));
-    epi_consts e0;
-    epi_init(&e0, false, 0, 0, 0, 0, p->relu, p->clip_hi, p->y_signed);
-    const __m512i lov = _mm512_set1_epi32(e0.lo), hiv = _mm512_set1_epi32(e0.hi);
-    /* vpermb: dword c = bytes c, 16 + c, 32 + c, 48 + c (4 columns of channel c) */
-    uint8_t tix[64];
-    for (int c = 0; c < 16; c++)
-        for (int i = 0; i < 4; i++)
-            tix[4 * c + i] = (uint8_t)(16 * i + c);
-    const __m512i tidx = _mm512_loadu_si512(tix);
-
-    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
-    const int64_t row_step = (int64_t)s->dil_h * d->cols * 16;
-    /* codes of 4 pixels (packs, lane L byte 4p + k = pixel p, channel 4L + k) to
-     * byte 4c + p; then a dword transpose per lane gives 16 pixels per channel */
-    uint8_t oix[64];
-    for (int c = 0; c < 16; c++)
-        for (int pp = 0; pp < 4; pp++)
-            oix[4 * c + pp] = (uint8_t)(16 * (c / 4) + 4 * pp + c % 4);
-    const __m512i oidx = _mm512_loadu_si512(oix);
-    const bool ysig = p->y_signed;
-    const int ja = oh_a * s->w_out, jb = oh_b * s->w_out;
-    int oh = oh_a, ow = 0;
-    for (int j0 = ja; j0 < jb; j0 += 16) {
-        const int n = imin(16, jb - j0);
-        __m512i z[4];
-        for (int g = 0; g < 4; g++) {
-            __m512i vv[4];
-            const uint8_t *base[4];
-            for (int pp = 0; pp < 4; pp++) {
-                /* pixels past n repeat the last valid one (computed, not stored) */
-                base[pp] = t + ((int64_t)(oh * s->stride_h - pr0) * d->cols +
-                                (int64_t)ow * s->stride_w) * 16;
-                if (4 * g + pp + 1 < n && ++ow == s->w_out) {
-                    ow = 0;
-                    oh++;
-                }
+            if (row)
+                DWD_LOAD4(xv, row, col, 4 * qq);
+            else if (flip) /* padding row: code 0, offset */
+                xv[0] = xv[1] = xv[2] = xv[3] = f80;
+            else
+                continue;
+            if (ka >= 0) {
+                const int k = ka * nq + qq;
+                DWD_MAC4(a, xv, W[0][k], W[1][k], W[2][k], W[3][k]);
             }
-            if (s->kh == 3 && nq == 1) {
-                /* 3x3 (any stride): 4 independent chains of 3 taps rows */
-                __m512i a0 = initv, a1 = initv, a2 = initv, a3 = initv;
-                for (int ky = 0; ky < 3; ky++) {
-                    const int64_t o = ky * row_step;
-                    a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[0] + o)), wv[ky]);
-                    a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[1] + o)), wv[ky]);
-                    a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[2] + o)), wv[ky]);
-                    a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(tidx, _mm512_loadu_si512(base[3] + o)), wv[ky]);
-                }
-                vv[0] = a0;
-                vv[1] = a1;
-                vv[2] = a2;
-                vv[3] = a3;
-            } else {
-                for (int pp = 0; pp < 4; pp++) {
-                    __m512i acc = initv;
-                    for (int ky = 0; ky < s->kh; ky++)
-                        for (int qq = 0; qq < nq; qq++) {
-                            const __m512i xv =
-                                _mm512_loadu_si512(base[pp] + ky * row_step + qq * 64);
-                            acc = _mm512_dpbusd_epi32(acc, _mm512_permutexvar_epi8(tidx, xv),
-                                                      wv[ky * nq + qq]);
-                        }
-                    vv[pp] = acc;
-                }
+            if (kb >= 0) {
+                const int k = kb * nq + qq;
+                DWD_MAC4(b, xv, W[0][k], W[1][k], W[2][k], W[3][k]);
             }
-            for (int pp = 0; pp < 4; pp++)
-                vv[pp] = _mm512_min_epi32(_mm512_max_epi32(_mm512_srav_epi32(vv[pp], rv), lov), hiv);
-            /* values are inside the output code range: the saturating packs are exact */
-            __m512i ab = ysig ? _mm512_packs_epi32(vv[0], vv[1]) : _mm512_packus_epi32(vv[0], vv[1]);
-            __m512i cd = ysig ? _mm512_packs_epi32(vv[2], vv[3]) : _mm512_packus_epi32(vv[2], vv[3]);
-            z[g] = _mm512_permutexvar_epi8(oidx, ysig ? _mm512_packs_epi16(ab, cd)
-                                                      : _mm512_packus_epi16(ab, cd));
-        }
-        if (n == 16 && ++ow == s->w_out) { /* to the next block's first pixel */
-            ow = 0;
-            oh++;
-        }
-        AC_TRANSPOSE4_EPI32_512(z[0], z[1], z[2], z[3]);
-        /* lane m of z[k] = pixels j0.. of channel 4m + k */
-        uint8_t rows[4][64];
-        for (int k = 0; k < 4; k++)
-            _mm512_storeu_si512(rows[k], z[k]);
-        const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-        for (int c = 0; c < nch; c++) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)&rows[c % 4][16 * (c / 4)]);
-            _mm_mask_storeu_epi8(yimg + (int64_t)(c0 + c) * plane_out + j0, m, v);
         }
     }
 }
 
-static void conv_depthwise_cl(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y,
-                              void *scratch, int ith, int nth)
+/* Output rows [oh0, oh1) of one plane yc, whose input plane is at byte xoff
+ * of x; quads: the filter's tap quads (dw_tap_quad order); ws: this thread's
+ * dwd scratch (64-byte aligned). flip: int8 input (a constant once inlined). */
+T_AVX512 static inline __attribute__((always_inline)) void
+dwd_rows_body(const ac_conv2d_shape *s, const dwd_plan *v, const dwd_epi *qe, const uint8_t *x,
+              int64_t xbytes, int64_t xoff, const int32_t *quads, const epi_consts *e,
+              uint8_t *yc, int oh0, int oh1, uint8_t *ws, const bool flip)
+{
+    const int nk = v->nk;
+    __m512i wq[DWP_MAX_QUADS], init;
+    dwd_epi q;
+    dw_chan_regs(nk, quads, e, qe, wq, &init, &q);
+    const __m512i f80 = _mm512_set1_epi8((char)0x80);
+    /* border blocks: weights with the out-of-row taps zeroed per lane; for
+     * int8, starting values that put back the 128 * w those taps would add */
+    __m512i *bw = (__m512i *)(void *)ws;
+    __m512i *binit = bw + DWD_MAX_BORDER * 4 * nk;
+    uint8_t *bounce = (uint8_t *)(binit + DWD_MAX_BORDER * 4);
+    for (int bi = 0; bi < v->nborder; bi++)
+        for (int t = 0; t < 4; t++) {
+            __m512i acc = init;
+            for (int k = 0; k < nk; k++) {
+                const uint64_t keep = v->wkeep[bi][t][k % v->nq];
+                bw[(bi * 4 + t) * nk + k] = _mm512_maskz_mov_epi8(keep, wq[k]);
+                if (flip)
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_maskz_mov_epi8(~keep, f80), wq[k]);
+            }
+            binit[bi * 4 + t] = acc;
+        }
+    const __m512i *wuni[4] = {wq, wq, wq, wq};
+    const __m512i iuni[4] = {init, init, init, init};
+    const int64_t bounce_stride = round_up64(v->rmax - v->rmin, 64);
+    const uint8_t *src[DWD_MAX_D];
+    __m512i a[4], b[4];
+    for (int oh = oh0; oh < oh1; oh += 2) {
+        const bool pair = oh + 1 < oh1;
+        const int ih0 = oh * s->stride_h - s->pad_top;
+        for (int d = 0; d <= v->dmax; d++) {
+            const int ih = ih0 + d;
+            src[d] = NULL;
+            if (ih < 0 || ih >= s->h_in || (v->kya[d] < 0 && (!pair || v->kyb[d] < 0)))
+                continue;
+            const int64_t off = xoff + (int64_t)ih * s->w_in;
+            src[d] = off + v->rmin >= 0 && off + v->rmax <= xbytes
+                         ? x + off
+                         : dwd_bounce_row(v, x, xbytes, off, bounce + d * bounce_stride);
+        }
+        for (int cb = 0, bi = 0; cb < v->ncb; cb++) {
+            const int col[4] = {dwd_col(s, cb, 0), dwd_col(s, cb, 1), dwd_col(s, cb, 2),
+                                dwd_col(s, cb, 3)};
+            if (bi < v->nborder && v->border_cb[bi] == cb) {
+                const __m512i *wb[4] = {bw + (bi * 4) * nk, bw + (bi * 4 + 1) * nk,
+                                        bw + (bi * 4 + 2) * nk, bw + (bi * 4 + 3) * nk};
+                dwd_block(v, src, col, wb, binit + bi * 4, pair, a, b, flip);
+                bi++;
+            } else {
+                dwd_block(v, src, col, wuni, iuni, pair, a, b, flip);
+            }
+            const int n = imin(64, s->w_out - cb * 64);
+            uint8_t *dst = yc + (int64_t)oh * s->w_out + cb * 64;
+            dwd_emit(&q, e, a[0], a[1], a[2], a[3], dst, n);
+            if (pair)
+                dwd_emit(&q, e, b[0], b[1], b[2], b[3], dst + s->w_out, n);
+        }
+    }
+}
+
+/* ---- depthwise, narrow planes: windows by permute (AVX-512) --------------------------------
+ * For planes too narrow for the dword kernel: a block is R whole output rows
+ * (R * w_out <= 64 pixels, pixel 16t + L in lane L of accumulator t) whose
+ * input rows fit 128 bytes, loaded as two registers; each lane's 4 taps are
+ * gathered from them by one vpermt2b, whose zero mask also drops the taps in
+ * the padding (code 0 once offset). The byte indices relative to the block's
+ * first input row are the same for every block; the masks (columns inside
+ * the row, rows inside the plane) are tabled per block. */
+
+enum {
+    DWQ_MAX_NK = DWP_MAX_QUADS / 2, /* kh * ceil(kw / 4): the idx table stays small */
+    DWQ_MAX_MASKS = 1024 /* blocks x 4 x nk */
+};
+
+typedef struct {
+    int R, nblk, nk, nq;
+    uint8_t idx[4][DWQ_MAX_NK][64];
+    uint64_t mask[DWQ_MAX_MASKS]; /* [block][t][k] */
+} dwq_plan;
+
+static bool dwq_plan_of(const ac_conv2d_shape *s, dwq_plan *v)
+{
+    const int sh = s->stride_h, sw = s->stride_w, dh = s->dil_h, dw = s->dil_w;
+    v->nq = div_up(s->kw, 4);
+    v->nk = s->kh * v->nq;
+    if (v->nk > DWQ_MAX_NK || s->w_in > 128 || s->w_out > 64)
+        return false;
+    v->R = imin(64 / s->w_out, s->h_out);
+    while (v->R > 0 && ((int64_t)(v->R - 1) * sh + (int64_t)(s->kh - 1) * dh + 1) * s->w_in > 128)
+        v->R--;
+    if (v->R * s->w_out < 32) /* the vpermb kernel fills more lanes */
+        return false;
+    v->nblk = div_up(s->h_out, v->R);
+    if (v->nblk * 4 * v->nk > DWQ_MAX_MASKS)
+        return false;
+    /* per accumulator: lane bits by block row rr, tap bits inside the row by quad */
+    uint64_t rrlanes[4][64] = {{0}}, colbits[4][DWQ_MAX_NK] = {{0}};
+    for (int t = 0; t < 4; t++)
+        for (int L = 0; L < 16; L++) {
+            const int p = 16 * t + L, rr = p / s->w_out, ow = p % s->w_out;
+            if (rr < v->R)
+                rrlanes[t][rr] |= (uint64_t)0xF << (4 * L);
+            for (int qq = 0; qq < v->nq; qq++)
+                for (int i = 0; i < 4; i++) {
+                    const int kx = 4 * qq + i, iw = ow * sw - s->pad_left + kx * dw;
+                    if (kx < s->kw && iw >= 0 && iw < s->w_in)
+                        colbits[t][qq] |= (uint64_t)1 << (4 * L + i);
+                    for (int ky = 0; ky < s->kh; ky++)
+                        v->idx[t][ky * v->nq + qq][4 * L + i] =
+                            (uint8_t)(((rr * sh + ky * dh) * s->w_in + iw) & 127);
+                }
+        }
+    for (int b = 0; b < v->nblk; b++)
+        for (int ky = 0; ky < s->kh; ky++) {
+            uint64_t rows[4] = {0, 0, 0, 0}; /* lanes whose input row is inside the plane */
+            for (int rr = 0; rr < v->R && b * v->R + rr < s->h_out; rr++) {
+                const int ih = (b * v->R + rr) * sh - s->pad_top + ky * dh;
+                if (ih >= 0 && ih < s->h_in)
+                    for (int t = 0; t < 4; t++)
+                        rows[t] |= rrlanes[t][rr];
+            }
+            for (int t = 0; t < 4; t++)
+                for (int qq = 0; qq < v->nq; qq++)
+                    v->mask[(b * 4 + t) * v->nk + ky * v->nq + qq] = rows[t] & colbits[t][qq];
+        }
+    return true;
+}
+
+/* Blocks [b0, b1) of one output plane yc, whose input plane is at byte xoff
+ * of x. */
+T_AVX512 static inline __attribute__((always_inline)) void
+dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, const uint8_t *x,
+               int64_t xbytes, int64_t xoff, const int32_t *quads, const epi_consts *e,
+               uint8_t *yc, int b0, int b1, const bool flip)
+{
+    const int nk = v->nk;
+    __m512i wq[DWP_MAX_QUADS], init;
+    dwd_epi q;
+    dw_chan_regs(nk, quads, e, qe, wq, &init, &q);
+    const __m512i f80 = _mm512_set1_epi8((char)0x80);
+    for (int b = b0; b < b1; b++) {
+        const int64_t base = xoff + ((int64_t)b * v->R * s->stride_h - s->pad_top) * s->w_in;
+        __m512i lo, hi;
+        if (base >= 0 && base + 128 <= xbytes) {
+            lo = _mm512_loadu_si512(x + base);
+            hi = _mm512_loadu_si512(x + base + 64);
+        } else { /* the addresses in integers: they may lie outside x, masked off */
+            lo = _mm512_maskz_loadu_epi8(range_mask64(-base, xbytes - base),
+                                         (const void *)((uintptr_t)x + (uintptr_t)base));
+            hi = _mm512_maskz_loadu_epi8(range_mask64(-base - 64, xbytes - base - 64),
+                                         (const void *)((uintptr_t)x + (uintptr_t)(base + 64)));
+        }
+        const uint64_t *m = &v->mask[(int64_t)b * 4 * nk];
+        __m512i a0 = init, a1 = init, a2 = init, a3 = init;
+        for (int k = 0; k < nk; k++) {
+#define DWQ_TAP(a, t)                                                                          \
+    do {                                                                                       \
+        __m512i xv_ = _mm512_maskz_permutex2var_epi8(                                          \
+            m[(t) * nk + k], lo, _mm512_loadu_si512(v->idx[t][k]), hi);                        \
+        if (flip)                                                                              \
+            xv_ = _mm512_xor_si512(xv_, f80);                                                  \
+        a = _mm512_dpbusd_epi32(a, xv_, wq[k]);                                                \
+    } while (0)
+            DWQ_TAP(a0, 0);
+            DWQ_TAP(a1, 1);
+            DWQ_TAP(a2, 2);
+            DWQ_TAP(a3, 3);
+#undef DWQ_TAP
+        }
+        dwd_emit(&q, e, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
+                 imin(v->R, s->h_out - b * v->R) * s->w_out);
+    }
+}
+
+/* The AVX-512 plane kernels, whichever the shape allows. */
+typedef struct {
+    enum { DW512_DWORD, DW512_PERM2, DW512_PERM } kind; /* dwd, dwq, dwp */
+    int nrb;     /* row blocks (dwd: rows) */
+    int sw_epi;  /* lane -> pixel map of the epilogue (dwd_pixel's stride) */
+    union {
+        dwd_plan d;
+        dwq_plan q;
+        dwp_plan p;
+    } u;
+} dw512_plan;
+
+/* Depthwise packing (once per plan, as for GEMM weights): a 64-byte header,
+ * each output channel's tap quads (kh * ceil(kw / 4) dwords, dw_tap_quad
+ * order), then sum(w) and sum|w| per channel. */
+typedef struct {
+    uint32_t magic;
+    int32_t c_out, kh, kw;
+} dw_pack_header;
+
+enum { DW_PACK_MAGIC = 0x44714341 /* "ACqD" */ };
+
+static int dw_nk(const ac_conv2d_shape *s) { return s->kh * div_up(s->kw, 4); }
+
+static size_t dw_pack_bytes(const ac_conv2d_shape *s)
+{
+    return ALIGN + sizeof(int32_t) * (size_t)s->c_out * (size_t)(dw_nk(s) + 2);
+}
+
+/* quads (nk dwords) and {sum(w), sum|w|} of output channel oc's filter */
+static void dw_pack_chan(const ac_conv2d_shape *s, const int8_t *w, int oc, int32_t *quads,
+                         int32_t sums[2])
+{
+    const int nq = div_up(s->kw, 4), ksz = s->kh * s->kw;
+    const int8_t *wc = w + (int64_t)oc * ksz;
+    for (int ky = 0; ky < s->kh; ky++)
+        for (int qq = 0; qq < nq; qq++)
+            quads[ky * nq + qq] = dw_tap_quad(s, wc, ky, qq);
+    sums[0] = sums[1] = 0;
+    for (int i = 0; i < ksz; i++) {
+        sums[0] += wc[i];
+        sums[1] += wc[i] < 0 ? -wc[i] : wc[i];
+    }
+}
+
+static void dw_pack(const ac_conv_q8_params *p, uint8_t *base)
 {
     const ac_conv2d_shape *s = &p->s;
-    dw_geom d;
-    dw_geom_of(s, &d);
-    uint8_t *t = align_up((uint8_t *)scratch + (size_t)ith * dw_scratch_slice(s));
-    const int nblk = div_up(s->c_out, 16), nstrip = div_up(s->h_out, DWC_STRIP);
-    int64_t lo, hi;
-    ac_ref_range((int64_t)s->n * nblk * nstrip, ith, nth, &lo, &hi);
+    const int nk = dw_nk(s);
+    dw_pack_header h = {DW_PACK_MAGIC, s->c_out, s->kh, s->kw};
+    memset(base, 0, ALIGN);
+    memcpy(base, &h, sizeof h);
+    int32_t *quads = (int32_t *)(void *)(base + ALIGN);
+    int32_t(*sums)[2] = (int32_t(*)[2])(void *)(quads + (int64_t)s->c_out * nk);
+    for (int oc = 0; oc < s->c_out; oc++)
+        dw_pack_chan(s, p->w, oc, quads + (int64_t)oc * nk, sums[oc]);
+}
+
+static bool dw_packed_matches(const ac_conv_q8_params *p)
+{
+    if (!p->w_packed)
+        return false;
+    dw_pack_header h;
+    memcpy(&h, p->w_packed, sizeof h);
+    return h.magic == DW_PACK_MAGIC && h.c_out == p->s.c_out && h.kh == p->s.kh &&
+           h.kw == p->s.kw;
+}
+
+/* Units [lo, hi) of (image, output channel, share of the row blocks), in that
+ * order (channels of an image next to each other); planes are split into row
+ * shares only when there are too few planes for the threads. Per unit: the
+ * channel's tap quads and sums (packed, or computed), its epilogue start value
+ * and shift, then the plane kernel. A template for the kernel kind and the
+ * input signedness (constants once inlined), so that the small-plane kernels
+ * run with no call per plane. */
+T_AVX512 static inline __attribute__((always_inline)) void
+dw512_walk(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, uint8_t *y,
+           uint8_t *ws, int64_t lo, int64_t hi, int shares, const int kind, const bool flip)
+{
+    const ac_conv2d_shape *s = &p->s;
+    const int cout_g = s->c_out / s->groups, nk = dw_nk(s);
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in, plane_out = (int64_t)s->h_out * s->w_out;
+    const int64_t xbytes = (int64_t)s->n * s->c_in * plane_in;
+    const int32_t xmax = flip ? 128 : 255;
+    const bool packed = dw_packed_matches(p);
+    const int32_t *pq = packed ? (const int32_t *)(const void *)((const uint8_t *)p->w_packed + ALIGN) : NULL;
+    const int32_t(*psums)[2] = packed ? (const int32_t(*)[2])(const void *)(pq + (int64_t)s->c_out * nk) : NULL;
+    int64_t plane = lo / shares;
+    int share = (int)(lo % shares);
+    int oc = (int)(plane % s->c_out), ocg = oc % cout_g, ic = oc / cout_g; /* oc = ic * cout_g + ocg */
+    int64_t img = plane / s->c_out;
+    /* every channel's epilogue is the simple one when even the largest filter
+     * sum fits (always for real kernels): then only init and r vary */
+    const bool all_simple = (int64_t)s->kh * s->kw * 128 * xmax + 32768 + ((int64_t)1 << 30) <= INT32_MAX;
+    epi_consts e;
+    epi_init(&e, false, 0, 0, 0, 0, p->relu, p->clip_hi, p->y_signed); /* lo, hi */
+    dwd_epi qe;
+    if (kind != DW512_PERM)
+        dwd_epi_init(&qe, v->sw_epi, &e, p->y_signed);
+    int32_t own_quads[DWP_MAX_QUADS], own_sums[2];
     for (int64_t u = lo; u < hi; u++) {
-        const int strip = (int)(u % nstrip), blk = (int)(u / nstrip % nblk);
-        const int64_t img = u / ((int64_t)nstrip * nblk);
-        const int oh_a = strip * DWC_STRIP, oh_b = imin(s->h_out, oh_a + DWC_STRIP);
-        dwc_block_avx512(p, &d, x + img * s->c_in * (int64_t)s->h_in * s->w_in,
-                         y + img * s->c_out * (int64_t)s->h_out * s->w_out, blk * 16, oh_a, oh_b, t);
+        const int32_t *quads = own_quads, *sums = own_sums;
+        if (packed) {
+            quads = pq + (int64_t)oc * nk;
+            sums = psums[oc];
+        } else {
+            dw_pack_chan(s, p->w, oc, own_quads, own_sums);
+        }
+        const int32_t bias = p->bias ? p->bias[oc] : 0, r = p->rshift[oc];
+        if (all_simple) {
+            e.r = r;
+            e.init = (int32_t)((flip ? 0u - (uint32_t)sums[0] * 128u : 0u) + (uint32_t)bias +
+                               (r > 0 ? 1u << (r - 1) : 0u));
+        } else {
+            epi_init(&e, flip, sums[0], (int64_t)sums[1] * xmax, bias, r, p->relu, p->clip_hi,
+                     p->y_signed);
+        }
+        const int rb0 = shares == 1 ? 0 : (int)((int64_t)v->nrb * share / shares);
+        const int rb1 = shares == 1 ? v->nrb : (int)((int64_t)v->nrb * (share + 1) / shares);
+        const int64_t xoff = (img * s->c_in + ic) * plane_in;
+        uint8_t *yc = y + plane * plane_out;
+        if (kind == DW512_PERM)
+            dwp_plane_avx512(s, &v->u.p, x, xbytes, xoff, quads, &e, flip ? 0x80 : 0, yc, rb0,
+                             rb1);
+        else if (kind == DW512_PERM2)
+            dwq_plane_body(s, &v->u.q, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
+        else
+            dwd_rows_body(s, &v->u.d, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, ws, flip);
+        if (++share == shares) { /* next plane */
+            share = 0;
+            plane++;
+            if (++ocg == cout_g) {
+                ocg = 0;
+                ic++;
+            }
+            if (++oc == s->c_out) {
+                oc = ocg = ic = 0;
+                img++;
+            }
+        }
     }
+}
+
+#define DW512_WALK(name, kind, flip)                                                           \
+    T_AVX512 static void name(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, \
+                              uint8_t *y, uint8_t *ws, int64_t lo, int64_t hi, int shares)     \
+    {                                                                                          \
+        dw512_walk(p, v, x, y, ws, lo, hi, shares, kind, flip);                                \
+    }
+DW512_WALK(dw512_walk_d_u8, DW512_DWORD, false)
+DW512_WALK(dw512_walk_d_s8, DW512_DWORD, true)
+DW512_WALK(dw512_walk_q_u8, DW512_PERM2, false)
+DW512_WALK(dw512_walk_q_s8, DW512_PERM2, true)
+DW512_WALK(dw512_walk_p_u8, DW512_PERM, false)
+DW512_WALK(dw512_walk_p_s8, DW512_PERM, true)
+#undef DW512_WALK
+
+static void conv_depthwise_512(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x,
+                               uint8_t *y, void *scratch, int ith, int nth)
+{
+    const ac_conv2d_shape *s = &p->s;
+    const int64_t planes = (int64_t)s->n * s->c_out;
+    const int shares =
+        planes >= 4 * (int64_t)nth ? 1 : imin(v->nrb, div_up(4 * nth, (int)planes));
+    int64_t lo, hi;
+    ac_ref_range(planes * shares, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return;
+    uint8_t *ws = align_up((uint8_t *)scratch + (size_t)ith * dw_scratch_slice(s));
+    const bool sg = p->x_signed;
+    switch (v->kind) {
+    case DW512_DWORD: (sg ? dw512_walk_d_s8 : dw512_walk_d_u8)(p, v, x, y, ws, lo, hi, shares); break;
+    case DW512_PERM2: (sg ? dw512_walk_q_s8 : dw512_walk_q_u8)(p, v, x, y, ws, lo, hi, shares); break;
+    default: (sg ? dw512_walk_p_s8 : dw512_walk_p_u8)(p, v, x, y, ws, lo, hi, shares); break;
+    }
+}
+
+static bool dw512_plan_of(const ac_conv2d_shape *s, dw512_plan *v)
+{
+    if (dwd_plan_of(s, &v->u.d)) {
+        v->kind = DW512_DWORD;
+        v->nrb = s->h_out;
+        v->sw_epi = s->stride_w;
+        return true;
+    }
+    if (dwq_plan_of(s, &v->u.q)) {
+        v->kind = DW512_PERM2;
+        v->nrb = v->u.q.nblk;
+        v->sw_epi = 4; /* pixel 16t + L */
+        return true;
+    }
+    v->kind = DW512_PERM;
+    if (!dwp_plan_of(s, &v->u.p))
+        return false;
+    v->nrb = v->u.p.nrb;
+    return true;
 }
 
 static void conv_depthwise(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y,
                            void *scratch, int ith, int nth, ac_q8_isa isa)
 {
     const ac_conv2d_shape *s = &p->s;
-    if (isa == AC_Q8_ISA_AVX512 && dwc_usable(s)) {
-        conv_depthwise_cl(p, x, y, scratch, ith, nth);
-        return;
+    dw512_plan pl;
+    if (isa == AC_Q8_ISA_AVX512) {
+        if (dw512_plan_of(s, &pl)) {
+            conv_depthwise_512(p, &pl, x, y, scratch, ith, nth);
+            return;
+        }
+        isa = AC_Q8_ISA_AVX2; /* taps too far apart for a 64-byte window */
     }
     dw_geom d;
     dw_geom_of(s, &d);
     uint8_t *pad = align_up((uint8_t *)scratch + (size_t)ith * dw_scratch_slice(s));
-    dw_vec vec;
-    if (isa == AC_Q8_ISA_AVX512 && !dw_vec_plan(s, &d, &vec))
-        isa = AC_Q8_ISA_AVX2;
     const int cout_g = s->c_out / s->groups;
     const int ksz = s->kh * s->kw;
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
     const int64_t plane_out = (int64_t)s->h_out * s->w_out;
     const uint8_t flip = p->x_signed ? 0x80 : 0;
+    const bool pairs = dw_pairs_usable(s);
     int64_t lo, hi, padded = -1;
     ac_ref_range((int64_t)s->n * s->c_out, ith, nth, &lo, &hi);
     for (int64_t plane = lo; plane < hi; plane++) {
@@ -1449,11 +2057,12 @@ static void conv_depthwise(const ac_conv_q8_params *p, const uint8_t *x, uint8_t
         epi_init(&e, p->x_signed, wsum, (int64_t)wabs * (p->x_signed ? 128 : 255),
                  p->bias ? p->bias[oc] : 0, p->rshift[oc], p->relu, p->clip_hi, p->y_signed);
         uint8_t *yc = y + plane * plane_out;
-        switch (isa) {
-        case AC_Q8_ISA_AVX512: dw_plane_avx512(s, &d, pad, wc, &e, yc, &vec); break;
-        case AC_Q8_ISA_AVX2: dw_plane_avx2(s, &d, pad, wc, &e, yc); break;
-        default: dw_plane_scalar(s, &d, pad, wc, &e, yc); break;
-        }
+        if (isa == AC_Q8_ISA_AVX2 && pairs)
+            dw_plane_pairs_avx2(s, &d, pad, wc, &e, yc);
+        else if (isa == AC_Q8_ISA_AVX2)
+            dw_plane_avx2(s, &d, pad, wc, &e, yc);
+        else
+            dw_plane_scalar(s, &d, pad, wc, &e, yc);
     }
 }
 

@@ -22,7 +22,7 @@
 #include "ac_int8_ref.h"
 
 /* Weight packing, once per plan: ac_conv_q8_pack_bytes(p) bytes (0 when this
- * conv has nothing to pack: depthwise or empty), filled by ac_conv_q8_pack()
+ * conv has nothing to pack: empty), filled by ac_conv_q8_pack()
  * from p->w (no alignment needed). Store the buffer in p->w_packed; it stays
  * valid while p->w and the shape do not change. The kernels check the
  * buffer's header against the shape and pack on the fly when it does not

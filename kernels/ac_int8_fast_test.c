@@ -326,6 +326,27 @@ static void test_conv_edges(void)
         conv_shape(1, 3, 8, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),     /* multiplier 2 */
         conv_shape(1, 2, 10, 10, 6, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, 2),   /* 3x1, multiplier 3 */
         conv_shape(1, 2, 9, 31, 2, 1, 9, 1, 1, 0, 4, 0, 4, 1, 1, 2),    /* 1x9: two quads */
+        /* depthwise, dword-window kernel (w_out >= 32): column blocks of 64, the
+         * left / right border lanes, both ends of the tensor, strides 1 / 2 / 4 */
+        conv_shape(1, 3, 9, 112, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
+        conv_shape(2, 3, 7, 65, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
+        conv_shape(1, 2, 6, 64, 2, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 2),
+        conv_shape(1, 3, 9, 129, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3),
+        conv_shape(2, 2, 11, 140, 2, 3, 3, 4, 4, 1, 1, 1, 1, 1, 1, 2),
+        conv_shape(1, 2, 12, 40, 2, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 2),   /* two quads */
+        conv_shape(1, 2, 13, 38, 2, 7, 7, 2, 1, 3, 3, 3, 3, 1, 1, 2),
+        conv_shape(1, 2, 14, 36, 4, 3, 3, 1, 1, 2, 1, 2, 1, 2, 1, 2),   /* dil_h 2, multiplier */
+        conv_shape(1, 2, 10, 70, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2),   /* stride_h 3 */
+        conv_shape(1, 3, 8, 50, 3, 3, 3, 1, 1, 0, 2, 1, 0, 1, 1, 3),    /* odd pads */
+        conv_shape(1, 3, 5, 33, 3, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, 3),    /* 3x1 */
+        conv_shape(1, 2, 1, 48, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),    /* one output row */
+        conv_shape(1, 2, 4, 40, 2, 3, 3, 1, 1, 3, 5, 3, 5, 1, 1, 2),    /* pads past the kernel */
+        /* depthwise, narrow planes by permute (R whole rows per 64 lanes) and vpermb */
+        conv_shape(1, 3, 20, 20, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 3),
+        conv_shape(1, 3, 16, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
+        conv_shape(2, 4, 8, 8, 4, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 4),
+        conv_shape(1, 5, 12, 12, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 5),
+        conv_shape(3, 9, 7, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 9),
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         test_conv_all_opts(&shapes[i]);
@@ -353,7 +374,7 @@ static void test_conv_random(int count)
         int dh = kind == 3 ? 1 : rng_int(1, 2), dw = kind == 3 ? 1 : rng_int(1, 2);
         int pt = kind == 3 ? 0 : rng_int(0, 2), pl = kind == 3 ? 0 : rng_int(0, 2);
         int pb = kind == 3 ? 0 : rng_int(0, 2), pr = kind == 3 ? 0 : rng_int(0, 2);
-        int h = rng_int(1, 24), w = rng_int(1, 40);
+        int h = rng_int(1, 24), w = rng_int(1, kind == 2 ? 140 : 40); /* dw: wide rows too */
         ac_conv2d_shape s = conv_shape(rng_int(1, 3), c_in, h, w, c_out, kh, kw, sh, sw, pt, pl,
                                        pb, pr, dh, dw, groups);
         if (s.h_out <= 0 || s.w_out <= 0)
