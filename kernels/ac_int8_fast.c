@@ -279,6 +279,57 @@ T_AVX512 static void epi_row_avx512(const int32_t *acc, int n, const epi_consts 
     }
 }
 
+/* Bits [lo, hi) of a 64-bit mask (clipped to [0, 64]). */
+static uint64_t range_mask64(int64_t lo, int64_t hi)
+{
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 64 ? 64 : hi;
+    if (hi <= lo)
+        return 0;
+    const uint64_t below_hi = hi >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return below_hi & ~(((uint64_t)1 << lo) - 1);
+}
+
+/* 64 int32 lanes (4 vectors, each value already shifted) to codes: the
+ * saturating packs (dword -> word -> byte) are the clamp to the code range,
+ * and a byte max / min narrows it to [lo, hi] (ReLU / clip) when needed.
+ * The packs interleave 128-bit lanes: byte 16j + 4t + i of the result is lane
+ * 4j + i of vector t (callers permute). */
+typedef struct {
+    __m512i lo8, hi8; /* byte clamp, when narrower than the code range */
+    bool y_signed, clamp_lo, clamp_hi;
+} codes_clamp;
+
+T_AVX512 static void codes_clamp_init(codes_clamp *c, const epi_consts *e, bool y_signed)
+{
+    c->y_signed = y_signed;
+    c->clamp_lo = e->lo > (y_signed ? -128 : 0);
+    c->clamp_hi = e->hi < (y_signed ? 127 : 255);
+    c->lo8 = _mm512_set1_epi8((char)e->lo);
+    c->hi8 = _mm512_set1_epi8((char)e->hi);
+}
+
+T_AVX512 static inline __attribute__((always_inline)) __m512i
+codes_pack64(const codes_clamp *c, __m512i a0, __m512i a1, __m512i a2, __m512i a3)
+{
+    __m512i r;
+    if (c->y_signed) {
+        r = _mm512_packs_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
+        if (c->clamp_lo)
+            r = _mm512_max_epi8(r, c->lo8);
+        if (c->clamp_hi)
+            r = _mm512_min_epi8(r, c->hi8);
+    } else {
+        /* packs, not packus, first: packus_epi16 reads its words as signed */
+        r = _mm512_packus_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
+        if (c->clamp_lo)
+            r = _mm512_max_epu8(r, c->lo8);
+        if (c->clamp_hi)
+            r = _mm512_min_epu8(r, c->hi8);
+    }
+    return r;
+}
+
 /* ---- GEMM geometry and weight packing ---------------------------------------------------- */
 
 /* Two ways to feed B:
@@ -646,17 +697,11 @@ T_AVX2 static void uk_avx2(const b_walk *bw, const int16_t *w, const uint8_t *b,
             uk_4x8_avx2(bw, w + r0 * 4, b + j0 * 4, c + r0 * NR + j0);
 }
 
-T_AVX512 static void uk_8x32_avx512(const b_walk *bw, const int8_t *w, const uint8_t *b,
-                                    int32_t *c)
+/* The 8x32 accumulation: c[2r], c[2r+1] (pixels 0-15, 16-31 of row r) start
+ * as given. Constant indices only, so the array lives in registers. */
+T_AVX512 static inline __attribute__((always_inline)) void
+uk_8x32_loop_avx512(const b_walk *bw, const int8_t *w, const uint8_t *b, __m512i *c)
 {
-    __m512i c00 = _mm512_setzero_si512(), c01 = _mm512_setzero_si512();
-    __m512i c10 = _mm512_setzero_si512(), c11 = _mm512_setzero_si512();
-    __m512i c20 = _mm512_setzero_si512(), c21 = _mm512_setzero_si512();
-    __m512i c30 = _mm512_setzero_si512(), c31 = _mm512_setzero_si512();
-    __m512i c40 = _mm512_setzero_si512(), c41 = _mm512_setzero_si512();
-    __m512i c50 = _mm512_setzero_si512(), c51 = _mm512_setzero_si512();
-    __m512i c60 = _mm512_setzero_si512(), c61 = _mm512_setzero_si512();
-    __m512i c70 = _mm512_setzero_si512(), c71 = _mm512_setzero_si512();
     const int64_t bstride = bw->bstride;
     for (int t = 0; t < bw->taps; t++) {
         const uint8_t *bq = b + bw->tapoff[t];
@@ -665,34 +710,77 @@ T_AVX512 static void uk_8x32_avx512(const b_walk *bw, const int8_t *w, const uin
             const __m512i b1 = _mm512_loadu_si512(bq + 64);
             int32_t wv;
             __m512i ww;
-#define AC_ROW(r, lo, hi)                                                                    \
+#define AC_ROW(r)                                                                            \
     memcpy(&wv, w + (r) * 4, sizeof wv);                                                     \
     ww = _mm512_set1_epi32(wv);                                                              \
-    lo = _mm512_dpbusd_epi32(lo, b0, ww);                                                    \
-    hi = _mm512_dpbusd_epi32(hi, b1, ww);
-            AC_ROW(0, c00, c01)
-            AC_ROW(1, c10, c11)
-            AC_ROW(2, c20, c21)
-            AC_ROW(3, c30, c31)
-            AC_ROW(4, c40, c41)
-            AC_ROW(5, c50, c51)
-            AC_ROW(6, c60, c61)
-            AC_ROW(7, c70, c71)
+    c[2 * (r)] = _mm512_dpbusd_epi32(c[2 * (r)], b0, ww);                                    \
+    c[2 * (r) + 1] = _mm512_dpbusd_epi32(c[2 * (r) + 1], b1, ww);
+            AC_ROW(0)
+            AC_ROW(1)
+            AC_ROW(2)
+            AC_ROW(3)
+            AC_ROW(4)
+            AC_ROW(5)
+            AC_ROW(6)
+            AC_ROW(7)
 #undef AC_ROW
         }
     }
-#define AC_ST(r, lo, hi)                                                                     \
-    _mm512_storeu_si512(c + (r) * NR, lo);                                                   \
-    _mm512_storeu_si512(c + (r) * NR + 16, hi);
-    AC_ST(0, c00, c01)
-    AC_ST(1, c10, c11)
-    AC_ST(2, c20, c21)
-    AC_ST(3, c30, c31)
-    AC_ST(4, c40, c41)
-    AC_ST(5, c50, c51)
-    AC_ST(6, c60, c61)
-    AC_ST(7, c70, c71)
+}
+
+T_AVX512 static void uk_8x32_avx512(const b_walk *bw, const int8_t *w, const uint8_t *b,
+                                    int32_t *c)
+{
+    __m512i acc[16];
+#define AC_Z(r) acc[2 * (r)] = acc[2 * (r) + 1] = _mm512_setzero_si512();
+    AC_Z(0) AC_Z(1) AC_Z(2) AC_Z(3) AC_Z(4) AC_Z(5) AC_Z(6) AC_Z(7)
+#undef AC_Z
+    uk_8x32_loop_avx512(bw, w, b, acc);
+#define AC_ST(r)                                                                             \
+    _mm512_storeu_si512(c + (r) * NR, acc[2 * (r)]);                                         \
+    _mm512_storeu_si512(c + (r) * NR + 16, acc[2 * (r) + 1]);
+    AC_ST(0) AC_ST(1) AC_ST(2) AC_ST(3) AC_ST(4) AC_ST(5) AC_ST(6) AC_ST(7)
 #undef AC_ST
+}
+
+/* The same tile with the simple epilogue fused (every row's constants simple):
+ * accumulators start at their row's init, codes = clamp(acc >> r), packed two
+ * rows per 64 bytes; rows < `rows` and columns < nc stored, row r at dst +
+ * r * dstride (ec holds `rows` entries). No int32 tile round trip. */
+T_AVX512 static void uk_8x32_codes_avx512(const b_walk *bw, const int8_t *w, const uint8_t *b,
+                                          const epi_consts *ec, const codes_clamp *cc,
+                                          uint8_t *dst, int64_t dstride, int rows, int nc)
+{
+    __m512i acc[16];
+#define AC_I(rr_) acc[2 * (rr_)] = acc[2 * (rr_) + 1] = _mm512_set1_epi32((rr_) < rows ? ec[rr_].init : 0);
+    AC_I(0) AC_I(1) AC_I(2) AC_I(3) AC_I(4) AC_I(5) AC_I(6) AC_I(7)
+#undef AC_I
+    uk_8x32_loop_avx512(bw, w, b, acc);
+    /* after codes_pack64, byte 16j + 4t + i is lane 4j + i of vector t: rows
+     * 2m (t = 0, 1) and 2m + 1 (t = 2, 3) to bytes [0, 32) and [32, 64) */
+    uint8_t idx[64];
+    for (int t = 0; t < 4; t++)
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < 4; i++)
+                idx[32 * (t / 2) + 16 * (t % 2) + 4 * j + i] = (uint8_t)(16 * j + 4 * t + i);
+    const __m512i perm = _mm512_loadu_si512(idx);
+    const __mmask32 m = nc >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << nc) - 1u);
+#define AC_PAIR(rr_)                                                                           \
+    if ((rr_) < rows) {                                                                        \
+        const __m128i ra = _mm_cvtsi32_si128(ec[rr_].r);                                      \
+        const __m128i rb = _mm_cvtsi32_si128((rr_) + 1 < rows ? ec[(rr_) + 1].r : 0);             \
+        const __m512i v = _mm512_permutexvar_epi8(                                           \
+            perm, codes_pack64(cc, _mm512_sra_epi32(acc[2 * (rr_)], ra),                       \
+                               _mm512_sra_epi32(acc[2 * (rr_) + 1], ra),                       \
+                               _mm512_sra_epi32(acc[2 * (rr_) + 2], rb),                       \
+                               _mm512_sra_epi32(acc[2 * (rr_) + 3], rb)));                     \
+        _mm256_mask_storeu_epi8(dst + (rr_) * dstride, m, _mm512_castsi512_si256(v));          \
+        if ((rr_) + 1 < rows)                                                                  \
+            _mm256_mask_storeu_epi8(dst + ((rr_) + 1) * dstride, m,                            \
+                                    _mm512_extracti64x4_epi64(v, 1));                        \
+    }
+    AC_PAIR(0) AC_PAIR(2) AC_PAIR(4) AC_PAIR(6)
+#undef AC_PAIR
 }
 
 /* ---- implicit B: the quad-interleaved padded input ----------------------------------------- */
@@ -819,47 +907,66 @@ typedef struct {
     ac_q8_isa isa;
     b_walk bw;
     uint8_t *yimg;    /* output of this (image, group): channel 0 of the group */
+    bool fused;       /* AVX-512 and every epilogue of the group simple */
+    codes_clamp cc;
 } gemm_run;
 
 /* Micro-tile (weight panel w8/w16 for rows r0.. of the group, B at b for
  * columns [j, j + nc)). */
+/* Codes of one tile row (nc columns from padded-grid column j) to the
+ * output rows they belong to: row segments, columns ow >= w_out dropped. */
+static void scatter_codes(const ac_conv2d_shape *s, const gemm_geom *g, const uint8_t *codes,
+                          uint8_t *yrow, int j, int nc)
+{
+    for (int l = 0; l < nc;) {
+        const int jj = j + l, oh = jj / g->wp, ow = jj % g->wp;
+        if (ow >= s->w_out) {
+            l += g->wp - ow;
+            continue;
+        }
+        const int len = imin(s->w_out - ow, nc - l);
+        memcpy(yrow + (int64_t)oh * s->w_out + ow, codes + l, (size_t)len);
+        l += len;
+    }
+}
+
 static void gemm_micro(const gemm_run *gr, const int8_t *w8, const int16_t *w16, int r0,
                        const uint8_t *b, int j, int nc)
 {
     const ac_conv2d_shape *s = &gr->p->s;
     const gemm_geom *g = gr->g;
-    int32_t *tile = gr->sl->tile;
     const int rows = imin(MR, g->cout_g - r0);
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    const bool contiguous = !g->implicit || g->wp == s->w_out;
+    uint8_t codes[MR][NR];
+    if (gr->fused) {
+        if (contiguous) {
+            uk_8x32_codes_avx512(&gr->bw, w8, b, &gr->sl->ec[r0], &gr->cc,
+                                 gr->yimg + (int64_t)r0 * plane_out + j, plane_out, rows, nc);
+            return;
+        }
+        uk_8x32_codes_avx512(&gr->bw, w8, b, &gr->sl->ec[r0], &gr->cc, &codes[0][0], NR, rows, nc);
+        for (int r = 0; r < rows; r++)
+            scatter_codes(s, g, codes[r], gr->yimg + (int64_t)(r0 + r) * plane_out, j, nc);
+        return;
+    }
+    int32_t *tile = gr->sl->tile;
     switch (gr->isa) {
     case AC_Q8_ISA_AVX512: uk_8x32_avx512(&gr->bw, w8, b, tile); break;
     case AC_Q8_ISA_AVX2: uk_avx2(&gr->bw, w16, b, tile); break;
     default: uk_portable(&gr->bw, w8, b, tile); break;
     }
-    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
     for (int r = 0; r < rows; r++) {
         const epi_consts *e = &gr->sl->ec[r0 + r];
         uint8_t *yrow = gr->yimg + (int64_t)(r0 + r) * plane_out;
-        const bool contiguous = !g->implicit || g->wp == s->w_out;
-        uint8_t codes[NR];
-        uint8_t *dst = contiguous ? yrow + j : codes;
+        uint8_t *dst = contiguous ? yrow + j : codes[r];
         switch (gr->isa) {
         case AC_Q8_ISA_AVX512: epi_row_avx512(tile + r * NR, nc, e, dst); break;
         case AC_Q8_ISA_AVX2: epi_row_avx2(tile + r * NR, nc, e, dst); break;
         default: epi_row_scalar(tile + r * NR, nc, e, dst); break;
         }
-        if (contiguous)
-            continue;
-        /* padded-grid columns j.. to output pixels: row segments, ow >= w_out dropped */
-        for (int l = 0; l < nc;) {
-            const int jj = j + l, oh = jj / g->wp, ow = jj % g->wp;
-            if (ow >= s->w_out) {
-                l += g->wp - ow;
-                continue;
-            }
-            const int len = imin(s->w_out - ow, nc - l);
-            memcpy(yrow + (int64_t)oh * s->w_out + ow, codes + l, (size_t)len);
-            l += len;
-        }
+        if (!contiguous)
+            scatter_codes(s, g, codes[r], yrow, j, nc);
     }
 }
 
@@ -887,7 +994,7 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
     const uint8_t flip = p->x_signed ? 0x80 : 0;
     const int64_t xmax = p->x_signed ? 128 : 255;
     int64_t tapoff[MAX_TAPS];
-    gemm_run gr = {p, &g, &sl, isa, {g.taps, g.cq, tapoff, 0}, NULL};
+    gemm_run gr = {.p = p, .g = &g, .sl = &sl, .isa = isa, .bw = {g.taps, g.cq, tapoff, 0}};
     if (g.implicit) {
         gr.bw.bstride = (int64_t)g.hp * g.wp * 4;
         for (int t = 0; t < g.taps; t++)
@@ -935,6 +1042,11 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
                              p->clip_hi, p->y_signed);
             }
             epi_built = grp;
+            gr.fused = isa == AC_Q8_ISA_AVX512;
+            for (int r = 0; r < g.cout_g && gr.fused; r++)
+                gr.fused = sl.ec[r].simple;
+            if (gr.fused)
+                codes_clamp_init(&gr.cc, &sl.ec[0], p->y_signed);
         }
         gr.yimg = y + ((int64_t)img * s->c_out + (int64_t)grp * g.cout_g) * s->h_out * s->w_out;
         /* B for columns [j0 + jp, ...): implicit reads xq in place, im2col its panels */
@@ -1360,16 +1472,6 @@ typedef struct {
     int sw_h;    /* stride_h */
 } dwd_plan;
 
-/* Bits [lo, hi) of a 64-bit mask (clipped to [0, 64]). */
-static uint64_t range_mask64(int64_t lo, int64_t hi)
-{
-    lo = lo < 0 ? 0 : lo;
-    hi = hi > 64 ? 64 : hi;
-    if (hi <= lo)
-        return 0;
-    const uint64_t below_hi = hi >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
-    return below_hi & ~(((uint64_t)1 << lo) - 1);
-}
 
 /* Output pixel (within a block of 64) of lane L of accumulator t: stride 1
  * interleaves 4 accumulators, stride 2 two pairs, stride 4 none. */
@@ -1445,17 +1547,13 @@ static size_t dwd_slice_bytes(const ac_conv2d_shape *s)
            (size_t)(v.dmax + 1) * (size_t)round_up64(v.rmax - v.rmin, 64) + ALIGN;
 }
 
-/* Epilogue of 4 accumulators to 64 codes in pixel order. Simple epilogue:
- * acc >> r, then the saturating packs (dword -> word -> byte) are the clamp
- * to the code range, and a byte max / min narrows it to [lo, hi] (ReLU /
- * clip) when needed; the packs interleave 128-bit lanes, one vpermb puts the
- * bytes in pixel order. Otherwise requant16 first (codes already in range:
- * the packs are then exact). */
+/* Epilogue of 4 accumulators to 64 codes in pixel order: acc >> r (simple
+ * epilogue) or requant16 (codes already in range: the packs are then exact),
+ * codes_pack64, one vpermb to pixel order. */
 typedef struct {
-    __m512i perm;        /* packed byte -> pixel order */
-    __m512i lo8, hi8;    /* byte clamp, when narrower than the code range */
-    __m128i rc;          /* shift count */
-    bool y_signed, clamp_lo, clamp_hi;
+    __m512i perm; /* packed byte -> pixel order */
+    __m128i rc;   /* shift count */
+    codes_clamp cc;
 } dwd_epi;
 
 T_AVX512 static void dwd_epi_init(dwd_epi *q, int sw, const epi_consts *e, bool y_signed)
@@ -1467,15 +1565,12 @@ T_AVX512 static void dwd_epi_init(dwd_epi *q, int sw, const epi_consts *e, bool 
             for (int i = 0; i < 4; i++)
                 idx[dwd_pixel(sw, t, 4 * j + i)] = (uint8_t)(16 * j + 4 * t + i);
     memcpy(&q->perm, idx, 64);
-    q->y_signed = y_signed;
-    q->clamp_lo = e->lo > (y_signed ? -128 : 0);
-    q->clamp_hi = e->hi < (y_signed ? 127 : 255);
-    q->lo8 = _mm512_set1_epi8((char)e->lo);
-    q->hi8 = _mm512_set1_epi8((char)e->hi);
+    codes_clamp_init(&q->cc, e, y_signed);
 }
 
-T_AVX512 static inline __attribute__((always_inline)) void dwd_emit(const dwd_epi *q, const epi_consts *e, __m512i a0,
-                                     __m512i a1, __m512i a2, __m512i a3, uint8_t *dst, int n)
+T_AVX512 static inline __attribute__((always_inline)) void
+dwd_emit(const dwd_epi *q, const epi_consts *e, __m512i a0, __m512i a1, __m512i a2, __m512i a3,
+         uint8_t *dst, int n)
 {
     if (e->simple) {
         a0 = _mm512_sra_epi32(a0, q->rc);
@@ -1488,22 +1583,7 @@ T_AVX512 static inline __attribute__((always_inline)) void dwd_emit(const dwd_ep
         a2 = requant16_avx512(a2, e);
         a3 = requant16_avx512(a3, e);
     }
-    __m512i r;
-    if (q->y_signed) {
-        r = _mm512_packs_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
-        if (q->clamp_lo)
-            r = _mm512_max_epi8(r, q->lo8);
-        if (q->clamp_hi)
-            r = _mm512_min_epi8(r, q->hi8);
-    } else {
-        /* packs, not packus, first: packus_epi16 reads its words as signed */
-        r = _mm512_packus_epi16(_mm512_packs_epi32(a0, a1), _mm512_packs_epi32(a2, a3));
-        if (q->clamp_lo)
-            r = _mm512_max_epu8(r, q->lo8);
-        if (q->clamp_hi)
-            r = _mm512_min_epu8(r, q->hi8);
-    }
-    r = _mm512_permutexvar_epi8(q->perm, r);
+    const __m512i r = _mm512_permutexvar_epi8(q->perm, codes_pack64(&q->cc, a0, a1, a2, a3));
     if (n >= 64)
         _mm512_storeu_si512(dst, r);
     else
