@@ -99,7 +99,7 @@ int ac_cmd_info(int argc, char **argv)
     bool raw = false, help = false;
     ac_arg_spec specs[] = {
         {"model", NULL, AC_ARG_STRING, &model, "model file (or give it as the first argument)"},
-        {"weights", NULL, AC_ARG_STRING, &weights, "weights file of two-file formats"},
+        {"weights", NULL, AC_ARG_STRING, &weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights)"},
         {"input_data_shape", NULL, AC_ARG_STRING, &shapes, "input shape(s), e.g. '(1,3,224,224)'"},
         {"raw", NULL, AC_ARG_FLAG, &raw, "show the graph as imported, before simplification passes"},
     };
@@ -112,7 +112,7 @@ int ac_cmd_info(int argc, char **argv)
         return 2;
     }
     if (help) {
-        ac_args_print_help("usage: autocalib info MODEL [--input_data_shape S]", specs, nspecs);
+        ac_args_print_help("usage: autocalib info MODEL [--weights W] [--input_data_shape S]", specs, nspecs);
         return 0;
     }
     if (npos)
@@ -131,6 +131,10 @@ int ac_cmd_info(int argc, char **argv)
     printf("model: %s (%s, opset %d)\n", model, ac_model_format_name(ac_model_detect(model)), g->opset);
     print_io(g, "inputs", g->ninputs, g->inputs);
     print_io(g, "outputs", g->noutputs, g->outputs);
+    if (g->nmeta) /* e.g. a Darknet import's YOLO heads (docs/importers.md) */
+        printf("metadata:\n");
+    for (int i = 0; i < g->nmeta; i++)
+        printf("  %s = %s\n", g->meta[i].key, g->meta[i].value);
     print_op_histogram(g);
     printf("parameters: %lld\n", (long long)ac_graph_param_count(g));
     if (!raw)

@@ -239,6 +239,38 @@ int ac_graph_set_io(ac_graph *g, int ninputs, const int *inputs, int noutputs, c
     return 0;
 }
 
+int ac_graph_set_meta(ac_graph *g, const char *key, const char *value)
+{
+    const char *v = ac_arena_strdup(g->arena, value);
+    if (!v)
+        return -1;
+    for (int i = 0; i < g->nmeta; i++)
+        if (strcmp(g->meta[i].key, key) == 0) {
+            g->meta[i].value = v;
+            return 0;
+        }
+    /* The arena cannot grow an array in place; metadata stays small, so copy. */
+    ac_graph_meta *m = ac_arena_alloc(g->arena, sizeof *m * (size_t)(g->nmeta + 1));
+    const char *k = ac_arena_strdup(g->arena, key);
+    if (!m || !k)
+        return -1;
+    if (g->nmeta)
+        memcpy(m, g->meta, sizeof *m * (size_t)g->nmeta);
+    m[g->nmeta].key = k;
+    m[g->nmeta].value = v;
+    g->meta = m;
+    g->nmeta++;
+    return 0;
+}
+
+const char *ac_graph_get_meta(const ac_graph *g, const char *key)
+{
+    for (int i = 0; i < g->nmeta; i++)
+        if (strcmp(g->meta[i].key, key) == 0)
+            return g->meta[i].value;
+    return NULL;
+}
+
 static const struct {
     const char *name;
     ac_op op;

@@ -93,6 +93,13 @@ typedef struct {
     void *params;         /* typed, validated parameters filled by ac_ops_prepare */
 } ac_node;
 
+/* One metadata entry (ONNX metadata_props, Darknet's YOLO head parameters):
+ * what an importer knows about the model that is not in the nodes, for the
+ * tools downstream (e.g. the detection decoder's anchors). */
+typedef struct {
+    const char *key, *value;
+} ac_graph_meta;
+
 typedef struct ac_graph {
     ac_arena *arena;
     const char *name;     /* model name (file name) for messages */
@@ -104,6 +111,8 @@ typedef struct ac_graph {
     int ninputs, noutputs;
     int *inputs;          /* graph input tensor indices (non-constant) */
     int *outputs;
+    int nmeta;
+    ac_graph_meta *meta;  /* arena-owned, in the order set */
 } ac_graph;
 
 ac_graph *ac_graph_new(const char *name);
@@ -129,6 +138,11 @@ float ac_node_attr_float(const ac_node *n, const char *name, float def, int *bad
 const char *ac_node_attr_string(const ac_node *n, const char *name, const char *def, int *bad_type);
 
 int ac_graph_set_io(ac_graph *g, int ninputs, const int *inputs, int noutputs, const int *outputs);
+
+/* Metadata: set replaces the value of an existing key. Returns 0 or -1 (out of
+ * memory). get returns NULL when the key is absent. */
+int ac_graph_set_meta(ac_graph *g, const char *key, const char *value);
+const char *ac_graph_get_meta(const ac_graph *g, const char *key);
 
 /* Map an ONNX op_type to an ac_op (AC_OP_UNKNOWN when not supported). */
 ac_op ac_op_from_onnx(const char *op_type);

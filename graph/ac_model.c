@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_darknet.h"
+#include "ac_file.h"
 #include "ac_onnx.h"
 
 static bool ends_with(const char *s, const char *suffix)
@@ -12,22 +14,50 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
+/* A Darknet cfg: the first line that is not blank or a comment is a section header. */
+static bool looks_like_cfg(FILE *f)
+{
+    int c;
+    bool comment = false;
+    while ((c = fgetc(f)) != EOF) {
+        if (c == '\n')
+            comment = false;
+        else if (comment || c == ' ' || c == '\t' || c == '\r')
+            continue;
+        else if (c == '#' || c == ';')
+            comment = true;
+        else
+            return c == '[';
+    }
+    return false;
+}
+
 ac_model_format ac_model_detect(const char *path)
 {
     if (ends_with(path, ".onnx"))
         return AC_FORMAT_ONNX;
-    /* No known extension: an ONNX ModelProto starts with field 1 (ir_version, varint): 0x08. */
+    if (ends_with(path, ".cfg"))
+        return AC_FORMAT_DARKNET;
     FILE *f = fopen(path, "rb");
     if (!f)
         return AC_FORMAT_UNKNOWN;
     int c = fgetc(f);
+    ac_model_format fmt = AC_FORMAT_UNKNOWN;
+    if (c == 0x08)
+        fmt = AC_FORMAT_ONNX;
+    else if (c != EOF && ungetc(c, f) != EOF && looks_like_cfg(f))
+        fmt = AC_FORMAT_DARKNET;
     fclose(f);
-    return c == 0x08 ? AC_FORMAT_ONNX : AC_FORMAT_UNKNOWN;
+    return fmt;
 }
 
 const char *ac_model_format_name(ac_model_format f)
 {
-    return f == AC_FORMAT_ONNX ? "onnx" : "unknown";
+    switch (f) {
+    case AC_FORMAT_ONNX: return "onnx";
+    case AC_FORMAT_DARKNET: return "darknet";
+    default: return "unknown";
+    }
 }
 
 ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes_stats *stats,
@@ -44,10 +74,29 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         return NULL;
     }
     ac_graph *g = NULL;
-    switch (ac_model_detect(path)) {
+    ac_model_format fmt = ac_model_detect(path);
+    if (fmt == AC_FORMAT_ONNX && opt->weights) {
+        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet); an ONNX file holds its weights",
+                   path);
+        return NULL;
+    }
+    switch (fmt) {
     case AC_FORMAT_ONNX: {
         ac_onnx_options o = {.nshapes = nshapes, .shapes = shapes};
         g = ac_onnx_load(path, &o, err);
+        break;
+    }
+    case AC_FORMAT_DARKNET: {
+        if (!opt->weights) {
+            ac_err_set(err, AC_E_INVALID, "%s: a Darknet cfg needs its weights file: --weights FILE.weights", path);
+            return NULL;
+        }
+        if (nshapes > 1) {
+            ac_err_set(err, AC_E_INVALID, "--input_data_shape '%s': a Darknet network has one input", opt->input_shapes);
+            return NULL;
+        }
+        ac_darknet_options o = {.shape = nshapes ? &shapes[0] : NULL};
+        g = ac_darknet_load(path, opt->weights, &o, err);
         break;
     }
     default: {
@@ -57,7 +106,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         else {
             fclose(f);
             ac_err_set(err, AC_E_UNSUPPORTED,
-                       "%s: unknown model format (supported: ONNX .onnx)", path);
+                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights)", path);
         }
         return NULL;
     }
@@ -70,6 +119,26 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         return NULL;
     }
     return g;
+}
+
+int ac_model_blob(const char *path, const ac_model_options *opt, uint8_t **buf, size_t *len, ac_err *err)
+{
+    *buf = NULL;
+    *len = 0;
+    if (ac_model_detect(path) == AC_FORMAT_ONNX)
+        return ac_model_file_read(path, (size_t)2 << 30, "ONNX", (char **)buf, len, err);
+    ac_model_options raw = {0};
+    if (opt)
+        raw = *opt;
+    raw.no_simplify = true;
+    ac_graph *g = ac_model_load(path, &raw, NULL, err);
+    if (!g)
+        return err ? (int)err->code : AC_E_INVALID;
+    int rc = ac_onnx_save_buffer(g, buf, len, err);
+    if (rc)
+        ac_err_prefix(err, "%s: ", path);
+    ac_graph_destroy(&g);
+    return rc;
 }
 
 int64_t ac_graph_param_count(const ac_graph *g)

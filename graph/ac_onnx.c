@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ac_file.h"
 #include "ac_ops.h"
 #include "onnx/onnx.pb-c.h"
 
@@ -1361,6 +1362,12 @@ static int build_graph(loader *L, const Onnx__ModelProto *m)
         return L->err->code;
     if (ac_graph_set_io(L->g, ninputs, inputs, noutputs, outputs))
         return nomem(L, "graph inputs and outputs");
+    /* metadata_props: kept for the tools downstream (e.g. a Darknet import's YOLO heads) */
+    for (size_t i = 0; i < m->n_metadata_props; i++) {
+        const Onnx__StringStringEntryProto *e = m->metadata_props[i];
+        if (e->key && e->value && ac_graph_set_meta(L->g, e->key, e->value))
+            return nomem(L, "metadata");
+    }
     if (ac_graph_toposort(L->g, L->err))
         return L->err->code;
     if (L->opt && L->opt->skip_shape_inference)
@@ -1402,47 +1409,11 @@ ac_graph *ac_onnx_load_buffer(const void *buf, size_t len, const char *name,
     return L.g;
 }
 
-/* Whole file into memory; the size comes from the file system, not from the data. */
-static int read_file(const char *path, void **buf, size_t *len, ac_err *err)
-{
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ac_err_set(err, AC_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return ac_err_set(err, AC_E_IO, "%s: cannot determine the file size", path);
-    }
-    if ((unsigned long)size > (2ul << 30)) {
-        fclose(f);
-        return ac_err_set(err, AC_E_UNSUPPORTED, "%s: %ld bytes, protobuf files are at most 2 GiB",
-                          path, size);
-    }
-    *buf = malloc((size_t)size + 1);
-    if (!*buf) {
-        fclose(f);
-        return ac_err_set(err, AC_E_NOMEM, "%s: out of memory for %ld bytes", path, size);
-    }
-    if (fread(*buf, 1, (size_t)size, f) != (size_t)size) {
-        fclose(f);
-        free(*buf);
-        *buf = NULL;
-        return ac_err_set(err, AC_E_IO, "%s: read error", path);
-    }
-    fclose(f);
-    *len = (size_t)size;
-    return 0;
-}
-
 ac_graph *ac_onnx_load(const char *path, const ac_onnx_options *opt, ac_err *err)
 {
-    void *buf;
+    char *buf;
     size_t len;
-    if (read_file(path, &buf, &len, err))
+    if (ac_model_file_read(path, (size_t)2 << 30, "protobuf", &buf, &len, err))
         return NULL;
     /* Messages name the file by its base name, as users know it. */
     const char *base = strrchr(path, '/');
@@ -1483,9 +1454,9 @@ int ac_onnx_tensor_from_buffer(const void *buf, size_t len, const char *name, ac
 int ac_onnx_load_tensor_pb(const char *path, ac_onnx_tensor *t, ac_err *err)
 {
     memset(t, 0, sizeof *t);
-    void *buf;
+    char *buf;
     size_t len;
-    if (read_file(path, &buf, &len, err))
+    if (ac_model_file_read(path, (size_t)2 << 30, "protobuf", &buf, &len, err))
         return err ? (int)err->code : AC_E_IO;
     int rc = ac_onnx_tensor_from_buffer(buf, len, path, t, err);
     free(buf);

@@ -25,6 +25,7 @@
 #define AC_ONNX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ac_graph.h"
 
@@ -73,6 +74,16 @@ int ac_onnx_parse_shapes(const char *s, ac_onnx_shape *out, int max, int *n, ac_
 ac_graph *ac_onnx_load(const char *path, const ac_onnx_options *opt, ac_err *err);
 ac_graph *ac_onnx_load_buffer(const void *buf, size_t len, const char *name,
                               const ac_onnx_options *opt, ac_err *err);
+
+/* Serializes a graph as an ONNX ModelProto (IR 8, opset g->opset): the nodes
+ * in order with their names and attributes, every constant a node reads as a
+ * raw_data initializer, the inputs and outputs with their shapes, the
+ * metadata as metadata_props. Nodes that shape inference folded into
+ * constants are left out. Every op must exist in ONNX at g->opset, so the
+ * passes' SiLU/Relu6 cannot be written: serialize before ac_graph_simplify.
+ * ac_onnx_load_buffer reads the result back into the same graph. *buf is
+ * malloc'ed. */
+int ac_onnx_save_buffer(const ac_graph *g, uint8_t **buf, size_t *len, ac_err *err);
 
 /* Version of op_type's definition that a default-domain model of the given
  * opset uses (the largest since_version <= opset); 0 when the op does not
