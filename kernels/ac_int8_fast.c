@@ -70,7 +70,7 @@ enum {
     PACK_MAGIC = 0x38714341 /* "ACq8" */
 };
 
-static const uint8_t k_zero_row[NB_MAX];
+static const uint8_t k_zero_row[NB_MAX + 16]; /* + the 16-byte over-reads of a row tail */
 
 /* ---- ISA selection ------------------------------------------------------------------ */
 
@@ -333,14 +333,22 @@ codes_pack64(const codes_clamp *c, __m512i a0, __m512i a1, __m512i a2, __m512i a
 /* ---- GEMM geometry and weight packing ---------------------------------------------------- */
 
 /* Two ways to feed B:
- * - implicit (stride 1): the input of one (image, group) is stored once as
- *   xq[c/4][hp][wp][4] (4 channels per dword, zero-padded plane hp x wp).
- *   With outputs computed on the padded grid (j = oh * wp + ow, ow < wp), the
- *   input of tap (ky, kx) for output j is at j + ky*dh*wp + kx*dw: 32
- *   consecutive outputs read 128 contiguous bytes, no im2col at all. Columns
- *   ow >= w_out are computed and dropped. K is ordered (tap, channel quad).
- * - im2col (other strides): B blocks are built per column block in panels of
- *   NR pixels ([kq][NR][4]); K is ordered (channel, ky, kx) as in OIHW. */
+ * - implicit: the input of one (image, group) is stored once as
+ *   xq[phase][c/4][hp][wp][4] (4 channels per dword, zero-padded planes hp x
+ *   wp). Stride phases: input row sh*oh - pt + ky*dh = sh*(oh + qy) + ry with
+ *   0 <= ry < sh, so tap row ky of output row oh is row oh + qy - qy0 of
+ *   phase ry's plane (its rows sh*(r + qy0) + ry of the input); columns
+ *   alike. Stride 1 has one phase (the padded plane itself); a strided conv
+ *   stores each input byte once (no im2col). With outputs computed on the
+ *   padded grid (j = oh * wp + ow, ow < wp), the input of tap t for output j
+ *   is at j + tapoff[t]: 32 consecutive outputs read 128 contiguous bytes.
+ *   Columns ow >= w_out are computed and dropped. K is ordered (tap, channel
+ *   quad).
+ * - im2col (pointwise stride 1, huge kernels, strides over 4): B blocks are
+ *   built per column block in panels of NR pixels ([kq][NR][4]); K is
+ *   ordered (channel, ky, kx) as in OIHW. */
+enum { MAX_PHASE_STRIDE = 4 };
+
 typedef struct {
     int cin_g, cout_g;
     int k;       /* K */
@@ -348,7 +356,11 @@ typedef struct {
     int taps;    /* implicit: kh * kw; im2col: 1 */
     int cq;      /* quads per tap: implicit ceil(cin_g / 4); im2col kq */
     int kq;      /* quads of K: taps * cq */
-    int hp, wp;  /* implicit: padded input plane */
+    int hp, wp;  /* implicit: padded phase plane */
+    int qy0, qx0;               /* implicit: lowest qy, qx (row / column shift of tap 0) */
+    int nry, nrx;               /* implicit: phases used along rows / columns */
+    int8_t iry[MAX_PHASE_STRIDE], irx[MAX_PHASE_STRIDE]; /* phase index of ry / rx, -1 unused */
+    int8_t ry[MAX_PHASE_STRIDE], rx[MAX_PHASE_STRIDE];   /* used phases in order */
     int n;       /* output columns per image: implicit h_out * wp, else h_out * w_out */
     int npan;    /* weight panels per group */
     int nb;      /* column block (multiple of NR) */
@@ -360,6 +372,32 @@ static bool conv_is_pointwise(const ac_conv2d_shape *s)
            s->pad_left == 0 && s->h_out == s->h_in && s->w_out == s->w_in;
 }
 
+static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* Phases of one dimension: taps k*dil - pad = stride*q + r; the q range and
+ * the used r, in increasing r. Returns the number of rows / columns the phase
+ * planes add to the output's. */
+static int phase_dim(int kn, int dil, int pad, int stride, int *q0, int8_t *idx, int8_t *used,
+                     int *nused)
+{
+    int qmin = 0, qmax = 0;
+    memset(idx, -1, MAX_PHASE_STRIDE);
+    for (int kk = 0; kk < kn; kk++) {
+        const int v = kk * dil - pad, q = floor_div(v, stride), r = v - q * stride;
+        qmin = kk == 0 || q < qmin ? q : qmin;
+        qmax = kk == 0 || q > qmax ? q : qmax;
+        idx[r] = 1;
+    }
+    *nused = 0;
+    for (int r = 0; r < stride; r++)
+        if (idx[r] > 0) {
+            used[*nused] = (int8_t)r;
+            idx[r] = (int8_t)(*nused)++;
+        }
+    *q0 = qmin;
+    return qmax - qmin;
+}
+
 static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
 {
     g->cin_g = s->groups > 0 ? s->c_in / s->groups : 0;
@@ -367,18 +405,21 @@ static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
     g->k = g->cin_g * s->kh * s->kw;
     /* pointwise convs keep the im2col path: its B rows are the input rows, packed
      * block by block so each block stays in L2 (faster than a whole-plane xq) */
-    g->implicit = s->stride_h == 1 && s->stride_w == 1 && s->kh * s->kw <= MAX_TAPS &&
-                  !conv_is_pointwise(s);
+    g->implicit = s->stride_h <= MAX_PHASE_STRIDE && s->stride_w <= MAX_PHASE_STRIDE &&
+                  s->kh * s->kw <= MAX_TAPS && !conv_is_pointwise(s);
     if (g->implicit) {
         g->taps = s->kh * s->kw;
         g->cq = div_up(g->cin_g, 4);
-        g->hp = s->h_out + (s->kh - 1) * s->dil_h;
-        g->wp = s->w_out + (s->kw - 1) * s->dil_w;
+        g->hp = s->h_out + phase_dim(s->kh, s->dil_h, s->pad_top, s->stride_h, &g->qy0, g->iry,
+                                     g->ry, &g->nry);
+        g->wp = s->w_out + phase_dim(s->kw, s->dil_w, s->pad_left, s->stride_w, &g->qx0, g->irx,
+                                     g->rx, &g->nrx);
         g->n = s->h_out * g->wp;
     } else {
         g->taps = 1;
         g->cq = div_up(g->k, 4);
         g->hp = g->wp = 0;
+        g->nry = g->nrx = 0;
         g->n = s->h_out * s->w_out;
     }
     g->kq = g->taps * g->cq;
@@ -388,10 +429,23 @@ static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
     g->nb = imin(nb, (int)round_up64(imax(g->n, 1), NR));
 }
 
+/* implicit: bytes of one phase plane of xq */
+static int64_t xq_phase_bytes(const gemm_geom *g) { return (int64_t)g->cq * g->hp * g->wp * 4; }
+
+/* implicit: offset in xq of tap t's input for output column 0 */
+static int64_t xq_tap_offset(const ac_conv2d_shape *s, const gemm_geom *g, int t)
+{
+    const int vy = (t / s->kw) * s->dil_h - s->pad_top, vx = (t % s->kw) * s->dil_w - s->pad_left;
+    const int qy = floor_div(vy, s->stride_h), qx = floor_div(vx, s->stride_w);
+    const int ph = g->iry[vy - qy * s->stride_h] * g->nrx + g->irx[vx - qx * s->stride_w];
+    return ph * xq_phase_bytes(g) + ((int64_t)(qy - g->qy0) * g->wp + (qx - g->qx0)) * 4;
+}
+
 /* implicit: bytes of xq plus the slack its last reads run into */
 static size_t xq_bytes(const ac_conv2d_shape *s, const gemm_geom *g)
 {
-    return (size_t)g->cq * g->hp * g->wp * 4 + 4 * ((size_t)(s->kw - 1) * s->dil_w + NR) + ALIGN;
+    return (size_t)(xq_phase_bytes(g) * g->nry * g->nrx) + 4 * ((size_t)(g->wp - s->w_out) + NR) +
+           ALIGN;
 }
 
 static size_t panel_s8_bytes(const gemm_geom *g) { return (size_t)g->kq * MR * 4; }
@@ -515,55 +569,73 @@ static bool packed_matches(const ac_conv_q8_params *p, const gemm_geom *g)
            h.groups == p->s.groups && h.mr == MR && h.kq == g->kq && h.implicit == g->implicit;
 }
 
+/* Columns c of [0, n) whose input column sw * c + off lies in [0, w_in): [*lo, *hi). */
+static void valid_range(int off, int sw, int w_in, int n, int *lo, int *hi)
+{
+    const int l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    const int h = w_in - 1 - off < 0 ? 0 : (w_in - 1 - off) / sw + 1;
+    *hi = imax(0, imin(h, n));
+    *lo = imin(l, *hi);
+}
+
 /* ---- B packing (im2col into quad panels) --------------------------------------------------- */
 
-/* Row k of the im2col matrix for output pixels [j0, j0 + nb): codes, 0 for padding. */
-static void im2col_row(uint8_t *row, const ac_conv2d_shape *s, const uint8_t *xg, int k, int j0,
-                       int nb)
+/* dst[c - c0] = src[sw * c + off] for c in [c0, c1) whose column sw * c + off
+ * lies in [0, w_in), 0 for the others (padding). Reads stay inside the row. */
+static void gather_cols(uint8_t *dst, const uint8_t *src, int sw, int off, int c0, int c1,
+                        int w_in, const uint8_t *xend)
+{
+    int lo, hi;
+    valid_range(off, sw, w_in, c1, &lo, &hi);
+    lo = imax(imin(lo, c1), c0);
+    hi = imax(hi, lo);
+    memset(dst, 0, (size_t)(lo - c0));
+    int c = lo;
+    if (sw == 1) {
+        memcpy(dst + (lo - c0), src + lo + off, (size_t)(hi - lo));
+        c = hi;
+    } else if (sw == 2) {
+        /* even bytes of 32: mask to 16-bit lanes, pack; the reads may run past the
+         * row (not past xend), a last partial group goes through a buffer */
+        const __m128i m = _mm_set1_epi16(0x00FF);
+        for (; c < hi && (size_t)(xend - (src + 2 * c + off)) >= 32; c += 16) {
+            const uint8_t *sp = src + 2 * c + off;
+            const __m128i a = _mm_and_si128(_mm_loadu_si128((const __m128i *)sp), m);
+            const __m128i b = _mm_and_si128(_mm_loadu_si128((const __m128i *)(sp + 16)), m);
+            if (c + 16 <= hi) {
+                _mm_storeu_si128((__m128i *)(dst + (c - c0)), _mm_packus_epi16(a, b));
+            } else {
+                uint8_t t16[16];
+                _mm_storeu_si128((__m128i *)t16, _mm_packus_epi16(a, b));
+                memcpy(dst + (c - c0), t16, (size_t)(hi - c));
+                c = hi;
+                break;
+            }
+        }
+    }
+    for (; c < hi; c++)
+        dst[c - c0] = src[sw * c + off];
+    memset(dst + (hi - c0), 0, (size_t)(c1 - hi));
+}
+
+/* Row k of the im2col matrix for output pixels [j0, j0 + nb): codes, 0 for
+ * padding (xend: the end of the input tensor). */
+static void im2col_row(uint8_t *row, const ac_conv2d_shape *s, const uint8_t *xg,
+                       const uint8_t *xend, int k, int j0, int nb)
 {
     const int ksz = s->kh * s->kw;
     const int ci = k / ksz, ky = (k % ksz) / s->kw, kx = k % s->kw;
-    const int64_t plane = (int64_t)s->h_in * s->w_in;
-    const uint8_t *xc = xg + ci * plane;
-    const int sw = s->stride_w, off = kx * s->dil_w - s->pad_left;
-    /* valid ow: 0 <= ow * sw + off < w_in */
-    const int vlo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-    const int vhi = s->w_in - 1 - off < 0 ? 0 : imin(s->w_out, (s->w_in - 1 - off) / sw + 1);
-    int j = j0;
-    while (j < j0 + nb) {
+    const uint8_t *xc = xg + ci * (int64_t)s->h_in * s->w_in;
+    const int off = kx * s->dil_w - s->pad_left;
+    for (int j = j0; j < j0 + nb;) {
         const int oh = j / s->w_out, ow_a = j % s->w_out;
         const int ow_b = imin(s->w_out, ow_a + (j0 + nb - j));
         uint8_t *d = row + (j - j0); /* d[ow - ow_a] for ow in [ow_a, ow_b) */
         const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
-        if (ih < 0 || ih >= s->h_in) {
+        if (ih < 0 || ih >= s->h_in)
             memset(d, 0, (size_t)(ow_b - ow_a));
-        } else {
-            const uint8_t *src = xc + (int64_t)ih * s->w_in; /* src[ow * sw + off] */
-            const int va = imax(imin(vlo, ow_b), ow_a), vb = imax(imin(vhi, ow_b), va);
-            memset(d, 0, (size_t)(va - ow_a));
-            if (sw == 1) {
-                memcpy(d + (va - ow_a), src + va + off, (size_t)(vb - va));
-            } else {
-                int ow = va;
-                if (sw == 2) {
-                    /* even bytes of 32: mask to 16-bit lanes, pack; only while the
-                     * 32-byte read stays inside the plane */
-                    const int64_t plane_left = plane - (int64_t)ih * s->w_in - off;
-                    const __m128i m = _mm_set1_epi16(0x00FF);
-                    for (; ow + 16 <= vb && 2 * (int64_t)ow + 32 <= plane_left; ow += 16) {
-                        const uint8_t *sp = src + 2 * ow + off;
-                        __m128i lo = _mm_loadu_si128((const __m128i *)sp);
-                        __m128i hi = _mm_loadu_si128((const __m128i *)(sp + 16));
-                        _mm_storeu_si128((__m128i *)(d + (ow - ow_a)),
-                                         _mm_packus_epi16(_mm_and_si128(lo, m),
-                                                          _mm_and_si128(hi, m)));
-                    }
-                }
-                for (; ow < vb; ow++)
-                    d[ow - ow_a] = src[(int64_t)ow * sw + off];
-            }
-            memset(d + (vb - ow_a), 0, (size_t)(ow_b - vb));
-        }
+        else
+            gather_cols(d, xc + (int64_t)ih * s->w_in, s->stride_w, off, ow_a, ow_b, s->w_in, xend);
         j += ow_b - ow_a;
     }
 }
@@ -598,6 +670,7 @@ static void interleave_quad(uint8_t *bp, int kq, int q, const uint8_t *const row
 
 /* B block for pixels [j0, j0 + nb) of one (image, group) input xg. */
 static void pack_b(uint8_t *bp, uint8_t *rowbuf, const ac_conv2d_shape *s, const gemm_geom *g,
+                   const uint8_t *xend,
                    const uint8_t *xg, int j0, int nb, uint8_t flip)
 {
     const bool direct = conv_is_pointwise(s);
@@ -612,7 +685,7 @@ static void pack_b(uint8_t *bp, uint8_t *rowbuf, const ac_conv2d_shape *s, const
                 rows[i] = xg + k * plane + j0;
             } else {
                 uint8_t *r = rowbuf + (size_t)i * (NB_MAX + 16);
-                im2col_row(r, s, xg, k, j0, nb);
+                im2col_row(r, s, xg, xend, k, j0, nb);
                 rows[i] = r;
             }
         }
@@ -785,12 +858,15 @@ T_AVX512 static void uk_8x32_codes_avx512(const b_walk *bw, const int8_t *w, con
 
 /* ---- implicit B: the quad-interleaved padded input ----------------------------------------- */
 
-/* dst[j][i] = rows[i][j] ^ flip for j < n (4 rows into n dwords). */
-static void interleave4(uint8_t *dst, const uint8_t *const rows[4], int n, uint8_t flip)
+/* dst[j][i] = rows[i][j] ^ flip for j < n (4 rows into n dwords). tail_ok:
+ * the rows may be read 16 bytes past n and dst written 64 bytes past 4n, so
+ * the last partial group of 16 needs no scalar loop. */
+static void interleave4(uint8_t *dst, const uint8_t *const rows[4], int n, uint8_t flip,
+                        bool tail_ok)
 {
     const __m128i f = _mm_set1_epi8((char)flip);
     int j = 0;
-    for (; j + 16 <= n; j += 16) {
+    for (; j + 16 <= n || (tail_ok && j < n); j += 16) {
         __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[0] + j)), f);
         __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[1] + j)), f);
         __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rows[2] + j)), f);
@@ -808,46 +884,54 @@ static void interleave4(uint8_t *dst, const uint8_t *const rows[4], int n, uint8
             dst[(int64_t)j * 4 + i] = rows[i][j] ^ flip;
 }
 
-/* xq[c/4][hp][wp][4] of one (image, group) input xg: padding and channels past
- * cin_g read code 0; the slack after it is filled too (its reads are dropped). */
+
+/* xq[phase][c/4][hp][wp][4] of one (image, group) input xg (see gemm_geom):
+ * padding and channels past cin_g read code 0; the slack after it is filled
+ * too (its reads are dropped). */
 static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, const gemm_geom *g,
+                     const uint8_t *xend,
                      const uint8_t *xg, uint8_t flip)
 {
     const int64_t plane = (int64_t)s->h_in * s->w_in;
     const size_t rowcap = (size_t)imax(NB_MAX, g->wp) + 16;
-    const bool no_pad_cols = s->pad_left == 0 && g->wp == s->w_in;
-    for (int c4 = 0; c4 < g->cq; c4++) {
-        for (int hr = 0; hr < g->hp; hr++) {
-            const int ih = hr - s->pad_top;
-            const uint8_t *rows[4];
-            for (int i = 0; i < 4; i++) {
-                const int ci = 4 * c4 + i;
-                if (ci >= g->cin_g || ih < 0 || ih >= s->h_in) {
-                    rows[i] = k_zero_row; /* wp <= NB_MAX here, else a zeroed row buffer */
-                    if (g->wp > NB_MAX) {
+    for (int py = 0; py < g->nry; py++)
+        for (int px = 0; px < g->nrx; px++) {
+            uint8_t *xp = xq + (py * g->nrx + px) * xq_phase_bytes(g);
+            const int off = g->qx0 * s->stride_w + g->rx[px]; /* input column of phase column 0 */
+            const bool direct = s->stride_w == 1 && off == 0 && g->wp == s->w_in;
+            for (int c4 = 0; c4 < g->cq; c4++) {
+                for (int hr = 0; hr < g->hp; hr++) {
+                    const int ih = (hr + g->qy0) * s->stride_h + g->ry[py];
+                    const uint8_t *rows[4];
+                    bool tail_ok = true; /* 16-byte over-reads stay inside the buffers */
+                    for (int i = 0; i < 4; i++) {
+                        const int ci = 4 * c4 + i;
                         uint8_t *r = rowbuf + (size_t)i * rowcap;
-                        memset(r, 0, (size_t)g->wp);
+                        if (ci >= g->cin_g || ih < 0 || ih >= s->h_in) {
+                            rows[i] = k_zero_row; /* wp <= NB_MAX here, else a zeroed row buffer */
+                            if (g->wp > NB_MAX) {
+                                memset(r, 0, (size_t)g->wp);
+                                rows[i] = r;
+                            }
+                            continue;
+                        }
+                        const uint8_t *src = xg + ci * plane + (int64_t)ih * s->w_in;
+                        if (direct) {
+                            rows[i] = src;
+                            tail_ok = tail_ok && (size_t)(xend - src) >= (size_t)g->wp + 16;
+                            continue;
+                        }
+                        gather_cols(r, src, s->stride_w, off, 0, g->wp, s->w_in, xend);
                         rows[i] = r;
                     }
-                    continue;
+                    /* rows are written in order: a tail's over-write lands in the next
+                     * row (rewritten after) or in the slack */
+                    interleave4(xp + ((int64_t)c4 * g->hp + hr) * g->wp * 4, rows, g->wp, flip,
+                                tail_ok);
                 }
-                const uint8_t *src = xg + ci * plane + (int64_t)ih * s->w_in;
-                if (no_pad_cols) {
-                    rows[i] = src;
-                    continue;
-                }
-                uint8_t *r = rowbuf + (size_t)i * rowcap;
-                const int c0 = imax(0, imin(s->pad_left, g->wp));
-                const int c1 = imax(c0, imin(s->pad_left + s->w_in, g->wp));
-                memset(r, 0, (size_t)c0);
-                memcpy(r + c0, src + (c0 - s->pad_left), (size_t)(c1 - c0));
-                memset(r + c1, 0, (size_t)(g->wp - c1));
-                rows[i] = r;
             }
-            interleave4(xq + ((int64_t)c4 * g->hp + hr) * g->wp * 4, rows, g->wp, flip);
         }
-    }
-    const size_t body = (size_t)g->cq * g->hp * g->wp * 4;
+    const size_t body = (size_t)(xq_phase_bytes(g) * g->nry * g->nrx);
     memset(xq + body, flip, xq_bytes(s, g) - body);
 }
 
@@ -991,6 +1075,7 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
     int64_t begin, end;
     ac_ref_range(tiles, ith, nth, &begin, &end);
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    const uint8_t *xend = x + (int64_t)s->n * s->c_in * plane_in;
     const uint8_t flip = p->x_signed ? 0x80 : 0;
     const int64_t xmax = p->x_signed ? 128 : 255;
     int64_t tapoff[MAX_TAPS];
@@ -998,7 +1083,7 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
     if (g.implicit) {
         gr.bw.bstride = (int64_t)g.hp * g.wp * 4;
         for (int t = 0; t < g.taps; t++)
-            tapoff[t] = ((int64_t)(t / s->kw) * s->dil_h * g.wp + (int64_t)(t % s->kw) * s->dil_w) * 4;
+            tapoff[t] = xq_tap_offset(s, &g, t);
     } else {
         gr.bw.bstride = NR * 4;
         tapoff[0] = 0;
@@ -1013,9 +1098,9 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
         const uint8_t *xg = x + ((int64_t)img * s->c_in + (int64_t)grp * g.cin_g) * plane_in;
         if (g.implicit ? built != o : built != cb) {
             if (g.implicit)
-                build_xq(sl.bp, sl.rowbuf, s, &g, xg, flip);
+                build_xq(sl.bp, sl.rowbuf, s, &g, xend, xg, flip);
             else
-                pack_b(sl.bp, sl.rowbuf, s, &g, xg, j0, ncols, flip);
+                pack_b(sl.bp, sl.rowbuf, s, &g, xend, xg, j0, ncols, flip);
             built = g.implicit ? o : cb;
         }
         const int p0 = rb * ppb, p1 = imin(g.npan, (rb + 1) * ppb);

@@ -296,6 +296,13 @@ static void test_conv_edges(void)
         conv_shape(1, 3, 13, 13, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1),
         conv_shape(1, 9, 3, 3, 11, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1),
         conv_shape(1, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        /* strided convs as implicit GEMMs over stride phases (stride 5: im2col) */
+        conv_shape(1, 8, 56, 56, 16, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1),
+        conv_shape(2, 5, 17, 23, 7, 3, 3, 2, 2, 1, 1, 1, 1, 2, 2, 1),
+        conv_shape(1, 3, 21, 22, 4, 3, 3, 4, 4, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(1, 3, 21, 26, 4, 3, 3, 5, 5, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(1, 4, 9, 40, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1),
+        conv_shape(1, 6, 12, 15, 5, 3, 3, 2, 1, 0, 2, 1, 0, 1, 1, 1),
         /* first layers: 7x7/2 and 5x5, 3 input channels */
         conv_shape(1, 3, 30, 34, 16, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1),
         conv_shape(2, 3, 17, 17, 8, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1),
