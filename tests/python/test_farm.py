@@ -933,6 +933,36 @@ def test_resume_after_the_coordinator_is_killed(ac_bin, farm, tmp_path):
 
 
 @pytest.mark.long
+def test_resume_after_repeated_kills_at_any_moment(ac_bin, farm, tmp_path):
+    """The coordinator is killed (-9) again and again at moments spread over the job
+    (calibration, the fp32 score, rounds, writing the journal); every restart with
+    --resume goes on from what the journal holds, and the last one finishes with the
+    uninterrupted run's plan and scores. Until then the output folder never holds a
+    report or artefacts (they appear together, by rename)."""
+    extra = ["--shard_batches", "2", "--auto_calib", "--accept_int8_decay", "0", "--fp32_score", "0.95"]
+    farm.broker()
+    farm.worker("w1")
+    farm.worker("w2")
+    farm.workers_ready(["w1", "w2"])
+    full = farm.quantize("fmnist_mbv2", tmp_path / "full", *extra).ok()
+    out = tmp_path / "killed"
+    kills = 0
+    for k, delay in enumerate([0.4, 1.3, 0.9, 2.2, 1.7, 3.0]):
+        q = farm.quantize("fmnist_mbv2", out, *extra, *(["--resume"] if k else []), tag="run%d" % k)
+        time.sleep(delay)
+        if q.p.poll() is not None:
+            break  # it finished before this kill
+        q.p.send_signal(signal.SIGKILL)
+        q.wait(timeout=30)
+        kills += 1
+        assert not (out / "report.json").exists() and not (out / "calibration_table").exists(), \
+            "a killed run left artefacts: %s" % sorted(os.listdir(out))
+    got = farm.quantize("fmnist_mbv2", out, *extra, "--resume", tag="last").ok()
+    assert kills >= 3
+    assert_same_result(got, full, "after %d kills and resumes" % kills)
+
+
+@pytest.mark.long
 @pytest.mark.parametrize("delay", [0.3, 1.0, 1.7, 2.4, 3.1])
 def test_broker_restart_at_any_moment_with_fresh_workers(ac_bin, farm, tmp_path, tmp_path_factory, delay):
     """The broker is killed `delay` seconds into the job (upload, calibration, fp32 score,
