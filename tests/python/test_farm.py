@@ -882,6 +882,55 @@ def test_garbage_frames_are_dropped_and_counted(ac_bin, farm, tmp_path, tmp_path
     assert "w1" in worker_names(farm.status())
 
 
+def test_oversized_frames_and_a_flood_do_not_stop_service(ac_bin, farm, tmp_path, tmp_path_factory):
+    """One peer sends a frame over the broker's size limit (libzmq drops that connection
+    before the broker sees it) and another floods it with STATUS requests for the whole
+    job; the job of a well-behaved coordinator finishes with the usual result, and the
+    broker's per-peer rate limit has dropped part of the flood."""
+    zmq = pytest.importorskip("zmq")
+    msgpack = pytest.importorskip("msgpack")
+    ref = reference(ac_bin, tmp_path_factory, "fmnist_plain")
+    farm.broker()
+    farm.worker("w1")
+    farm.workers_ready(["w1"])
+    C = b"ACPC\x01"
+    ctx = zmq.Context()
+    stop = threading.Event()
+    sent = [0]
+
+    def flood():
+        f = _dealer(ctx, farm.endpoint)
+        f.setsockopt(zmq.SNDHWM, 0)
+        status = [C, b"\x0d", msgpack.packb([])]
+        while not stop.is_set():
+            for _ in range(1000):
+                f.send_multipart(status)
+            sent[0] += 1000
+            try:  # read what comes back so the broker's replies do not pile up here
+                while True:
+                    f.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+        f.close()
+
+    try:
+        big = _dealer(ctx, farm.endpoint)
+        big.send_multipart([C, b"\x0a", b"\x00" * (80 << 20)])  # 80 MB > AC_MSG_MAX_BYTES (64 MB)
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        got = farm.quantize("fmnist_plain", tmp_path / "out", "--shard_batches", "1").ok()
+        stop.set()
+        t.join(timeout=30)
+        big.close()
+    finally:
+        stop.set()
+        ctx.term()
+    assert_same_result(got, ref, "during a flood")
+    st = farm.status()
+    assert sent[0] > 20000 and st["counters"]["rate_dropped"] > 0, (sent[0], st["counters"])
+    assert "w1" in worker_names(st)
+
+
 @pytest.mark.long
 def test_resume_after_the_coordinator_is_killed(ac_bin, farm, tmp_path):
     """An fp32 score the int8 plans cannot reach (--fp32_score 0.95, zero budget) makes
