@@ -290,6 +290,47 @@ static uint64_t range_mask64(int64_t lo, int64_t hi)
     return below_hi & ~(((uint64_t)1 << lo) - 1);
 }
 
+/* Bytes [off, off + n) of v stored at dst, n <= 32, with plain stores:
+ * masked byte stores cost several times a plain store here. n >= 16: two
+ * (possibly overlapping) 16-byte stores, the second of v shifted by one
+ * vpermb; n == 32 one store; smaller n masked. */
+T_AVX512 static inline void store_bytes_avx512(uint8_t *dst, __m512i v, int off, int n)
+{
+    static const uint8_t iota[64] = {
+        0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+        22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+        44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63};
+    const __m512i io = _mm512_loadu_si512(iota);
+    if (n == 32) {
+        _mm256_storeu_si256((__m256i *)dst,
+                            _mm512_castsi512_si256(off ? _mm512_permutexvar_epi8(
+                                                             _mm512_add_epi8(io, _mm512_set1_epi8((char)off)), v)
+                                                       : v));
+    } else if (n >= 16) {
+        const __m512i a = _mm512_permutexvar_epi8(_mm512_add_epi8(io, _mm512_set1_epi8((char)off)), v);
+        const __m512i b =
+            _mm512_permutexvar_epi8(_mm512_add_epi8(io, _mm512_set1_epi8((char)(off + n - 16))), v);
+        _mm_storeu_si128((__m128i *)dst, _mm512_castsi512_si128(a));
+        _mm_storeu_si128((__m128i *)(dst + n - 16), _mm512_castsi512_si128(b));
+    } else if (n > 0) {
+        const __m512i a = _mm512_permutexvar_epi8(_mm512_add_epi8(io, _mm512_set1_epi8((char)off)), v);
+        _mm_mask_storeu_epi8(dst, (__mmask16)((1u << n) - 1u), _mm512_castsi512_si128(a));
+    }
+}
+
+/* Bytes [0, n) of v at dst, n <= 64: plain stores (see store_bytes_avx512). */
+T_AVX512 static inline void store64_avx512(uint8_t *dst, __m512i v, int n)
+{
+    if (n >= 64) {
+        _mm512_storeu_si512(dst, v);
+    } else if (n > 32) {
+        _mm256_storeu_si256((__m256i *)dst, _mm512_castsi512_si256(v));
+        store_bytes_avx512(dst + n - 32, v, n - 32, 32);
+    } else {
+        store_bytes_avx512(dst, v, 0, n);
+    }
+}
+
 /* 64 int32 lanes (4 vectors, each value already shifted) to codes: the
  * saturating packs (dword -> word -> byte) are the clamp to the code range,
  * and a byte max / min narrows it to [lo, hi] (ReLU / clip) when needed.
@@ -837,7 +878,6 @@ T_AVX512 static void uk_8x32_codes_avx512(const b_walk *bw, const int8_t *w, con
             for (int i = 0; i < 4; i++)
                 idx[32 * (t / 2) + 16 * (t % 2) + 4 * j + i] = (uint8_t)(16 * j + 4 * t + i);
     const __m512i perm = _mm512_loadu_si512(idx);
-    const __mmask32 m = nc >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << nc) - 1u);
 #define AC_PAIR(rr_)                                                                           \
     if ((rr_) < rows) {                                                                        \
         const __m128i ra = _mm_cvtsi32_si128(ec[rr_].r);                                      \
@@ -847,10 +887,9 @@ T_AVX512 static void uk_8x32_codes_avx512(const b_walk *bw, const int8_t *w, con
                                _mm512_sra_epi32(acc[2 * (rr_) + 1], ra),                       \
                                _mm512_sra_epi32(acc[2 * (rr_) + 2], rb),                       \
                                _mm512_sra_epi32(acc[2 * (rr_) + 3], rb)));                     \
-        _mm256_mask_storeu_epi8(dst + (rr_) * dstride, m, _mm512_castsi512_si256(v));          \
+        store_bytes_avx512(dst + (rr_) * dstride, v, 0, nc);                                 \
         if ((rr_) + 1 < rows)                                                                  \
-            _mm256_mask_storeu_epi8(dst + ((rr_) + 1) * dstride, m,                            \
-                                    _mm512_extracti64x4_epi64(v, 1));                        \
+            store_bytes_avx512(dst + ((rr_) + 1) * dstride, v, 32, nc);                        \
     }
     AC_PAIR(0) AC_PAIR(2) AC_PAIR(4) AC_PAIR(6)
 #undef AC_PAIR
@@ -1669,10 +1708,7 @@ dwd_emit(const dwd_epi *q, const epi_consts *e, __m512i a0, __m512i a1, __m512i 
         a3 = requant16_avx512(a3, e);
     }
     const __m512i r = _mm512_permutexvar_epi8(q->perm, codes_pack64(&q->cc, a0, a1, a2, a3));
-    if (n >= 64)
-        _mm512_storeu_si512(dst, r);
-    else
-        _mm512_mask_storeu_epi8(dst, range_mask64(0, n), r);
+    store64_avx512(dst, r, n);
 }
 
 /* A channel's registers: tap quads broadcast, the accumulators' start
