@@ -312,8 +312,13 @@ int ac_calib_table_write(const ac_calib_table *t, const char *path, const char *
         return ac_err_set(err, AC_E_IO, "%s: cannot create: %s", path, strerror(errno));
     write_header(f, header);
     fprintf(f, "# op_name threshold min max\n");
-    for (size_t i = 0; i < t->n; i++)
-        fprintf(f, "%s %.7f %.7f %.7f\n", t->e[i].name, t->e[i].th, t->e[i].min, t->e[i].max);
+    for (size_t i = 0; i < t->n; i++) {
+        /* Seven decimals (the tpu-mlir format): a threshold below 0.00000005
+         * would print as 0, which no reader takes, so it is written as the
+         * smallest value the format holds. */
+        double th = t->e[i].th < 1e-7 ? 1e-7 : t->e[i].th;
+        fprintf(f, "%s %.7f %.7f %.7f\n", t->e[i].name, th, t->e[i].min, t->e[i].max);
+    }
     if (fclose(f) != 0)
         return ac_err_set(err, AC_E_IO, "%s: write error", path);
     return 0;

@@ -46,7 +46,9 @@ const ac_calib_entry *ac_calib_table_at(const ac_calib_table *t, size_t i);
 int ac_calib_table_parse(const char *text, size_t len, const char *source, ac_calib_table **out,
                          ac_err *err);
 int ac_calib_table_read(const char *path, ac_calib_table **out, ac_err *err);
-/* Writes the table; header (may be NULL) is written as '# ' comment lines. */
+/* Writes the table; header (may be NULL) is written as '# ' comment lines.
+ * Values have seven decimals (the tpu-mlir format); thresholds below 1e-7 are
+ * written as 0.0000001 so the table always reads back. */
 int ac_calib_table_write(const ac_calib_table *t, const char *path, const char *header,
                          ac_err *err);
 
