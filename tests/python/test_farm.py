@@ -12,7 +12,10 @@ What is checked (docs/protocol.md, docs/worker.md, coordinator/ac_farm_job.h):
 - two searches share one broker and both finish;
 - CURVE: listed keys work, unknown keys are refused, a removed key is cut off;
 - garbage from a raw socket is dropped and counted, the broker keeps serving;
-- --resume after the coordinator was killed gives the uninterrupted run's result.
+- --resume after the coordinator was killed gives the uninterrupted run's result;
+- auto mode gives the same plan and reported scores with 1 and 2 workers although
+  failing candidates of its pass/fail rounds are stopped early from their score bound
+  (their tasks cancelled), and such a stop happens where it must.
 
 Every process is killed at the end of its test (fixture finalizer), every wait is
 bounded (a hang fails the test), and only 127.0.0.1 is used. Tests slower than ~30 s
