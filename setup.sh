@@ -5,6 +5,7 @@
 #
 #   ./setup.sh                  install + configure + build into build/
 #   AC_BUILD_DIR=build-asan AC_SANITIZE=ON ./setup.sh   ASan/UBSan build
+#   AC_BENCH=1 ./setup.sh       also .venv-bench, the benchmark peers (bench/run)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -57,10 +58,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv --system-site-packages .venv
 fi
 # Reinstall when the requirements file changed since the last successful install.
-req_sum=$(sha256sum python/requirements-test.txt | cut -d' ' -f1)
-if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$req_sum" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
-  echo "$req_sum" > .venv/.requirements.sha256
+venv_install() { # VENV REQUIREMENTS
+  local req_sum
+  req_sum=$(sha256sum "$2" | cut -d' ' -f1)
+  if [ "$(cat "$1/.requirements.sha256" 2>/dev/null)" != "$req_sum" ]; then
+    "$1/bin/pip" install -q --disable-pip-version-check -r "$2"
+    echo "$req_sum" > "$1/.requirements.sha256"
+  fi
+}
+venv_install .venv python/requirements-test.txt
+# bench/run's peers (ONNX Runtime's quantizer wants a newer onnx than the tests use):
+# their own venv, made only when asked (bench/run sets AC_BENCH=1).
+if [ "${AC_BENCH:-0}" = 1 ]; then
+  [ -x .venv-bench/bin/python ] || "$PY" -m venv --system-site-packages .venv-bench
+  venv_install .venv-bench python/requirements-bench.txt
 fi
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAC_SANITIZE="$SANITIZE" >/dev/null
