@@ -1676,7 +1676,6 @@ static size_t dwd_slice_bytes(const ac_conv2d_shape *s)
  * codes_pack64, one vpermb to pixel order. */
 typedef struct {
     __m512i perm; /* packed byte -> pixel order */
-    __m128i rc;   /* shift count */
     codes_clamp cc;
 } dwd_epi;
 
@@ -1693,14 +1692,14 @@ T_AVX512 static void dwd_epi_init(dwd_epi *q, int sw, const epi_consts *e, bool 
 }
 
 T_AVX512 static inline __attribute__((always_inline)) void
-dwd_emit(const dwd_epi *q, const epi_consts *e, __m512i a0, __m512i a1, __m512i a2, __m512i a3,
-         uint8_t *dst, int n)
+dwd_emit(const dwd_epi *q, const epi_consts *e, __m128i rc, __m512i a0, __m512i a1, __m512i a2,
+         __m512i a3, uint8_t *dst, int n)
 {
-    if (e->simple) {
-        a0 = _mm512_sra_epi32(a0, q->rc);
-        a1 = _mm512_sra_epi32(a1, q->rc);
-        a2 = _mm512_sra_epi32(a2, q->rc);
-        a3 = _mm512_sra_epi32(a3, q->rc);
+    if (e->simple) { /* rc: the shift count e->r */
+        a0 = _mm512_sra_epi32(a0, rc);
+        a1 = _mm512_sra_epi32(a1, rc);
+        a2 = _mm512_sra_epi32(a2, rc);
+        a3 = _mm512_sra_epi32(a3, rc);
     } else {
         a0 = requant16_avx512(a0, e);
         a1 = requant16_avx512(a1, e);
@@ -1711,17 +1710,10 @@ dwd_emit(const dwd_epi *q, const epi_consts *e, __m512i a0, __m512i a1, __m512i 
     store64_avx512(dst, r, n);
 }
 
-/* A channel's registers: tap quads broadcast, the accumulators' start
- * (simple epilogue: init folded in), the epilogue with its shift. */
-T_AVX512 static inline __attribute__((always_inline)) void
-dw_chan_regs(int nk, const int32_t *quads, const epi_consts *e, const dwd_epi *qe, __m512i *wq,
-             __m512i *init, dwd_epi *q)
+/* The accumulators' start (simple epilogue: init folded in). */
+T_AVX512 static inline __m512i dw_acc_init(const epi_consts *e)
 {
-    for (int k = 0; k < nk; k++)
-        wq[k] = _mm512_set1_epi32(quads[k]);
-    *init = _mm512_set1_epi32(e->simple ? e->init : 0);
-    *q = *qe;
-    q->rc = _mm_cvtsi32_si128(e->r);
+    return _mm512_set1_epi32(e->simple ? e->init : 0);
 }
 
 /* Bytes [rmin, rmax) around input row `off` of x, those inside x, into a
@@ -1847,10 +1839,11 @@ dwd_rows_body(const ac_conv2d_shape *s, const dwd_plan *v, const dwd_epi *qe, co
               uint8_t *yc, int oh0, int oh1, uint8_t *ws, const bool flip)
 {
     const int nk = v->nk;
-    __m512i wq[DWP_MAX_QUADS], init;
-    dwd_epi q;
-    dw_chan_regs(nk, quads, e, qe, wq, &init, &q);
-    const __m512i f80 = _mm512_set1_epi8((char)0x80);
+    __m512i wq[DWP_MAX_QUADS];
+    for (int k = 0; k < nk; k++)
+        wq[k] = _mm512_set1_epi32(quads[k]);
+    const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
+    const __m128i rc = _mm_cvtsi32_si128(e->r);
     /* border blocks: weights with the out-of-row taps zeroed per lane; for
      * int8, starting values that put back the 128 * w those taps would add */
     __m512i *bw = (__m512i *)(void *)ws;
@@ -1898,9 +1891,9 @@ dwd_rows_body(const ac_conv2d_shape *s, const dwd_plan *v, const dwd_epi *qe, co
             }
             const int n = imin(64, s->w_out - cb * 64);
             uint8_t *dst = yc + (int64_t)oh * s->w_out + cb * 64;
-            dwd_emit(&q, e, a[0], a[1], a[2], a[3], dst, n);
+            dwd_emit(qe, e, rc, a[0], a[1], a[2], a[3], dst, n);
             if (pair)
-                dwd_emit(&q, e, b[0], b[1], b[2], b[3], dst + s->w_out, n);
+                dwd_emit(qe, e, rc, b[0], b[1], b[2], b[3], dst + s->w_out, n);
         }
     }
 }
@@ -1981,10 +1974,8 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
                uint8_t *yc, int b0, int b1, const bool flip)
 {
     const int nk = v->nk;
-    __m512i wq[DWP_MAX_QUADS], init;
-    dwd_epi q;
-    dw_chan_regs(nk, quads, e, qe, wq, &init, &q);
-    const __m512i f80 = _mm512_set1_epi8((char)0x80);
+    const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
+    const __m128i rc = _mm_cvtsi32_si128(e->r);
     for (int b = b0; b < b1; b++) {
         const int64_t base = xoff + ((int64_t)b * v->R * s->stride_h - s->pad_top) * s->w_in;
         __m512i lo, hi;
@@ -2006,7 +1997,7 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
             m[(t) * nk + k], lo, _mm512_loadu_si512(v->idx[t][k]), hi);                        \
         if (flip)                                                                              \
             xv_ = _mm512_xor_si512(xv_, f80);                                                  \
-        a = _mm512_dpbusd_epi32(a, xv_, wq[k]);                                                \
+        a = _mm512_dpbusd_epi32(a, xv_, _mm512_set1_epi32(quads[k]));                          \
     } while (0)
             DWQ_TAP(a0, 0);
             DWQ_TAP(a1, 1);
@@ -2014,7 +2005,7 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
             DWQ_TAP(a3, 3);
 #undef DWQ_TAP
         }
-        dwd_emit(&q, e, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
+        dwd_emit(qe, e, rc, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
                  imin(v->R, s->h_out - b * v->R) * s->w_out);
     }
 }
