@@ -27,6 +27,7 @@ for t in $TARGETS; do
     work="$OUT/corpus/$t"       # grows as the fuzzer finds new coverage; seeds stay untouched
     crashes="$OUT/crashes/$t"
     mkdir -p "$work" "$crashes"
+    rm -f "$crashes"/* # count this run's findings only (a previous run printed its own)
     log="$OUT/$t.log"
     # -rss_limit_mb/-malloc_limit_mb: an allocation driven by a length field is a finding.
     parallel=""
