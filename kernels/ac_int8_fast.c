@@ -924,15 +924,62 @@ static void interleave4(uint8_t *dst, const uint8_t *const rows[4], int n, uint8
 }
 
 
+/* One padded phase row of xq with AVX-512 (stride_w 1 or 2): dst[c][i] =
+ * row i's byte at column sw * c + off (0 outside [0, w_in); rows[i] NULL:
+ * all 0), ^ flip, for c < n. 16 columns of the 4 rows take one vpermt2b
+ * (4 loads of 16 * sw bytes into two registers), its zero mask the padding;
+ * 64-byte stores, so up to 63 bytes past 4n are written. [xbeg, xend): the
+ * input tensor (loads that would leave it are masked). */
+T_AVX512 static void xq_row_avx512(uint8_t *dst, const uint8_t *const rows[4], int sw, int off,
+                                   int n, int w_in, uint8_t flip, const uint8_t *xbeg,
+                                   const uint8_t *xend)
+{
+    uint8_t ix[64];
+    for (int c = 0; c < 16; c++) /* rows 0, 1 in the first register, 2, 3 in the second */
+        for (int i = 0; i < 4; i++)
+            ix[4 * c + i] = (uint8_t)((i / 2) * 64 + (i % 2) * 16 * sw + sw * c);
+    const __m512i idx = _mm512_loadu_si512(ix), fv = _mm512_set1_epi8((char)flip);
+    int lo, hi;
+    valid_range(off, sw, w_in, n, &lo, &hi);
+    const int span = 16 * sw; /* input bytes of 16 columns */
+    for (int c0 = 0; c0 < n; c0 += 16) {
+        __m256i part[4];
+        for (int i = 0; i < 4; i++) {
+            part[i] = _mm256_setzero_si256();
+            if (!rows[i])
+                continue;
+            const uint8_t *p = rows[i] + sw * c0 + off; /* may lie outside the tensor */
+            if ((uintptr_t)p >= (uintptr_t)xbeg && (uintptr_t)p + (uintptr_t)span <= (uintptr_t)xend)
+                part[i] = sw == 1 ? _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p))
+                                  : _mm256_loadu_si256((const __m256i *)p);
+            else /* bytes inside the tensor only; the address in integers */
+                part[i] = _mm256_maskz_loadu_epi8(
+                    (__mmask32)range_mask64((int64_t)((uintptr_t)xbeg - (uintptr_t)p),
+                                            (int64_t)((uintptr_t)xend - (uintptr_t)p)) &
+                        (__mmask32)range_mask64(0, span),
+                    p);
+        }
+        const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(sw == 1 ? _mm256_inserti128_si256(part[0], _mm256_castsi256_si128(part[1]), 1) : part[0]),
+                                             sw == 1 ? _mm256_setzero_si256() : part[1], 1);
+        const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(sw == 1 ? _mm256_inserti128_si256(part[2], _mm256_castsi256_si128(part[3]), 1) : part[2]),
+                                             sw == 1 ? _mm256_setzero_si256() : part[3], 1);
+        /* columns c0 + c inside [lo, hi): their 4 bytes kept, padding zeroed */
+        const uint64_t keep = range_mask64(4 * (int64_t)(lo - c0), 4 * (int64_t)(hi - c0));
+        const __m512i v = _mm512_maskz_permutex2var_epi8(keep, a, idx, b);
+        _mm512_storeu_si512(dst + 4 * (int64_t)c0, _mm512_xor_si512(v, fv));
+    }
+}
+
 /* xq[phase][c/4][hp][wp][4] of one (image, group) input xg (see gemm_geom):
  * padding and channels past cin_g read code 0; the slack after it is filled
- * too (its reads are dropped). */
+ * too (its reads are dropped). [xbeg, xend): the input tensor. */
 static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, const gemm_geom *g,
-                     const uint8_t *xend,
-                     const uint8_t *xg, uint8_t flip)
+                     const uint8_t *xbeg, const uint8_t *xend, const uint8_t *xg, uint8_t flip,
+                     ac_q8_isa isa)
 {
     const int64_t plane = (int64_t)s->h_in * s->w_in;
     const size_t rowcap = (size_t)imax(NB_MAX, g->wp) + 16;
+    const bool vbmi = isa == AC_Q8_ISA_AVX512 && s->stride_w <= 2;
     for (int py = 0; py < g->nry; py++)
         for (int px = 0; px < g->nrx; px++) {
             uint8_t *xp = xq + (py * g->nrx + px) * xq_phase_bytes(g);
@@ -941,32 +988,39 @@ static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, con
             for (int c4 = 0; c4 < g->cq; c4++) {
                 for (int hr = 0; hr < g->hp; hr++) {
                     const int ih = (hr + g->qy0) * s->stride_h + g->ry[py];
+                    uint8_t *dst = xp + ((int64_t)c4 * g->hp + hr) * g->wp * 4;
+                    const uint8_t *src[4];
+                    for (int i = 0; i < 4; i++) {
+                        const int ci = 4 * c4 + i;
+                        src[i] = ci >= g->cin_g || ih < 0 || ih >= s->h_in
+                                     ? NULL
+                                     : xg + ci * plane + (int64_t)ih * s->w_in;
+                    }
+                    /* rows are written in order: a tail's over-write lands in the next
+                     * row (rewritten after) or in the slack */
+                    if (vbmi) {
+                        xq_row_avx512(dst, src, s->stride_w, off, g->wp, s->w_in, flip, xbeg, xend);
+                        continue;
+                    }
                     const uint8_t *rows[4];
                     bool tail_ok = true; /* 16-byte over-reads stay inside the buffers */
                     for (int i = 0; i < 4; i++) {
-                        const int ci = 4 * c4 + i;
                         uint8_t *r = rowbuf + (size_t)i * rowcap;
-                        if (ci >= g->cin_g || ih < 0 || ih >= s->h_in) {
+                        if (!src[i]) {
                             rows[i] = k_zero_row; /* wp <= NB_MAX here, else a zeroed row buffer */
                             if (g->wp > NB_MAX) {
                                 memset(r, 0, (size_t)g->wp);
                                 rows[i] = r;
                             }
-                            continue;
+                        } else if (direct) {
+                            rows[i] = src[i];
+                            tail_ok = tail_ok && (size_t)(xend - src[i]) >= (size_t)g->wp + 16;
+                        } else {
+                            gather_cols(r, src[i], s->stride_w, off, 0, g->wp, s->w_in, xend);
+                            rows[i] = r;
                         }
-                        const uint8_t *src = xg + ci * plane + (int64_t)ih * s->w_in;
-                        if (direct) {
-                            rows[i] = src;
-                            tail_ok = tail_ok && (size_t)(xend - src) >= (size_t)g->wp + 16;
-                            continue;
-                        }
-                        gather_cols(r, src, s->stride_w, off, 0, g->wp, s->w_in, xend);
-                        rows[i] = r;
                     }
-                    /* rows are written in order: a tail's over-write lands in the next
-                     * row (rewritten after) or in the slack */
-                    interleave4(xp + ((int64_t)c4 * g->hp + hr) * g->wp * 4, rows, g->wp, flip,
-                                tail_ok);
+                    interleave4(dst, rows, g->wp, flip, tail_ok);
                 }
             }
         }
@@ -1137,7 +1191,7 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
         const uint8_t *xg = x + ((int64_t)img * s->c_in + (int64_t)grp * g.cin_g) * plane_in;
         if (g.implicit ? built != o : built != cb) {
             if (g.implicit)
-                build_xq(sl.bp, sl.rowbuf, s, &g, xend, xg, flip);
+                build_xq(sl.bp, sl.rowbuf, s, &g, x, xend, xg, flip, isa);
             else
                 pack_b(sl.bp, sl.rowbuf, s, &g, xend, xg, j0, ncols, flip);
             built = g.implicit ? o : cb;
