@@ -28,6 +28,7 @@
 #include "ac_remote.h"
 #include "ac_runner.h"
 #include "ac_search.h"
+#include "ac_sha256.h"
 
 #define TUNE_IMAGES 16        /* as the single-process job */
 #define MAX_NAMES 4096
@@ -114,7 +115,16 @@ static int load_model(fjob *j, ac_err *err)
     j->batch = m.batch;
     if (rc)
         return -1;
-    return ac_blob_pack_model(j->o->q.model, &j->model.bytes, &j->model.len, j->model.hash, err);
+    /* Workers load ONNX bytes: an ONNX file travels as it is, other formats as
+     * their import in ONNX form (ac_model_blob); the hash names those bytes. */
+    ac_model_options mo = {.weights = j->o->q.weights, .input_shapes = j->o->q.input_data_shape};
+    if (ac_model_blob(j->o->q.model, &mo, &j->model.bytes, &j->model.len, err))
+        return -1;
+    ac_sha256 s;
+    ac_sha256_init(&s);
+    ac_sha256_update(&s, j->model.bytes, j->model.len);
+    ac_sha256_final(&s, j->model.hash);
+    return 0;
 }
 
 static ac_job_model job_model(const fjob *j)
