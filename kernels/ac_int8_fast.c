@@ -388,7 +388,11 @@ codes_pack64(const codes_clamp *c, __m512i a0, __m512i a1, __m512i a2, __m512i a
  * - im2col (pointwise stride 1, huge kernels, strides over 4): B blocks are
  *   built per column block in panels of NR pixels ([kq][NR][4]); K is
  *   ordered (channel, ky, kx) as in OIHW. */
-enum { MAX_PHASE_STRIDE = 4 };
+enum {
+    MAX_PHASE_STRIDE = 4,
+    TP = 7, /* outputs this wide take the channels-in-lanes tiles (conv_gemm_t7) */
+    TM = 32 /* their output channels per tile */
+};
 
 typedef struct {
     int cin_g, cout_g;
@@ -445,7 +449,8 @@ static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
     g->cout_g = s->groups > 0 ? s->c_out / s->groups : 0;
     g->k = g->cin_g * s->kh * s->kw;
     /* pointwise convs keep the im2col path: its B rows are the input rows, packed
-     * block by block so each block stays in L2 (faster than a whole-plane xq) */
+     * block by block so each block stays in L2 (faster than a whole-plane xq, and
+     * for 7x7 planes than the channels-in-lanes tiles of conv_gemm_t7) */
     g->implicit = s->stride_h <= MAX_PHASE_STRIDE && s->stride_w <= MAX_PHASE_STRIDE &&
                   s->kh * s->kw <= MAX_TAPS && !conv_is_pointwise(s);
     if (g->implicit) {
@@ -496,6 +501,7 @@ static size_t panel_s8_bytes(const gemm_geom *g) { return (size_t)g->kq * MR * 4
 typedef struct {
     uint32_t magic;
     int32_t c_out, k, groups, mr, kq, implicit;
+    int32_t max_sabs; /* largest sum|w| of a filter: bounds every accumulator */
 } pack_header;
 
 static size_t pack_off_i16(const ac_conv2d_shape *s, const gemm_geom *g)
@@ -582,9 +588,8 @@ void ac_conv_q8_pack(const ac_conv_q8_params *p, void *packed)
     gemm_geom g;
     gemm_geom_of(s, &g);
     uint8_t *base = packed;
-    pack_header h = {PACK_MAGIC, s->c_out, g.k, s->groups, MR, g.kq, g.implicit};
+    pack_header h = {PACK_MAGIC, s->c_out, g.k, s->groups, MR, g.kq, g.implicit, 0};
     memset(base, 0, ALIGN);
-    memcpy(base, &h, sizeof h);
     int32_t(*sums)[2] = (int32_t(*)[2])(void *)(base + pack_off_sums(s, &g));
     for (int gr = 0; gr < s->groups; gr++)
         for (int pi = 0; pi < g.npan; pi++) {
@@ -597,7 +602,10 @@ void ac_conv_q8_pack(const ac_conv_q8_params *p, void *packed)
                        (int16_t *)(void *)(base + pack_off_i16(s, &g) + 2 * idx * panel_s8_bytes(&g)),
                        ps);
             memcpy(sums + oc0, ps, sizeof(int32_t) * 2 * (size_t)rows);
+            for (int r = 0; r < rows; r++)
+                h.max_sabs = imax(h.max_sabs, ps[r][1]);
         }
+    memcpy(base, &h, sizeof h);
 }
 
 static bool packed_matches(const ac_conv_q8_params *p, const gemm_geom *g)
@@ -1028,6 +1036,69 @@ static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, con
     memset(xq + body, flip, xq_bytes(s, g) - body);
 }
 
+/* ---- 7-wide outputs: output channels in lanes (AVX-512) ------------------------------------
+ * 7x7 planes (the last stage of ImageNet nets at 224) fill 49 of 64 lanes
+ * when pixels are in lanes (implicit GEMM: 63 grid columns for 49 outputs).
+ * Here a tile is 32 output channels (the lanes of
+ * two vectors, weights from 4 packed MR panels) x the 7 pixels of one output
+ * row (each pixel's 4 input bytes broadcast): every lane useful. Simple
+ * epilogue only (per-lane start value and shift), then the codes are
+ * transposed back to 7 bytes per channel row. */
+T_AVX512 static void ukt_7x32_codes_avx512(const b_walk *bw, const int8_t *const wp[4],
+                                           const uint8_t *b, const int32_t *init,
+                                           const int32_t *shift, const codes_clamp *cc,
+                                           uint8_t *dst, int64_t plane_out, int rows)
+{
+    __m512i c[2 * TP]; /* c[2p + v]: pixel p, channels 16v .. 16v + 15 */
+    const __m512i i0 = _mm512_loadu_si512(init), i1 = _mm512_loadu_si512(init + 16);
+#define AC_I(px) c[2 * (px)] = i0, c[2 * (px) + 1] = i1;
+    AC_I(0) AC_I(1) AC_I(2) AC_I(3) AC_I(4) AC_I(5) AC_I(6)
+#undef AC_I
+    int64_t wo = 0; /* quad t * cq + q of every panel */
+    for (int t = 0; t < bw->taps; t++) {
+        const uint8_t *bq = b + bw->tapoff[t];
+        for (int q = 0; q < bw->cq; q++, bq += bw->bstride, wo += MR * 4) {
+            const __m512i w0 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wp[0] + wo))),
+                _mm256_loadu_si256((const __m256i *)(wp[1] + wo)), 1);
+            const __m512i w1 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wp[2] + wo))),
+                _mm256_loadu_si256((const __m256i *)(wp[3] + wo)), 1);
+            int32_t v;
+            __m512i bb;
+#define AC_PX(px)                                                                            \
+    memcpy(&v, bq + 4 * (px), sizeof v);                                                     \
+    bb = _mm512_set1_epi32(v);                                                               \
+    c[2 * (px)] = _mm512_dpbusd_epi32(c[2 * (px)], bb, w0);                                  \
+    c[2 * (px) + 1] = _mm512_dpbusd_epi32(c[2 * (px) + 1], bb, w1);
+            AC_PX(0) AC_PX(1) AC_PX(2) AC_PX(3) AC_PX(4) AC_PX(5) AC_PX(6)
+#undef AC_PX
+        }
+    }
+    /* after codes_pack64 byte 16j + 4t + i is channel 4j + i of pixel t (R0:
+     * pixels 0-3, R1: 4-7); to [channel][8 pixels] bytes, 8 channels per vector */
+    uint8_t ix[2][64];
+    for (int h = 0; h < 2; h++)
+        for (int oc = 0; oc < 8; oc++)
+            for (int px = 0; px < 8; px++) {
+                const int ch = 8 * h + oc;
+                ix[h][8 * oc + px] = (uint8_t)((px >= 4 ? 64 : 0) + 16 * (ch / 4) + 4 * (px % 4) + ch % 4);
+            }
+    const __m512i ixlo = _mm512_loadu_si512(ix[0]), ixhi = _mm512_loadu_si512(ix[1]);
+    uint8_t codes[2][128];
+    for (int vv = 0; vv < 2; vv++) {
+        const __m512i sh = _mm512_loadu_si512(shift + 16 * vv);
+#define AC_S(px) _mm512_srav_epi32(c[2 * (px) + vv], sh)
+        const __m512i r0 = codes_pack64(cc, AC_S(0), AC_S(1), AC_S(2), AC_S(3));
+        const __m512i r1 = codes_pack64(cc, AC_S(4), AC_S(5), AC_S(6), AC_S(6));
+#undef AC_S
+        _mm512_storeu_si512(codes[vv], _mm512_permutex2var_epi8(r0, ixlo, r1));
+        _mm512_storeu_si512(codes[vv] + 64, _mm512_permutex2var_epi8(r0, ixhi, r1));
+    }
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + r * plane_out, codes[r / 16] + 8 * (r % 16), TP);
+}
+
 /* ---- GEMM conv driver ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -1147,6 +1218,69 @@ static void gemm_micro(const gemm_run *gr, const int8_t *w8, const int16_t *w16,
     }
 }
 
+/* The conv as 32-channel x 7-pixel tiles (see above): when the outputs are
+ * 7 wide, the weights are packed and every epilogue is simple (the pack's
+ * largest sum|w| proves it). Tiles (image * group, output row, channel block)
+ * in contiguous ranges per thread. Returns false when it does not apply. */
+static bool conv_gemm_t7(const ac_conv_q8_params *p, const gemm_geom *g, const gemm_slice *sl,
+                         const uint8_t *x, uint8_t *y, int ith, int nth, ac_q8_isa isa,
+                         gemm_run *gr)
+{
+    const ac_conv2d_shape *s = &p->s;
+    if (isa != AC_Q8_ISA_AVX512 || !g->implicit || s->w_out != TP || g->cout_g < TM ||
+        !packed_matches(p, g))
+        return false;
+    pack_header h;
+    memcpy(&h, p->w_packed, sizeof h);
+    const int64_t xmax = p->x_signed ? 128 : 255;
+    if ((int64_t)h.max_sabs * xmax + 32768 + ((int64_t)1 << 30) > INT32_MAX)
+        return false;
+    const uint8_t *pk = p->w_packed;
+    const int outer = s->n * s->groups, nmb = div_up(g->cout_g, TM);
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in, plane_out = (int64_t)s->h_out * s->w_out;
+    const uint8_t *xend = x + (int64_t)s->n * s->c_in * plane_in;
+    const uint8_t flip = p->x_signed ? 0x80 : 0;
+    epi_consts e;
+    epi_init(&e, false, 0, 0, 0, 0, p->relu, p->clip_hi, p->y_signed); /* lo, hi */
+    codes_clamp_init(&gr->cc, &e, p->y_signed);
+    /* the slice's epilogue area as per-channel start values and shifts */
+    int32_t *init = (int32_t *)(void *)sl->ec, *shift = init + round_up64(g->cout_g, TM);
+    const int32_t(*sums)[2] = (const int32_t(*)[2])(const void *)(pk + pack_off_sums(s, g));
+    int64_t lo, hi, built = -1, consts = -1;
+    ac_ref_range((int64_t)outer * s->h_out * nmb, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        const int o = (int)(t / ((int64_t)s->h_out * nmb));
+        const int oh = (int)(t / nmb % s->h_out), mb = (int)(t % nmb);
+        const int img = o / s->groups, grp = o % s->groups;
+        if (built != o) {
+            build_xq(sl->bp, sl->rowbuf, s, g, x, xend,
+                     x + ((int64_t)img * s->c_in + (int64_t)grp * g->cin_g) * plane_in, flip, isa);
+            built = o;
+        }
+        if (consts != grp) { /* simple epilogue: start = corr + bias + 2^(r-1), shift r */
+            for (int r = 0; r < g->cout_g; r++) {
+                const int oc = grp * g->cout_g + r, rs = p->rshift[oc];
+                init[r] = (int32_t)((p->x_signed ? 0u - (uint32_t)sums[oc][0] * 128u : 0u) +
+                                    (uint32_t)(p->bias ? p->bias[oc] : 0) +
+                                    (rs > 0 ? 1u << (rs - 1) : 0u));
+                shift[r] = rs;
+            }
+            consts = grp;
+        }
+        const int r0 = mb * TM;
+        const int8_t *wp[4];
+        for (int i = 0; i < 4; i++) /* panels past the group's last repeat it (not stored) */
+            wp[i] = (const int8_t *)(pk + ALIGN +
+                                     ((size_t)grp * g->npan + imin(g->npan - 1, r0 / MR + i)) *
+                                         panel_s8_bytes(g));
+        uint8_t *dst = y + ((int64_t)img * s->c_out + (int64_t)grp * g->cout_g + r0) * plane_out +
+                       (int64_t)oh * s->w_out;
+        ukt_7x32_codes_avx512(&gr->bw, wp, sl->bp + (int64_t)oh * g->wp * 4, init + r0,
+                              shift + r0, &gr->cc, dst, plane_out, imin(TM, g->cout_g - r0));
+    }
+    return true;
+}
+
 static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, void *scratch,
                       int ith, int nth, ac_q8_isa isa)
 {
@@ -1181,6 +1315,8 @@ static void conv_gemm(const ac_conv_q8_params *p, const uint8_t *x, uint8_t *y, 
         gr.bw.bstride = NR * 4;
         tapoff[0] = 0;
     }
+    if (conv_gemm_t7(p, &g, &sl, x, y, ith, nth, isa, &gr))
+        return;
     int64_t built = -1, epi_built = -1;
     for (int64_t t = begin; t < end; t++) {
         const int64_t cb = t / nrb; /* o * nnb + column block */

@@ -303,6 +303,12 @@ static void test_conv_edges(void)
         conv_shape(1, 3, 21, 26, 4, 3, 3, 5, 5, 1, 1, 1, 1, 1, 1, 1),
         conv_shape(1, 4, 9, 40, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1),
         conv_shape(1, 6, 12, 15, 5, 3, 3, 2, 1, 0, 2, 1, 0, 1, 1, 1),
+        /* 7-wide outputs: 32-channel x 7-pixel tiles (channel tails, groups, batch) */
+        conv_shape(1, 64, 7, 7, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(2, 96, 7, 7, 64, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+        conv_shape(1, 32, 14, 14, 36, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1),
+        conv_shape(1, 24, 9, 7, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        conv_shape(1, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),
         /* first layers: 7x7/2 and 5x5, 3 input channels */
         conv_shape(1, 3, 30, 34, 16, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1),
         conv_shape(2, 3, 17, 17, 8, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1),
