@@ -16,6 +16,7 @@ static const subcommand commands[] = {
     {"info", ac_cmd_info, "inputs/outputs, op histogram, parameters and per-layer MACs of a model"},
     {"quantize", ac_cmd_quantize, "calibrate, quantize for BM1684, score fp32 vs int8, write the artefacts"},
     {"run", ac_cmd_run, "fp32 inference of a model on .npy inputs, outputs as .npy"},
+    {"export-pytorch", ac_cmd_export_pytorch, "a PyTorch model (TorchScript .pt or module.py:Class) as ONNX"},
     {"demo", ac_cmd_demo, "the bundled example end to end (Fashion-MNIST models and data)"},
     {"dataset", ac_cmd_dataset, "import image folders/lists/idx files into LMDB; describe a dataset"},
     {"worker", ac_cmd_worker, "serve a farm broker: run calibration and evaluation tasks"},
@@ -36,7 +37,7 @@ static void usage(FILE *out)
                  "usage: autocalib <command> [options]   (autocalib <command> --help for details)\n\n"
                  "commands:\n", AC_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv)

@@ -7,6 +7,7 @@
 #include "ac_darknet.h"
 #include "ac_file.h"
 #include "ac_onnx.h"
+#include "ac_pytorch.h"
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -38,6 +39,8 @@ ac_model_format ac_model_detect(const char *path)
         return AC_FORMAT_ONNX;
     if (ends_with(path, ".cfg"))
         return AC_FORMAT_DARKNET;
+    if (ac_pytorch_is_model(path))
+        return AC_FORMAT_PYTORCH;
     FILE *f = fopen(path, "rb");
     if (!f)
         return AC_FORMAT_UNKNOWN;
@@ -56,6 +59,7 @@ const char *ac_model_format_name(ac_model_format f)
     switch (f) {
     case AC_FORMAT_ONNX: return "onnx";
     case AC_FORMAT_DARKNET: return "darknet";
+    case AC_FORMAT_PYTORCH: return "pytorch";
     default: return "unknown";
     }
 }
@@ -99,6 +103,16 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         g = ac_darknet_load(path, opt->weights, &o, err);
         break;
     }
+    case AC_FORMAT_PYTORCH: {
+        char *buf;
+        size_t len;
+        if (ac_pytorch_export_buffer(path, opt->weights, opt->input_shapes, &buf, &len, err))
+            return NULL;
+        ac_onnx_options o = {.nshapes = nshapes, .shapes = shapes};
+        g = ac_onnx_load_buffer(buf, len, path, &o, err);
+        free(buf);
+        break;
+    }
     default: {
         FILE *f = fopen(path, "rb");
         if (!f)
@@ -106,7 +120,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         else {
             fclose(f);
             ac_err_set(err, AC_E_UNSUPPORTED,
-                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights)", path);
+                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, PyTorch .pt/.pth or module.py:Class)", path);
         }
         return NULL;
     }
