@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_caffe.h"
 #include "ac_darknet.h"
 #include "ac_file.h"
 #include "ac_onnx.h"
@@ -39,6 +40,8 @@ ac_model_format ac_model_detect(const char *path)
         return AC_FORMAT_ONNX;
     if (ends_with(path, ".cfg"))
         return AC_FORMAT_DARKNET;
+    if (ends_with(path, ".prototxt"))
+        return AC_FORMAT_CAFFE;
     if (ac_pytorch_is_model(path))
         return AC_FORMAT_PYTORCH;
     FILE *f = fopen(path, "rb");
@@ -59,6 +62,7 @@ const char *ac_model_format_name(ac_model_format f)
     switch (f) {
     case AC_FORMAT_ONNX: return "onnx";
     case AC_FORMAT_DARKNET: return "darknet";
+    case AC_FORMAT_CAFFE: return "caffe";
     case AC_FORMAT_PYTORCH: return "pytorch";
     default: return "unknown";
     }
@@ -80,7 +84,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
     ac_graph *g = NULL;
     ac_model_format fmt = ac_model_detect(path);
     if (fmt == AC_FORMAT_ONNX && opt->weights) {
-        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet); an ONNX file holds its weights",
+        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet, Caffe); an ONNX file holds its weights",
                    path);
         return NULL;
     }
@@ -113,6 +117,15 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         free(buf);
         break;
     }
+    case AC_FORMAT_CAFFE: {
+        if (!opt->weights) {
+            ac_err_set(err, AC_E_INVALID, "%s: a Caffe prototxt needs its weights file: --weights FILE.caffemodel", path);
+            return NULL;
+        }
+        ac_caffe_options o = {.nshapes = nshapes, .shapes = shapes};
+        g = ac_caffe_load(path, opt->weights, &o, err);
+        break;
+    }
     default: {
         FILE *f = fopen(path, "rb");
         if (!f)
@@ -120,7 +133,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         else {
             fclose(f);
             ac_err_set(err, AC_E_UNSUPPORTED,
-                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, PyTorch .pt/.pth or module.py:Class)", path);
+                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, Caffe .prototxt + --weights, PyTorch .pt/.pth or module.py:Class)", path);
         }
         return NULL;
     }

@@ -13,14 +13,15 @@
 #include "ac_passes.h"
 
 typedef struct {
-    const char *weights;          /* second file of two-file formats (Darknet .weights), a PyTorch state dict */
+    const char *weights;          /* second file of two-file formats (Darknet .weights, Caffe .caffemodel), a PyTorch state dict */
     const char *input_shapes;     /* --input_data_shape string, NULL for the file's shapes */
     bool no_simplify;             /* keep the graph exactly as imported */
 } ac_model_options;
 
-typedef enum { AC_FORMAT_UNKNOWN = 0, AC_FORMAT_ONNX, AC_FORMAT_DARKNET, AC_FORMAT_PYTORCH } ac_model_format;
+typedef enum { AC_FORMAT_UNKNOWN = 0, AC_FORMAT_ONNX, AC_FORMAT_DARKNET, AC_FORMAT_PYTORCH, AC_FORMAT_CAFFE } ac_model_format;
 
-/* By file type: .onnx, .cfg (Darknet, with --weights), .pt/.pth/.torchscript
+/* By file type: .onnx, .cfg (Darknet, with --weights), .prototxt (Caffe,
+ * with --weights X.caffemodel), .pt/.pth/.torchscript
  * or module.py:Class (PyTorch, exported through python/export_pytorch.py:
  * ac_pytorch.h); without a known
  * extension by the first bytes (an ONNX ModelProto starts with 0x08, a
