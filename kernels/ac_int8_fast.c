@@ -2156,6 +2156,22 @@ static bool dwq_plan_of(const ac_conv2d_shape *s, dwq_plan *v)
     return true;
 }
 
+/* The 128 bytes of x at offset base in two registers; bytes outside x read 0
+ * (masked loads only there: they are slow). */
+T_AVX512 static inline void dwq_window(const uint8_t *x, int64_t xbytes, int64_t base,
+                                       __m512i *lo, __m512i *hi)
+{
+    if (base >= 0 && base + 128 <= xbytes) {
+        *lo = _mm512_loadu_si512(x + base);
+        *hi = _mm512_loadu_si512(x + base + 64);
+    } else { /* the addresses in integers: they may lie outside x, masked off */
+        *lo = _mm512_maskz_loadu_epi8(range_mask64(-base, xbytes - base),
+                                      (const void *)((uintptr_t)x + (uintptr_t)base));
+        *hi = _mm512_maskz_loadu_epi8(range_mask64(-base - 64, xbytes - base - 64),
+                                      (const void *)((uintptr_t)x + (uintptr_t)(base + 64)));
+    }
+}
+
 /* Blocks [b0, b1) of one output plane yc, whose input plane is at byte xoff
  * of x. */
 T_AVX512 static inline __attribute__((always_inline)) void
@@ -2167,17 +2183,9 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
     const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
     const __m128i rc = _mm_cvtsi32_si128(e->r);
     for (int b = b0; b < b1; b++) {
-        const int64_t base = xoff + ((int64_t)b * v->R * s->stride_h - s->pad_top) * s->w_in;
         __m512i lo, hi;
-        if (base >= 0 && base + 128 <= xbytes) {
-            lo = _mm512_loadu_si512(x + base);
-            hi = _mm512_loadu_si512(x + base + 64);
-        } else { /* the addresses in integers: they may lie outside x, masked off */
-            lo = _mm512_maskz_loadu_epi8(range_mask64(-base, xbytes - base),
-                                         (const void *)((uintptr_t)x + (uintptr_t)base));
-            hi = _mm512_maskz_loadu_epi8(range_mask64(-base - 64, xbytes - base - 64),
-                                         (const void *)((uintptr_t)x + (uintptr_t)(base + 64)));
-        }
+        dwq_window(x, xbytes, xoff + ((int64_t)b * v->R * s->stride_h - s->pad_top) * s->w_in,
+                   &lo, &hi);
         const uint64_t *m = &v->mask[(int64_t)b * 4 * nk];
         __m512i a0 = init, a1 = init, a2 = init, a3 = init;
         for (int k = 0; k < nk; k++) {
@@ -2198,6 +2206,39 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
         dwd_emit(qe, e, rc, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
                  imin(v->R, s->h_out - b * v->R) * s->w_out);
     }
+}
+
+/* dwq_plane_body for a plane that is one block (7x7, 8x8) and a filter of 3
+ * tap quads (3x3): the 12 byte-index vectors come in registers (loaded once
+ * per thread), the taps as broadcast memory operands; nothing else per plane
+ * but two loads, 12 vpermt2b + vpdpbusd and the epilogue. */
+typedef struct {
+    __m512i v[4][3];
+} dwq_idx3;
+
+T_AVX512 static inline __attribute__((always_inline)) void
+dwq_plane3(const ac_conv2d_shape *s, const dwq_plan *v, const dwq_idx3 *ix, const dwd_epi *qe,
+           const uint8_t *x, int64_t xbytes, int64_t xoff, const int32_t *quads,
+           const epi_consts *e, uint8_t *yc, const bool flip)
+{
+    const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
+    __m512i lo, hi;
+    dwq_window(x, xbytes, xoff - (int64_t)s->pad_top * s->w_in, &lo, &hi);
+    const uint64_t *m = v->mask;
+    __m512i a0 = init, a1 = init, a2 = init, a3 = init;
+#define DWQ3(a, t, k)                                                                          \
+    do {                                                                                       \
+        __m512i xv_ = _mm512_maskz_permutex2var_epi8(m[(t) * 3 + (k)], lo, ix->v[t][k], hi);   \
+        if (flip)                                                                              \
+            xv_ = _mm512_xor_si512(xv_, f80);                                                  \
+        a = _mm512_dpbusd_epi32(a, xv_, _mm512_set1_epi32(quads[k]));                          \
+    } while (0)
+    DWQ3(a0, 0, 0); DWQ3(a1, 1, 0); DWQ3(a2, 2, 0); DWQ3(a3, 3, 0);
+    DWQ3(a0, 0, 1); DWQ3(a1, 1, 1); DWQ3(a2, 2, 1); DWQ3(a3, 3, 1);
+    DWQ3(a0, 0, 2); DWQ3(a1, 1, 2); DWQ3(a2, 2, 2); DWQ3(a3, 3, 2);
+#undef DWQ3
+    dwd_emit(qe, e, _mm_cvtsi32_si128(e->r), a0, a1, a2, a3, yc,
+             (int)((int64_t)s->h_out * s->w_out));
 }
 
 /* The AVX-512 plane kernels, whichever the shape allows. */
@@ -2299,6 +2340,13 @@ dw512_walk(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, ui
     dwd_epi qe;
     if (kind != DW512_PERM)
         dwd_epi_init(&qe, v->sw_epi, &e, p->y_signed);
+    /* narrow planes of one block with 3x3 filters: the index vectors in registers */
+    const bool plane3 = kind == DW512_PERM2 && v->u.q.nblk == 1 && nk == 3 && shares == 1;
+    dwq_idx3 ix3;
+    if (plane3)
+        for (int t = 0; t < 4; t++)
+            for (int k = 0; k < 3; k++)
+                ix3.v[t][k] = _mm512_loadu_si512(v->u.q.idx[t][k]);
     int32_t own_quads[DWP_MAX_QUADS], own_sums[2];
     for (int64_t u = lo; u < hi; u++) {
         const int32_t *quads = own_quads, *sums = own_sums;
@@ -2324,6 +2372,8 @@ dw512_walk(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, ui
         if (kind == DW512_PERM)
             dwp_plane_avx512(s, &v->u.p, x, xbytes, xoff, quads, &e, flip ? 0x80 : 0, yc, rb0,
                              rb1);
+        else if (kind == DW512_PERM2 && plane3)
+            dwq_plane3(s, &v->u.q, &ix3, &qe, x, xbytes, xoff, quads, &e, yc, flip);
         else if (kind == DW512_PERM2)
             dwq_plane_body(s, &v->u.q, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
         else
