@@ -2208,10 +2208,10 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
     }
 }
 
-/* dwq_plane_body for a plane that is one block (7x7, 8x8) and a filter of 3
- * tap quads (3x3): the 12 byte-index vectors come in registers (loaded once
- * per thread), the taps as broadcast memory operands; nothing else per plane
- * but two loads, 12 vpermt2b + vpdpbusd and the epilogue. */
+/* dwq_plane_body for filters of 3 tap quads (3x3): the 12 byte-index vectors
+ * come in registers (loaded once per thread; the same for every block), the
+ * taps as broadcast memory operands; per block only the two window loads,
+ * 12 vpermt2b + vpdpbusd and the epilogue. */
 typedef struct {
     __m512i v[4][3];
 } dwq_idx3;
@@ -2219,13 +2219,16 @@ typedef struct {
 T_AVX512 static inline __attribute__((always_inline)) void
 dwq_plane3(const ac_conv2d_shape *s, const dwq_plan *v, const dwq_idx3 *ix, const dwd_epi *qe,
            const uint8_t *x, int64_t xbytes, int64_t xoff, const int32_t *quads,
-           const epi_consts *e, uint8_t *yc, const bool flip)
+           const epi_consts *e, uint8_t *yc, int b0, int b1, const bool flip)
 {
     const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
-    __m512i lo, hi;
-    dwq_window(x, xbytes, xoff - (int64_t)s->pad_top * s->w_in, &lo, &hi);
-    const uint64_t *m = v->mask;
-    __m512i a0 = init, a1 = init, a2 = init, a3 = init;
+    const __m128i rc = _mm_cvtsi32_si128(e->r);
+    for (int b = b0; b < b1; b++) {
+        __m512i lo, hi;
+        dwq_window(x, xbytes, xoff + ((int64_t)b * v->R * s->stride_h - s->pad_top) * s->w_in,
+                   &lo, &hi);
+        const uint64_t *m = &v->mask[(int64_t)b * 12];
+        __m512i a0 = init, a1 = init, a2 = init, a3 = init;
 #define DWQ3(a, t, k)                                                                          \
     do {                                                                                       \
         __m512i xv_ = _mm512_maskz_permutex2var_epi8(m[(t) * 3 + (k)], lo, ix->v[t][k], hi);   \
@@ -2233,12 +2236,13 @@ dwq_plane3(const ac_conv2d_shape *s, const dwq_plan *v, const dwq_idx3 *ix, cons
             xv_ = _mm512_xor_si512(xv_, f80);                                                  \
         a = _mm512_dpbusd_epi32(a, xv_, _mm512_set1_epi32(quads[k]));                          \
     } while (0)
-    DWQ3(a0, 0, 0); DWQ3(a1, 1, 0); DWQ3(a2, 2, 0); DWQ3(a3, 3, 0);
-    DWQ3(a0, 0, 1); DWQ3(a1, 1, 1); DWQ3(a2, 2, 1); DWQ3(a3, 3, 1);
-    DWQ3(a0, 0, 2); DWQ3(a1, 1, 2); DWQ3(a2, 2, 2); DWQ3(a3, 3, 2);
+        DWQ3(a0, 0, 0); DWQ3(a1, 1, 0); DWQ3(a2, 2, 0); DWQ3(a3, 3, 0);
+        DWQ3(a0, 0, 1); DWQ3(a1, 1, 1); DWQ3(a2, 2, 1); DWQ3(a3, 3, 1);
+        DWQ3(a0, 0, 2); DWQ3(a1, 1, 2); DWQ3(a2, 2, 2); DWQ3(a3, 3, 2);
 #undef DWQ3
-    dwd_emit(qe, e, _mm_cvtsi32_si128(e->r), a0, a1, a2, a3, yc,
-             (int)((int64_t)s->h_out * s->w_out));
+        dwd_emit(qe, e, rc, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
+                 imin(v->R, s->h_out - b * v->R) * s->w_out);
+    }
 }
 
 /* The AVX-512 plane kernels, whichever the shape allows. */
@@ -2340,8 +2344,8 @@ dw512_walk(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, ui
     dwd_epi qe;
     if (kind != DW512_PERM)
         dwd_epi_init(&qe, v->sw_epi, &e, p->y_signed);
-    /* narrow planes of one block with 3x3 filters: the index vectors in registers */
-    const bool plane3 = kind == DW512_PERM2 && v->u.q.nblk == 1 && nk == 3 && shares == 1;
+    /* narrow planes with 3x3 filters: the index vectors in registers */
+    const bool plane3 = kind == DW512_PERM2 && nk == 3;
     dwq_idx3 ix3;
     if (plane3)
         for (int t = 0; t < 4; t++)
@@ -2372,8 +2376,10 @@ dw512_walk(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, ui
         if (kind == DW512_PERM)
             dwp_plane_avx512(s, &v->u.p, x, xbytes, xoff, quads, &e, flip ? 0x80 : 0, yc, rb0,
                              rb1);
+        else if (kind == DW512_PERM2 && plane3 && rb0 == 0 && rb1 == 1) /* one block: no loop */
+            dwq_plane3(s, &v->u.q, &ix3, &qe, x, xbytes, xoff, quads, &e, yc, 0, 1, flip);
         else if (kind == DW512_PERM2 && plane3)
-            dwq_plane3(s, &v->u.q, &ix3, &qe, x, xbytes, xoff, quads, &e, yc, flip);
+            dwq_plane3(s, &v->u.q, &ix3, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
         else if (kind == DW512_PERM2)
             dwq_plane_body(s, &v->u.q, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
         else
