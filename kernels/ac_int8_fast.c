@@ -449,10 +449,10 @@ static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
     g->cout_g = s->groups > 0 ? s->c_out / s->groups : 0;
     g->k = g->cin_g * s->kh * s->kw;
     /* pointwise convs keep the im2col path: its B rows are the input rows, packed
-     * block by block so each block stays in L2 (faster than a whole-plane xq, and
-     * for 7x7 planes than the channels-in-lanes tiles of conv_gemm_t7) */
+     * block by block so each block stays in L2 (faster than a whole-plane xq);
+     * but 7-wide outputs take the channels-in-lanes tiles of conv_gemm_t7 */
     g->implicit = s->stride_h <= MAX_PHASE_STRIDE && s->stride_w <= MAX_PHASE_STRIDE &&
-                  s->kh * s->kw <= MAX_TAPS && !conv_is_pointwise(s);
+                  s->kh * s->kw <= MAX_TAPS && (!conv_is_pointwise(s) || s->w_out == TP);
     if (g->implicit) {
         g->taps = s->kh * s->kw;
         g->cq = div_up(g->cin_g, 4);
@@ -993,7 +993,18 @@ static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, con
             uint8_t *xp = xq + (py * g->nrx + px) * xq_phase_bytes(g);
             const int off = g->qx0 * s->stride_w + g->rx[px]; /* input column of phase column 0 */
             const bool direct = s->stride_w == 1 && off == 0 && g->wp == s->w_in;
-            for (int c4 = 0; c4 < g->cq; c4++) {
+            /* a phase plane that is the input plane itself (1x1, no padding): each
+             * channel quad in one run of hp * wp columns */
+            const bool whole = vbmi && direct && s->stride_h == 1 && g->qy0 == 0 &&
+                               g->hp == s->h_in;
+            for (int c4 = 0; whole && c4 < g->cq; c4++) {
+                const uint8_t *src[4];
+                for (int i = 0; i < 4; i++)
+                    src[i] = 4 * c4 + i < g->cin_g ? xg + (4 * c4 + i) * plane : NULL;
+                xq_row_avx512(xp + (int64_t)c4 * g->hp * g->wp * 4, src, 1, 0, g->hp * g->wp,
+                              g->hp * g->wp, flip, xbeg, xend);
+            }
+            for (int c4 = 0; !whole && c4 < g->cq; c4++) {
                 for (int hr = 0; hr < g->hp; hr++) {
                     const int ih = (hr + g->qy0) * s->stride_h + g->ry[py];
                     uint8_t *dst = xp + ((int64_t)c4 * g->hp + hr) * g->wp * 4;
