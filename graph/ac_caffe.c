@@ -219,7 +219,8 @@ static int parse_field(pt_parser *P, int parent, int depth, int *idx)
 /* Fields up to the closing bracket (or the end of the text for the top level, close = 0). */
 static int parse_message(pt_parser *P, int parent, int close, int depth)
 {
-    int open_line = P->line, open_col = P->col, tail = -1;
+    /* the bracket that opened the message is the character before */
+    int open_line = P->line, open_col = close ? P->col - 1 : P->col, tail = -1;
     for (;;) {
         if (skip_blank(P))
             return -1;
@@ -522,6 +523,8 @@ static int const_ints(ld *L, const char *suffix, int n, const int64_t *v, int *t
  * through set_attrs before inference, hence the two steps. */
 static int add_node(ld *L, const char *suffix, ac_op op, int nin, const int *ins, ac_node **node, int *out)
 {
+    *node = NULL;
+    *out = -1;
     const char *name = tname(L, L->lname, suffix);
     int t = name ? ac_graph_add_tensor(L->g, name, AC_DT_F32, -1, NULL) : -1;
     if (t < 0)
@@ -1558,6 +1561,7 @@ static int build(ld *L)
     TRY(net_inputs(L, root));
     int nlayers = 0;
     for (int i = L->P.f[root].child; i >= 0; i = L->P.f[i].next) {
+        L->lname = NULL;
         if (!strcmp(L->P.f[i].name, "layers"))
             return lerr(L, i, AC_E_UNSUPPORTED,
                         "V1 'layers' entries are not supported in a prototxt; upgrade it to 'layer' (Caffe's "

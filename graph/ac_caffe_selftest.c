@@ -1,0 +1,336 @@
+/* Selftest of the Caffe importer: a hand-written prototxt whose caffemodel
+ * is packed here (protobuf-c, our schema), run through the importer and the
+ * fp32 executor and compared with a direct computation of Caffe's layers
+ * (Convolution, BatchNorm + Scale, ReLU with negative_slope, MAX and AVE
+ * pooling with Caffe's ceil rounding); a second prototxt with every other
+ * layer kind, checked for its output shapes; and the error messages, which
+ * must name the file, line and column, and the rule. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ac_caffe.h"
+#include "ac_exec.h"
+#include "caffe_min.pb-c.h"
+
+static int failures;
+#define CHECK(cond, ...)                                                                                              \
+    do {                                                                                                              \
+        if (!(cond)) {                                                                                                \
+            failures++;                                                                                               \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
+            fprintf(stderr, __VA_ARGS__);                                                                             \
+            fprintf(stderr, "\n");                                                                                    \
+        }                                                                                                             \
+    } while (0)
+
+static uint32_t rng = 777;
+static float urand(float lo, float hi)
+{
+    rng = rng * 1664525u + 1013904223u;
+    return lo + (hi - lo) * (float)(rng >> 8) / (float)(1u << 24);
+}
+
+/* ---- net A: numerics ---------------------------------------------------------------------- */
+
+static const char net_a[] =
+    "name: \"a\"  # comment\n"
+    "layer { name: \"data\" type: \"Input\" top: \"data\" input_param { shape { dim: 1 dim: 2 dim: 5 dim: 5 } } }\n"
+    "layer { name: \"conv\" type: \"Convolution\" bottom: \"data\" top: \"conv\"\n"
+    "  param { lr_mult: 1 } convolution_param { num_output: 3 kernel_size: 3 pad: 1 stride: 1\n"
+    "  weight_filler { type: \"xavier\" } } }\n"
+    "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"conv\" top: \"conv\" batch_norm_param { eps: 0.001 } }\n"
+    "layer { name: \"sc\" type: \"Scale\" bottom: \"conv\" top: \"conv\" scale_param { bias_term: true } }\n"
+    "layer { name: \"relu\" type: \"ReLU\" bottom: \"conv\" top: \"conv\" relu_param { negative_slope: 0.1 } }\n"
+    "layer { name: \"max\" type: \"Pooling\" bottom: \"conv\" top: \"max\"\n"
+    "  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n"
+    "layer { name: \"ave\" type: \"Pooling\" bottom: \"conv\" top: \"ave\"\n"
+    "  pooling_param { pool: AVE kernel_h: 3 kernel_w: 3 stride_h: 2 stride_w: 2 pad_h: 1 pad_w: 1 } }\n";
+
+enum { C_IN = 2, C_OUT = 3, HW = 5 };
+
+static float conv_w[C_OUT * C_IN * 9], conv_b[C_OUT], bn_mean[C_OUT], bn_var[C_OUT], bn_sf[1] = {2.f},
+    sc_s[C_OUT], sc_b[C_OUT];
+
+static CaffeMin__BlobProto *blob(const float *data, size_t n)
+{
+    CaffeMin__BlobProto *b = calloc(1, sizeof *b);
+    caffe_min__blob_proto__init(b);
+    b->n_data = n;
+    b->data = (float *)data;
+    return b;
+}
+
+static uint8_t *pack_net_a(size_t *len)
+{
+    static CaffeMin__LayerParameter layers[4];
+    static CaffeMin__LayerParameter *lp[4];
+    static CaffeMin__BlobProto *cb[2], *bb[3], *sb[2];
+    const char *names[4] = {"conv", "bn", "sc", "unused_in_prototxt"};
+    cb[0] = blob(conv_w, C_OUT * C_IN * 9);
+    cb[1] = blob(conv_b, C_OUT);
+    bb[0] = blob(bn_mean, C_OUT);
+    bb[1] = blob(bn_var, C_OUT);
+    bb[2] = blob(bn_sf, 1);
+    sb[0] = blob(sc_s, C_OUT);
+    sb[1] = blob(sc_b, C_OUT);
+    CaffeMin__BlobProto **all[4] = {cb, bb, sb, NULL};
+    size_t counts[4] = {2, 3, 2, 0};
+    for (int i = 0; i < 4; i++) {
+        caffe_min__layer_parameter__init(&layers[i]);
+        layers[i].name = (char *)names[i];
+        layers[i].n_blobs = counts[i];
+        layers[i].blobs = all[i];
+        lp[i] = &layers[i];
+    }
+    CaffeMin__NetParameter net;
+    caffe_min__net_parameter__init(&net);
+    net.n_layer = 4;
+    net.layer = lp;
+    *len = caffe_min__net_parameter__get_packed_size(&net);
+    uint8_t *buf = malloc(*len);
+    caffe_min__net_parameter__pack(&net, buf);
+    for (int i = 0; i < 2; i++)
+        free(cb[i]), free(sb[i]);
+    for (int i = 0; i < 3; i++)
+        free(bb[i]);
+    return buf;
+}
+
+/* Caffe's layers computed directly. */
+static void reference_a(const float *x, float *maxo, float *aveo)
+{
+    float y[C_OUT][HW][HW];
+    for (int o = 0; o < C_OUT; o++)
+        for (int i = 0; i < HW; i++)
+            for (int j = 0; j < HW; j++) {
+                double s = conv_b[o];
+                for (int c = 0; c < C_IN; c++)
+                    for (int ki = 0; ki < 3; ki++)
+                        for (int kj = 0; kj < 3; kj++) {
+                            int ii = i + ki - 1, jj = j + kj - 1;
+                            if (ii >= 0 && ii < HW && jj >= 0 && jj < HW)
+                                s += conv_w[((o * C_IN + c) * 3 + ki) * 3 + kj] * x[(c * HW + ii) * HW + jj];
+                        }
+                double m = bn_mean[o] / bn_sf[0], v = bn_var[o] / bn_sf[0];
+                s = (s - m) / sqrt(v + 0.001) * sc_s[o] + sc_b[o];
+                y[o][i][j] = (float)(s > 0 ? s : 0.1 * s);
+            }
+    /* MAX 2/2, ceil: (5 - 2) / 2 -> 3 windows, the last one clipped */
+    for (int o = 0; o < C_OUT; o++)
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                float m = -INFINITY;
+                for (int a = 2 * i; a < 2 * i + 2 && a < HW; a++)
+                    for (int b = 2 * j; b < 2 * j + 2 && b < HW; b++)
+                        m = fmaxf(m, y[o][a][b]);
+                maxo[(o * 3 + i) * 3 + j] = m;
+            }
+    /* AVE 3/2 pad 1: (5 + 2 - 3) / 2 + 1 = 3, divisor the window within the padded input (9) */
+    for (int o = 0; o < C_OUT; o++)
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                double s = 0;
+                for (int a = 2 * i - 1; a < 2 * i + 2; a++)
+                    for (int b = 2 * j - 1; b < 2 * j + 2; b++)
+                        if (a >= 0 && a < HW && b >= 0 && b < HW)
+                            s += y[o][a][b];
+                aveo[(o * 3 + i) * 3 + j] = (float)(s / 9);
+            }
+}
+
+static void test_numerics(void)
+{
+    for (size_t i = 0; i < sizeof conv_w / sizeof *conv_w; i++)
+        conv_w[i] = urand(-1, 1);
+    for (int o = 0; o < C_OUT; o++) {
+        conv_b[o] = urand(-.5f, .5f);
+        bn_mean[o] = urand(-1, 1);
+        bn_var[o] = urand(.5f, 2);
+        sc_s[o] = urand(.5f, 1.5f);
+        sc_b[o] = urand(-.5f, .5f);
+    }
+    size_t len;
+    uint8_t *model = pack_net_a(&len);
+    ac_err err;
+    ac_graph *g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", model, len, "a.caffemodel", NULL, &err);
+    CHECK(g, "net a: %s", err.msg);
+    free(model);
+    if (!g)
+        return;
+    CHECK(g->noutputs == 2 && !strcmp(g->tensors[g->outputs[0]].name, "max") &&
+              !strcmp(g->tensors[g->outputs[1]].name, "ave"),
+          "outputs: the unread tops max, ave");
+    int nbn = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        nbn += g->nodes[i].op == AC_OP_BATCHNORM || g->nodes[i].op == AC_OP_MUL;
+    CHECK(nbn == 1, "BatchNorm + Scale make one BatchNormalization node (%d)", nbn);
+    float x[C_IN * HW * HW], want_max[C_OUT * 9], want_ave[C_OUT * 9];
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = urand(-1, 1);
+    reference_a(x, want_max, want_ave);
+    ac_exec *e = ac_exec_new(g, &err);
+    CHECK(e, "exec: %s", err.msg);
+    const void *ins[1] = {x};
+    if (e && ac_exec_run(e, ins, &err) == 0) {
+        const float *gm = ac_exec_tensor(e, g->outputs[0]), *ga = ac_exec_tensor(e, g->outputs[1]);
+        float dm = 0, da = 0;
+        for (int i = 0; i < C_OUT * 9; i++) {
+            dm = fmaxf(dm, fabsf(gm[i] - want_max[i]));
+            da = fmaxf(da, fabsf(ga[i] - want_ave[i]));
+        }
+        CHECK(dm < 1e-5f && da < 1e-5f, "max pool diff %g, ave pool diff %g", dm, da);
+    } else
+        CHECK(0, "run: %s", err.msg);
+    ac_exec_destroy(&e);
+    ac_graph_destroy(&g);
+
+    /* a layer whose blobs are missing from the caffemodel is an error naming it */
+    CaffeMin__NetParameter empty;
+    caffe_min__net_parameter__init(&empty);
+    uint8_t none[1];
+    g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", none, 0, "a.caffemodel", NULL, &err);
+    CHECK(!g && strstr(err.msg, "a.prototxt:3:1: layer 'conv' (Convolution): a.caffemodel has no layer of this name"),
+          "%s", err.msg);
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff};
+    g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", garbage, 3, "a.caffemodel", NULL, &err);
+    CHECK(!g && strstr(err.msg, "a.caffemodel: not a Caffe NetParameter"), "%s", err.msg);
+}
+
+/* ---- net B: every other layer kind (parameters zero, shapes checked) -------------------------- */
+
+static const char net_b[] =
+    "input: \"x\"\n"
+    "input_shape { dim: 2 dim: 4 dim: 6 dim: 6 }\n"
+    "layer { name: \"dc\" type: \"Deconvolution\" bottom: \"x\" top: \"dc\"\n"
+    "  convolution_param { num_output: 4 kernel_size: 2 stride: 2 group: 2 bias_term: false } }\n" /* 2x4x12x12 */
+    "layer { name: \"pr\" type: \"PReLU\" bottom: \"dc\" top: \"dc\" }\n"
+    "layer { name: \"dil\" type: \"Convolution\" bottom: \"dc\" top: \"dil\"\n"
+    "  convolution_param { num_output: 4 kernel_h: 3 kernel_w: 3 dilation: 2 pad: 2 } }\n" /* 2x4x12x12 */
+    "layer { name: \"sp\" type: \"Split\" bottom: \"dil\" top: \"s1\" top: \"s2\" top: \"s3\" }\n"
+    "layer { name: \"sum\" type: \"Eltwise\" bottom: \"s1\" bottom: \"s2\"  top: \"sum\"\n"
+    "  eltwise_param { operation: SUM coeff: 1 coeff: -0.5 } }\n"
+    "layer { name: \"prod\" type: \"Eltwise\" bottom: \"sum\" bottom: \"s3\" top: \"prod\"\n"
+    "  eltwise_param { operation: PROD } }\n"
+    "layer { name: \"mx\" type: \"Eltwise\" bottom: \"prod\" bottom: \"dc\" top: \"mx\"\n"
+    "  eltwise_param { operation: MAX } }\n"
+    "layer { name: \"up\" type: \"Upsample\" bottom: \"mx\" top: \"up\" upsample_param { scale: 2 } }\n" /* 24 */
+    "layer { name: \"gp\" type: \"Pooling\" bottom: \"up\" top: \"gp\" pooling_param { pool: AVE global_pooling: true } }\n"
+    "layer { name: \"cat\" type: \"Concat\" bottom: \"gp\" bottom: \"gp\" top: \"cat\" concat_param { axis: 1 } }\n"
+    "layer { name: \"fl\" type: \"Flatten\" bottom: \"cat\" top: \"fl\" }\n" /* 2x8 */
+    "layer { name: \"drop\" type: \"Dropout\" bottom: \"fl\" top: \"fl\" dropout_param { dropout_ratio: 0.3 } }\n"
+    "layer { name: \"ip\" type: \"InnerProduct\" bottom: \"fl\" top: \"ip\" inner_product_param { num_output: 6 } }\n"
+    "layer { name: \"rs\" type: \"Reshape\" bottom: \"ip\" top: \"rs\" reshape_param { shape { dim: 0 dim: 3 dim: -1 } } }\n"
+    "layer { name: \"pm\" type: \"Permute\" bottom: \"rs\" top: \"pm\" permute_param { order: 0 order: 2 } }\n" /* 2x2x3 */
+    "layer { name: \"sm\" type: \"Softmax\" bottom: \"pm\" top: \"sm\" softmax_param { axis: 2 } }\n"
+    "layer { name: \"sg\" type: \"Sigmoid\" bottom: \"sm\" top: \"sg\" }\n"
+    "layer { name: \"th\" type: \"TanH\" bottom: \"sg\" top: \"th\" }\n"
+    "layer { name: \"loss\" type: \"SoftmaxWithLoss\" bottom: \"th\" top: \"loss\" include { phase: TRAIN } }\n";
+
+static void test_layer_kinds(void)
+{
+    ac_err err;
+    ac_graph *g = ac_caffe_load_buffer(net_b, sizeof net_b - 1, "b.prototxt", NULL, 0, NULL, NULL, &err);
+    CHECK(g, "net b: %s", err.msg);
+    if (!g)
+        return;
+    static const struct {
+        const char *name;
+        int ndim;
+        int64_t dims[4];
+    } want[] = {{"dc", 4, {2, 4, 12, 12}}, {"dil", 4, {2, 4, 12, 12}}, {"up", 4, {2, 4, 24, 24}},
+                {"gp", 4, {2, 4, 1, 1}},   {"fl", 2, {2, 8}},           {"ip", 2, {2, 6}},
+                {"pm", 3, {2, 2, 3}},      {"th", 3, {2, 2, 3}}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        int t = ac_graph_find_tensor(g, want[i].name);
+        CHECK(t >= 0 && g->tensors[t].ndim == want[i].ndim &&
+                  !memcmp(g->tensors[t].dims, want[i].dims, sizeof(int64_t) * (size_t)want[i].ndim),
+              "tensor %s", want[i].name);
+    }
+    CHECK(g->noutputs == 1 && !strcmp(g->tensors[g->outputs[0]].name, "th"), "the TRAIN-only loss layer is left out");
+    ac_graph_destroy(&g);
+
+    /* --input_data_shape by name */
+    ac_onnx_shape sh = {.name = "x", .ndim = 4, .dims = {1, 4, 6, 6}};
+    ac_caffe_options o = {.nshapes = 1, .shapes = &sh};
+    g = ac_caffe_load_buffer(net_b, sizeof net_b - 1, "b.prototxt", NULL, 0, NULL, &o, &err);
+    CHECK(g && g->tensors[g->outputs[0]].dims[0] == 1, "shape override: %s", g ? "" : err.msg);
+    ac_graph_destroy(&g);
+}
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+#define IN "layer { name: \"in\" type: \"Input\" top: \"x\" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }\n"
+
+static const struct {
+    const char *text, *want;
+} bad[] = {
+    {"layer { name: \"a\" ", "e.prototxt:1:7: the message opened here is not closed with '}'"},
+    {"layer } ", "e.prototxt:1:7: expected ':' or '{' after field 'layer'"},
+    {"}", "e.prototxt:1:1: '}' closes no message"},
+    {"name: \"abc\n\"", "e.prototxt:1:7: the string is not closed on its line"},
+    {"name: [1, 2]", "e.prototxt:1:7: field 'name': lists in brackets are not supported"},
+    {"3layer {}", "e.prototxt:1:1: expected a field name, found '3'"},
+    {"name: \"\\q\"", "e.prototxt:1:7: unknown escape '\\q' in a string"},
+    {IN "layer { name: \"c\" type: \"Convolution\" bottom: \"x\" top: \"y\" convolution_param { kernel_size: 3 } }",
+     "e.prototxt:2:60: layer 'c' (Convolution): needs num_output (> 0)"},
+    {IN "layer { name: \"c\" type: \"Convolution\" bottom: \"x\" top: \"y\"\n"
+        "convolution_param { num_output: 2 kernel_size: 3 kernel_h: 3 kernel_w: 3 } }",
+     "e.prototxt:3:50: layer 'c' (Convolution): give either kernel_size or kernel_h/kernel_w, not both"},
+    {IN "layer { name: \"c\" type: \"Convolution\" bottom: \"x\" top: \"y\"\n"
+        "convolution_param { num_output: 3 kernel_size: 1 group: 2 } }",
+     "layer 'c' (Convolution): group 2 must divide the 2 input channels and num_output 3"},
+    {IN "layer { name: \"r\" type: \"ReLU\" bottom: \"nope\" top: \"y\" }",
+     "e.prototxt:2:1: layer 'r' (ReLU): bottom 'nope' is no top of an earlier layer nor an input"},
+    {IN "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"y\" relu_param { negative_slope: abc } }",
+     "e.prototxt:2:66: layer 'r' (ReLU): field 'negative_slope': 'abc' is not a finite number"},
+    {IN "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"y\" relu_param { slope: 1 } }",
+     "e.prototxt:2:66: layer 'r' (ReLU): relu_param has no field 'slope' the importer reads"},
+    {IN "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"y\" pooling_param { pool: MAX } }",
+     "e.prototxt:2:53: layer 'r' (ReLU): a ReLU layer takes relu_param, not pooling_param"},
+    {IN "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" pooling_param { pool: MIN kernel_size: 2 } }",
+     "layer 'p' (Pooling): field 'pool': 'MIN' is not one of MAX, AVE, STOCHASTIC"},
+    {IN "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\"\n"
+        "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }",
+     "layer 'p' (Pooling): AVE pooling with pad and ceil rounding past the padded edge has no ONNX equivalent"},
+    {IN "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" }",
+     "e.prototxt:2:19: layer 'n' (Normalize): layer type 'Normalize' is not supported"},
+    {IN "layer { name: \"e\" type: \"Eltwise\" bottom: \"x\" bottom: \"x\" top: \"y\"\n"
+        "eltwise_param { operation: PROD coeff: 1 coeff: 2 } }",
+     "layer 'e' (Eltwise): coeff is for SUM, one per bottom"},
+    {IN "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"y\" name: \"again\" }",
+     "e.prototxt:2:53: field 'name' appears twice (first at line 2)"},
+    {IN "layers { name: \"old\" }", "e.prototxt:2:1: V1 'layers' entries are not supported in a prototxt"},
+    {IN "bogus: 1", "e.prototxt:2:1: the net has no field 'bogus' the importer reads"},
+    {"layer { name: \"r\" type: \"ReLU\" }", "e.prototxt:1:1: layer 'r' (ReLU): takes one bottom and one top"},
+    {IN, "e.prototxt: the network computes nothing"},
+    {IN "layer { name: \"s\" type: \"Reshape\" bottom: \"x\" top: \"y\" reshape_param { shape { dim: 3 dim: -1 } } }",
+     "layer 's' (Reshape): node 's' (Reshape, opset 13)"},
+};
+
+static void test_errors(void)
+{
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ac_err err;
+        ac_graph *g = ac_caffe_load_buffer(bad[i].text, strlen(bad[i].text), "e.prototxt", NULL, 0, NULL, NULL, &err);
+        CHECK(!g && err.code != AC_OK && strstr(err.msg, bad[i].want), "case %zu: want '%s', got '%s'", i,
+              bad[i].want, g ? "(loaded)" : err.msg);
+        ac_graph_destroy(&g);
+    }
+}
+
+int main(void)
+{
+    test_numerics();
+    test_layer_kinds();
+    test_errors();
+    if (failures) {
+        fprintf(stderr, "%d failures\n", failures);
+        return 1;
+    }
+    printf("caffe selftest: ok\n");
+    return 0;
+}
