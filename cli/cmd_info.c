@@ -99,7 +99,7 @@ int ac_cmd_info(int argc, char **argv)
     bool raw = false, help = false;
     ac_arg_spec specs[] = {
         {"model", NULL, AC_ARG_STRING, &model, "model file (or give it as the first argument)"},
-        {"weights", NULL, AC_ARG_STRING, &weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights; a state dict for module.py:Class)"},
+        {"weights", NULL, AC_ARG_STRING, &weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights; Caffe: --model X.prototxt --weights X.caffemodel; a state dict for module.py:Class)"},
         {"input_data_shape", NULL, AC_ARG_STRING, &shapes, "input shape(s), e.g. '(1,3,224,224)'"},
         {"raw", NULL, AC_ARG_FLAG, &raw, "show the graph as imported, before simplification passes"},
     };

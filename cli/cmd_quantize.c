@@ -51,8 +51,8 @@ int ac_cmd_quantize(int argc, char **argv)
     const char *th_method = "KL", *template_name = NULL, *user_pp = NULL;
     bool no_kl_tune = false, print_pp = false, help = false;
     ac_arg_spec specs[] = {
-        {"model", NULL, AC_ARG_STRING, &o.model, "the fp32 model (ONNX, a Darknet .cfg with --weights, PyTorch .pt or module.py:Class)"},
-        {"weights", NULL, AC_ARG_STRING, &o.weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights; a state dict for module.py:Class)"},
+        {"model", NULL, AC_ARG_STRING, &o.model, "the fp32 model (ONNX, a Darknet .cfg or Caffe .prototxt with --weights, PyTorch .pt or module.py:Class)"},
+        {"weights", NULL, AC_ARG_STRING, &o.weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights; Caffe: --model X.prototxt --weights X.caffemodel; a state dict for module.py:Class)"},
         {"calib_image_source", NULL, AC_ARG_STRING, &o.calib_image_source, "calibration images: a folder or an ImageList file"},
         {"calib_lmdb_path", NULL, AC_ARG_STRING, &o.calib_lmdb_path, "calibration LMDB folder (preprocessed tensors)"},
         {"calib_idx_images", NULL, AC_ARG_STRING, &o.calib_idx_images, "calibration idx image file (MNIST style, .gz ok)"},

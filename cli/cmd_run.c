@@ -493,8 +493,8 @@ int ac_cmd_run(int argc, char **argv)
     run_options o = {0};
     const char *user_pp = NULL, *template_name = NULL;
     ac_arg_spec specs[] = {
-        {"model", NULL, AC_ARG_STRING, &o.model, "model file: fp32 (ONNX, Darknet .cfg with --weights, PyTorch .pt or module.py:Class) or an int8 model (autocalib quantize)"},
-        {"weights", NULL, AC_ARG_STRING, &o.weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights; a state dict for module.py:Class)"},
+        {"model", NULL, AC_ARG_STRING, &o.model, "model file: fp32 (ONNX, Darknet .cfg or Caffe .prototxt with --weights, PyTorch .pt or module.py:Class) or an int8 model (autocalib quantize)"},
+        {"weights", NULL, AC_ARG_STRING, &o.weights, "the weights of two-file formats (Darknet: --model X.cfg --weights X.weights; Caffe: --model X.prototxt --weights X.caffemodel; a state dict for module.py:Class)"},
         {"input_data_shape", NULL, AC_ARG_STRING, &o.shapes,
          "input shape(s), e.g. '(1,3,224,224)'; default: the shapes of the --input arrays, else the model's"},
         {"input", NULL, AC_ARG_STRING, &o.input, "input .npy file(s), comma-separated, one per model input"},
