@@ -390,9 +390,18 @@ codes_pack64(const codes_clamp *c, __m512i a0, __m512i a1, __m512i a2, __m512i a
  *   ordered (channel, ky, kx) as in OIHW. */
 enum {
     MAX_PHASE_STRIDE = 4,
-    TP = 7, /* outputs this wide take the channels-in-lanes tiles (conv_gemm_t7) */
-    TM = 32 /* their output channels per tile */
+    TM = 32 /* output channels per channels-in-lanes tile (conv_gemm_t7) */
 };
+
+/* Pixels per channels-in-lanes tile for this output width, 0: none. 14 only
+ * for spatial kernels (measured: with a 1x1 kernel's small K the transposed
+ * epilogue costs more than the grid columns it saves). */
+static int ukt_width(const ac_conv2d_shape *s)
+{
+    if (s->w_out == 7)
+        return 7;
+    return s->w_out % 14 == 0 && s->kh * s->kw > 1 ? 14 : 0;
+}
 
 typedef struct {
     int cin_g, cout_g;
@@ -452,7 +461,7 @@ static void gemm_geom_of(const ac_conv2d_shape *s, gemm_geom *g)
      * block by block so each block stays in L2 (faster than a whole-plane xq);
      * but 7-wide outputs take the channels-in-lanes tiles of conv_gemm_t7 */
     g->implicit = s->stride_h <= MAX_PHASE_STRIDE && s->stride_w <= MAX_PHASE_STRIDE &&
-                  s->kh * s->kw <= MAX_TAPS && (!conv_is_pointwise(s) || s->w_out == TP);
+                  s->kh * s->kw <= MAX_TAPS && (!conv_is_pointwise(s) || s->w_out == 7);
     if (g->implicit) {
         g->taps = s->kh * s->kw;
         g->cq = div_up(g->cin_g, 4);
@@ -1047,24 +1056,60 @@ static void build_xq(uint8_t *xq, uint8_t *rowbuf, const ac_conv2d_shape *s, con
     memset(xq + body, flip, xq_bytes(s, g) - body);
 }
 
-/* ---- 7-wide outputs: output channels in lanes (AVX-512) ------------------------------------
- * 7x7 planes (the last stage of ImageNet nets at 224) fill 49 of 64 lanes
- * when pixels are in lanes (implicit GEMM: 63 grid columns for 49 outputs).
- * Here a tile is 32 output channels (the lanes of
- * two vectors, weights from 4 packed MR panels) x the 7 pixels of one output
- * row (each pixel's 4 input bytes broadcast): every lane useful. Simple
- * epilogue only (per-lane start value and shift), then the codes are
- * transposed back to 7 bytes per channel row. */
-T_AVX512 static void ukt_7x32_codes_avx512(const b_walk *bw, const int8_t *const wp[4],
-                                           const uint8_t *b, const int32_t *init,
-                                           const int32_t *shift, const codes_clamp *cc,
-                                           uint8_t *dst, int64_t plane_out, int rows)
+/* ---- output channels in lanes (AVX-512) ----------------------------------------------------
+ * With pixels in lanes the implicit GEMM computes the padded grid: 7x7
+ * planes fill 49 of 64 lanes (63 grid columns), 14x14 planes 196 of 224.
+ * Here a tile is 32 output channels (the lanes of two vectors, weights from 4
+ * packed MR panels) x P = 7 or 14 pixels of one output row (each pixel's 4
+ * input bytes broadcast): every lane is an output. Simple epilogue only
+ * (per-lane start value and shift); the codes are transposed back to P bytes
+ * per channel row, 8 pixels per pair of vpermt2b. P = 14 fills 28 of the 32
+ * vector registers with accumulators. */
+
+/* The two vpermt2b index vectors of ukt_codes8. */
+typedef struct {
+    __m512i lo, hi;
+} ukt_perm;
+
+T_AVX512 static void ukt_perm_init(ukt_perm *pm)
 {
-    __m512i c[2 * TP]; /* c[2p + v]: pixel p, channels 16v .. 16v + 15 */
+    uint8_t ix[2][64];
+    for (int h = 0; h < 2; h++)
+        for (int oc = 0; oc < 8; oc++)
+            for (int px = 0; px < 8; px++) {
+                const int ch = 8 * h + oc;
+                ix[h][8 * oc + px] = (uint8_t)((px >= 4 ? 64 : 0) + 16 * (ch / 4) + 4 * (px % 4) + ch % 4);
+            }
+    pm->lo = _mm512_loadu_si512(ix[0]);
+    pm->hi = _mm512_loadu_si512(ix[1]);
+}
+
+/* codes of 8 pixels (vectors a[0..7], 16 channels each, already shifted) to
+ * out[channel][8]: after codes_pack64 byte 16j + 4t + i is channel 4j + i of
+ * pixel t (r0: pixels 0-3, r1: 4-7). */
+T_AVX512 static inline void ukt_codes8(const codes_clamp *cc, const ukt_perm *pm,
+                                       const __m512i *a, uint8_t out[128])
+{
+    const __m512i r0 = codes_pack64(cc, a[0], a[1], a[2], a[3]);
+    const __m512i r1 = codes_pack64(cc, a[4], a[5], a[6], a[7]);
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi8(r0, pm->lo, r1));
+    _mm512_storeu_si512(out + 64, _mm512_permutex2var_epi8(r0, pm->hi, r1));
+}
+
+/* The tile for P pixels (a constant once inlined): c[2p + v] = pixel p,
+ * channels 16v .. 16v + 15; rows < `rows` stored, row r at dst + r *
+ * plane_out. Written out, not looped, up to P = 14: 28 accumulators. */
+T_AVX512 static inline __attribute__((always_inline)) void
+ukt_body(const b_walk *bw, const int8_t *const wp[4], const uint8_t *b, const int32_t *init,
+         const int32_t *shift, const codes_clamp *cc, const ukt_perm *pm, uint8_t *dst,
+         int64_t plane_out, int rows, const int P)
+{
+    __m512i c[2 * 14];
     const __m512i i0 = _mm512_loadu_si512(init), i1 = _mm512_loadu_si512(init + 16);
-#define AC_I(px) c[2 * (px)] = i0, c[2 * (px) + 1] = i1;
-    AC_I(0) AC_I(1) AC_I(2) AC_I(3) AC_I(4) AC_I(5) AC_I(6)
-#undef AC_I
+    for (int px = 0; px < P; px++) { /* unrolled at -O3; P <= 14 */
+        c[2 * px] = i0;
+        c[2 * px + 1] = i1;
+    }
     int64_t wo = 0; /* quad t * cq + q of every panel */
     for (int t = 0; t < bw->taps; t++) {
         const uint8_t *bq = b + bw->tapoff[t];
@@ -1078,36 +1123,54 @@ T_AVX512 static void ukt_7x32_codes_avx512(const b_walk *bw, const int8_t *const
             int32_t v;
             __m512i bb;
 #define AC_PX(px)                                                                            \
-    memcpy(&v, bq + 4 * (px), sizeof v);                                                     \
-    bb = _mm512_set1_epi32(v);                                                               \
-    c[2 * (px)] = _mm512_dpbusd_epi32(c[2 * (px)], bb, w0);                                  \
-    c[2 * (px) + 1] = _mm512_dpbusd_epi32(c[2 * (px) + 1], bb, w1);
+    if ((px) < P) {                                                                          \
+        memcpy(&v, bq + 4 * (px), sizeof v);                                                 \
+        bb = _mm512_set1_epi32(v);                                                           \
+        c[2 * (px)] = _mm512_dpbusd_epi32(c[2 * (px)], bb, w0);                              \
+        c[2 * (px) + 1] = _mm512_dpbusd_epi32(c[2 * (px) + 1], bb, w1);                      \
+    }
             AC_PX(0) AC_PX(1) AC_PX(2) AC_PX(3) AC_PX(4) AC_PX(5) AC_PX(6)
+            AC_PX(7) AC_PX(8) AC_PX(9) AC_PX(10) AC_PX(11) AC_PX(12) AC_PX(13)
 #undef AC_PX
         }
     }
-    /* after codes_pack64 byte 16j + 4t + i is channel 4j + i of pixel t (R0:
-     * pixels 0-3, R1: 4-7); to [channel][8 pixels] bytes, 8 channels per vector */
-    uint8_t ix[2][64];
-    for (int h = 0; h < 2; h++)
-        for (int oc = 0; oc < 8; oc++)
-            for (int px = 0; px < 8; px++) {
-                const int ch = 8 * h + oc;
-                ix[h][8 * oc + px] = (uint8_t)((px >= 4 ? 64 : 0) + 16 * (ch / 4) + 4 * (px % 4) + ch % 4);
-            }
-    const __m512i ixlo = _mm512_loadu_si512(ix[0]), ixhi = _mm512_loadu_si512(ix[1]);
-    uint8_t codes[2][128];
+    uint8_t codes[2][2][128]; /* [channel vector][8-pixel group][channel][8] */
     for (int vv = 0; vv < 2; vv++) {
         const __m512i sh = _mm512_loadu_si512(shift + 16 * vv);
-#define AC_S(px) _mm512_srav_epi32(c[2 * (px) + vv], sh)
-        const __m512i r0 = codes_pack64(cc, AC_S(0), AC_S(1), AC_S(2), AC_S(3));
-        const __m512i r1 = codes_pack64(cc, AC_S(4), AC_S(5), AC_S(6), AC_S(6));
-#undef AC_S
-        _mm512_storeu_si512(codes[vv], _mm512_permutex2var_epi8(r0, ixlo, r1));
-        _mm512_storeu_si512(codes[vv] + 64, _mm512_permutex2var_epi8(r0, ixhi, r1));
+        for (int g8 = 0; g8 * 8 < P; g8++) {
+            __m512i a[8];
+            for (int k = 0; k < 8; k++) /* pixels past P repeat the last one (not stored) */
+                a[k] = _mm512_srav_epi32(c[2 * imin(8 * g8 + k, P - 1) + vv], sh);
+            ukt_codes8(cc, pm, a, codes[vv][g8]);
+        }
     }
-    for (int r = 0; r < rows; r++)
-        memcpy(dst + r * plane_out, codes[r / 16] + 8 * (r % 16), TP);
+    for (int r = 0; r < rows; r++) { /* constant sizes: inlined moves, not memcpy calls */
+        uint8_t *d = dst + r * plane_out;
+        const uint8_t *c0 = codes[r / 16][0] + 8 * (r % 16), *c1 = codes[r / 16][1] + 8 * (r % 16);
+        if (P == 7) {
+            memcpy(d, c0, 7);
+        } else {
+            memcpy(d, c0, 8);
+            memcpy(d + 8, c1, 6);
+        }
+    }
+}
+
+T_AVX512 static void ukt7_codes_avx512(const b_walk *bw, const int8_t *const wp[4], const uint8_t *b,
+                                       const int32_t *init, const int32_t *shift,
+                                       const codes_clamp *cc, const ukt_perm *pm, uint8_t *dst,
+                                       int64_t plane_out, int rows)
+{
+    ukt_body(bw, wp, b, init, shift, cc, pm, dst, plane_out, rows, 7);
+}
+
+T_AVX512 static void ukt14_codes_avx512(const b_walk *bw, const int8_t *const wp[4],
+                                        const uint8_t *b, const int32_t *init,
+                                        const int32_t *shift, const codes_clamp *cc,
+                                        const ukt_perm *pm, uint8_t *dst, int64_t plane_out,
+                                        int rows)
+{
+    ukt_body(bw, wp, b, init, shift, cc, pm, dst, plane_out, rows, 14);
 }
 
 /* ---- GEMM conv driver ------------------------------------------------------------------------ */
@@ -1229,17 +1292,18 @@ static void gemm_micro(const gemm_run *gr, const int8_t *w8, const int16_t *w16,
     }
 }
 
-/* The conv as 32-channel x 7-pixel tiles (see above): when the outputs are
- * 7 wide, the weights are packed and every epilogue is simple (the pack's
- * largest sum|w| proves it). Tiles (image * group, output row, channel block)
- * in contiguous ranges per thread. Returns false when it does not apply. */
+/* The conv as 32-channel x P-pixel tiles (see above): when ukt_width gives a
+ * P, the weights are packed and every epilogue is
+ * simple (the pack's largest sum|w| proves it). Tiles (image * group, output
+ * row segment, channel block) in contiguous ranges per thread. Returns false
+ * when it does not apply. */
 static bool conv_gemm_t7(const ac_conv_q8_params *p, const gemm_geom *g, const gemm_slice *sl,
                          const uint8_t *x, uint8_t *y, int ith, int nth, ac_q8_isa isa,
                          gemm_run *gr)
 {
     const ac_conv2d_shape *s = &p->s;
-    if (isa != AC_Q8_ISA_AVX512 || !g->implicit || s->w_out != TP || g->cout_g < TM ||
-        !packed_matches(p, g))
+    const int P = ukt_width(s);
+    if (isa != AC_Q8_ISA_AVX512 || !g->implicit || !P || g->cout_g < TM || !packed_matches(p, g))
         return false;
     pack_header h;
     memcpy(&h, p->w_packed, sizeof h);
@@ -1247,21 +1311,26 @@ static bool conv_gemm_t7(const ac_conv_q8_params *p, const gemm_geom *g, const g
     if ((int64_t)h.max_sabs * xmax + 32768 + ((int64_t)1 << 30) > INT32_MAX)
         return false;
     const uint8_t *pk = p->w_packed;
-    const int outer = s->n * s->groups, nmb = div_up(g->cout_g, TM);
+    const int outer = s->n * s->groups, nmb = div_up(g->cout_g, TM), nseg = s->w_out / P;
     const int64_t plane_in = (int64_t)s->h_in * s->w_in, plane_out = (int64_t)s->h_out * s->w_out;
     const uint8_t *xend = x + (int64_t)s->n * s->c_in * plane_in;
     const uint8_t flip = p->x_signed ? 0x80 : 0;
     epi_consts e;
     epi_init(&e, false, 0, 0, 0, 0, p->relu, p->clip_hi, p->y_signed); /* lo, hi */
     codes_clamp_init(&gr->cc, &e, p->y_signed);
+    ukt_perm pm;
+    ukt_perm_init(&pm);
     /* the slice's epilogue area as per-channel start values and shifts */
     int32_t *init = (int32_t *)(void *)sl->ec, *shift = init + round_up64(g->cout_g, TM);
     const int32_t(*sums)[2] = (const int32_t(*)[2])(const void *)(pk + pack_off_sums(s, g));
     int64_t lo, hi, built = -1, consts = -1;
-    ac_ref_range((int64_t)outer * s->h_out * nmb, ith, nth, &lo, &hi);
+    /* tiles (o, output row segment of P pixels, channel block) */
+    const int64_t rowsegs = (int64_t)s->h_out * nseg;
+    ac_ref_range((int64_t)outer * rowsegs * nmb, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
-        const int o = (int)(t / ((int64_t)s->h_out * nmb));
-        const int oh = (int)(t / nmb % s->h_out), mb = (int)(t % nmb);
+        const int o = (int)(t / (rowsegs * nmb));
+        const int rs = (int)(t / nmb % rowsegs), mb = (int)(t % nmb);
+        const int oh = rs / nseg, ow0 = (rs % nseg) * P;
         const int img = o / s->groups, grp = o % s->groups;
         if (built != o) {
             build_xq(sl->bp, sl->rowbuf, s, g, x, xend,
@@ -1285,9 +1354,11 @@ static bool conv_gemm_t7(const ac_conv_q8_params *p, const gemm_geom *g, const g
                                      ((size_t)grp * g->npan + imin(g->npan - 1, r0 / MR + i)) *
                                          panel_s8_bytes(g));
         uint8_t *dst = y + ((int64_t)img * s->c_out + (int64_t)grp * g->cout_g + r0) * plane_out +
-                       (int64_t)oh * s->w_out;
-        ukt_7x32_codes_avx512(&gr->bw, wp, sl->bp + (int64_t)oh * g->wp * 4, init + r0,
-                              shift + r0, &gr->cc, dst, plane_out, imin(TM, g->cout_g - r0));
+                       (int64_t)oh * s->w_out + ow0;
+        const uint8_t *b = sl->bp + ((int64_t)oh * g->wp + ow0) * 4;
+        (P == 7 ? ukt7_codes_avx512 : ukt14_codes_avx512)(&gr->bw, wp, b, init + r0, shift + r0,
+                                                         &gr->cc, &pm, dst, plane_out,
+                                                         imin(TM, g->cout_g - r0));
     }
     return true;
 }

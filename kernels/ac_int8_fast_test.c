@@ -309,6 +309,8 @@ static void test_conv_edges(void)
         conv_shape(1, 32, 14, 14, 36, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1),
         conv_shape(1, 24, 9, 7, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
         conv_shape(1, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),
+        conv_shape(1, 16, 14, 28, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),  /* 14-pixel tiles */
+        conv_shape(2, 8, 31, 29, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1),   /* 15x14 outputs */
         /* first layers: 7x7/2 and 5x5, 3 input channels */
         conv_shape(1, 3, 30, 34, 16, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1),
         conv_shape(2, 3, 17, 17, 8, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1),
