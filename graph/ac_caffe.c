@@ -503,13 +503,10 @@ static int const_tensor(ld *L, const char *suffix, ac_dtype dt, int ndim, const 
                         int *t)
 {
     const char *name = tname(L, L->lname, suffix);
-    int i = name ? ac_graph_add_tensor(L->g, name, dt, ndim, dims) : -1;
-    if (i < 0)
+    if (!name)
         return nomem(L);
-    if (ac_graph_set_const(L->g, i, data, ac_tensor_bytes(&L->g->tensors[i]), L->err))
-        return L->err->code;
-    *t = i;
-    return 0;
+    *t = ac_graph_add_const(L->g, name, dt, ndim, dims, data, L->err);
+    return *t < 0 ? (int)L->err->code : 0;
 }
 
 static int const_ints(ld *L, const char *suffix, int n, const int64_t *v, int *t)
@@ -546,37 +543,22 @@ static int infer(ld *L, ac_node *n)
 
 static int attr_ints(ld *L, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_INTS);
-    if (!a || !(a->ints = ac_arena_memdup(L->g->arena, v, sizeof *v * (size_t)cnt)))
-        return nomem(L);
-    a->n = cnt;
-    return 0;
+    return ac_node_set_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
 }
 
 static int attr_int(ld *L, ac_node *n, const char *name, int64_t v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_INT);
-    if (!a)
-        return nomem(L);
-    a->i = v;
-    return 0;
+    return ac_node_set_int(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 static int attr_float(ld *L, ac_node *n, const char *name, float v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_FLOAT);
-    if (!a)
-        return nomem(L);
-    a->f = v;
-    return 0;
+    return ac_node_set_float(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 static int attr_str(ld *L, ac_node *n, const char *name, const char *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_STRING);
-    if (!a || !(a->s = ac_arena_strdup(L->g->arena, v)))
-        return nomem(L);
-    return 0;
+    return ac_node_set_string(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 /* A node without attributes, inferred. */
@@ -1322,7 +1304,8 @@ static int add_input(ld *L, const char *name, int ndim, const int64_t *dims, int
     int *ins = ac_arena_alloc(L->g->arena, sizeof(int) * (size_t)(L->g->ninputs + 1));
     if (!ins)
         return nomem(L);
-    memcpy(ins, L->g->inputs, sizeof(int) * (size_t)L->g->ninputs);
+    if (L->g->ninputs)
+        memcpy(ins, L->g->inputs, sizeof(int) * (size_t)L->g->ninputs);
     ins[L->g->ninputs] = t;
     L->g->inputs = ins;
     L->g->ninputs++;

@@ -544,13 +544,8 @@ static int read_params(ld *L, int64_t n, int64_t per_out, bool bn, bool bn_last,
 
 static int const_tensor(ld *L, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data, int *t)
 {
-    int i = ac_graph_add_tensor(L->g, name, dt, ndim, dims);
-    if (i < 0)
-        return nomem(L);
-    if (ac_graph_set_const(L->g, i, data, ac_tensor_bytes(&L->g->tensors[i]), L->err))
-        return L->err->code;
-    *t = i;
-    return 0;
+    *t = ac_graph_add_const(L->g, name, dt, ndim, dims, data, L->err);
+    return *t < 0 ? (int)L->err->code : 0;
 }
 
 static int const_ints(ld *L, const char *name, int n, const int64_t *v, int *t)
@@ -582,32 +577,19 @@ static int add_node(ld *L, const char *name, ac_op op, int nin, const int *ins, 
 
 static int attr_ints(ld *L, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_INTS);
-    if (!a || !(a->ints = ac_arena_memdup(L->g->arena, v, sizeof *v * (size_t)cnt)))
-        return nomem(L);
-    a->n = cnt;
-    return 0;
+    return ac_node_set_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
 }
 
 /* An INT or FLOAT attribute. */
 static int attr_num(ld *L, ac_node *n, const char *name, ac_attr_type type, double v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, type);
-    if (!a)
-        return nomem(L);
-    if (type == AC_ATTR_INT)
-        a->i = (int64_t)v;
-    else
-        a->f = (float)v;
-    return 0;
+    int rc = type == AC_ATTR_INT ? ac_node_set_int(L->g, n, name, (int64_t)v) : ac_node_set_float(L->g, n, name, (float)v);
+    return rc ? nomem(L) : 0;
 }
 
 static int attr_str(ld *L, ac_node *n, const char *name, const char *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_STRING);
-    if (!a || !(a->s = ac_arena_strdup(L->g->arena, v)))
-        return nomem(L);
-    return 0;
+    return ac_node_set_string(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 /* An elementwise binary node with a scalar constant as one operand. */

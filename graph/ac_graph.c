@@ -175,6 +175,50 @@ ac_attr *ac_node_add_attr(ac_graph *g, ac_node *n, const char *name, ac_attr_typ
     return na;
 }
 
+int ac_node_set_int(ac_graph *g, ac_node *n, const char *name, int64_t v)
+{
+    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_INT);
+    if (!a)
+        return -1;
+    a->i = v;
+    return 0;
+}
+
+int ac_node_set_float(ac_graph *g, ac_node *n, const char *name, float v)
+{
+    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_FLOAT);
+    if (!a)
+        return -1;
+    a->f = v;
+    return 0;
+}
+
+int ac_node_set_ints(ac_graph *g, ac_node *n, const char *name, int cnt, const int64_t *v)
+{
+    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_INTS);
+    if (!a || !(a->ints = ac_arena_memdup(g->arena, v, sizeof *v * (size_t)cnt)))
+        return -1;
+    a->n = cnt;
+    return 0;
+}
+
+int ac_node_set_string(ac_graph *g, ac_node *n, const char *name, const char *v)
+{
+    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_STRING);
+    return a && (a->s = ac_arena_strdup(g->arena, v)) ? 0 : -1;
+}
+
+int ac_graph_add_const(ac_graph *g, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data,
+                       ac_err *err)
+{
+    int i = ac_graph_add_tensor(g, name, dt, ndim, dims);
+    if (i < 0)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory for tensor '%s'", name), -1;
+    if (ac_graph_set_const(g, i, data, ac_tensor_bytes(&g->tensors[i]), err))
+        return -1;
+    return i;
+}
+
 const ac_attr *ac_node_attr(const ac_node *n, const char *name)
 {
     for (int i = 0; i < n->nattrs; i++)

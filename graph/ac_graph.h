@@ -131,6 +131,16 @@ bool ac_tensor_is_const(const ac_tensor *t);
 int ac_graph_add_node(ac_graph *g, const char *name, const char *op_type, ac_op op,
                       int ninputs, const int *inputs, int noutputs, const int *outputs);
 ac_attr *ac_node_add_attr(ac_graph *g, ac_node *n, const char *name, ac_attr_type type);
+/* Importers' setters: add one attribute with its value (arena-copied).
+ * 0, or -1 when out of memory. */
+int ac_node_set_int(ac_graph *g, ac_node *n, const char *name, int64_t v);
+int ac_node_set_float(ac_graph *g, ac_node *n, const char *name, float v);
+int ac_node_set_ints(ac_graph *g, ac_node *n, const char *name, int cnt, const int64_t *v);
+int ac_node_set_string(ac_graph *g, ac_node *n, const char *name, const char *v);
+/* A constant tensor (data copied, ac_tensor_bytes of the shape): its index, or
+ * -1 with err set. */
+int ac_graph_add_const(ac_graph *g, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data,
+                       ac_err *err);
 const ac_attr *ac_node_attr(const ac_node *n, const char *name);
 /* Typed getters: return def when absent; set *err on a wrong type (returns def). */
 int64_t ac_node_attr_int(const ac_node *n, const char *name, int64_t def, int *bad_type);
