@@ -6,6 +6,7 @@
 #   ./setup.sh                  install + configure + build into build/
 #   AC_BUILD_DIR=build-asan AC_SANITIZE=ON ./setup.sh   ASan/UBSan build
 #   AC_BENCH=1 ./setup.sh       also .venv-bench, the benchmark peers (bench/run)
+#   AC_TF=1 ./setup.sh          also .venv-tf, TensorFlow for tests/python/test_tensorflow.py
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -72,6 +73,11 @@ venv_install .venv python/requirements-test.txt
 if [ "${AC_BENCH:-0}" = 1 ]; then
   [ -x .venv-bench/bin/python ] || "$PY" -m venv --system-site-packages .venv-bench
   venv_install .venv-bench python/requirements-bench.txt
+fi
+# tests/python/test_tensorflow.py's model builder: TensorFlow in its own plain venv (numpy 2).
+if [ "${AC_TF:-0}" = 1 ]; then
+  [ -x .venv-tf/bin/python ] || "$PY" -m venv .venv-tf
+  venv_install .venv-tf python/requirements-tf.txt
 fi
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAC_SANITIZE="$SANITIZE" >/dev/null

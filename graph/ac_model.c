@@ -9,6 +9,7 @@
 #include "ac_file.h"
 #include "ac_onnx.h"
 #include "ac_pytorch.h"
+#include "ac_tf.h"
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -44,6 +45,8 @@ ac_model_format ac_model_detect(const char *path)
         return AC_FORMAT_CAFFE;
     if (ac_pytorch_is_model(path))
         return AC_FORMAT_PYTORCH;
+    if (ends_with(path, ".pb"))
+        return AC_FORMAT_TF;
     FILE *f = fopen(path, "rb");
     if (!f)
         return AC_FORMAT_UNKNOWN;
@@ -64,6 +67,7 @@ const char *ac_model_format_name(ac_model_format f)
     case AC_FORMAT_DARKNET: return "darknet";
     case AC_FORMAT_CAFFE: return "caffe";
     case AC_FORMAT_PYTORCH: return "pytorch";
+    case AC_FORMAT_TF: return "tensorflow";
     default: return "unknown";
     }
 }
@@ -83,8 +87,8 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
     }
     ac_graph *g = NULL;
     ac_model_format fmt = ac_model_detect(path);
-    if (fmt == AC_FORMAT_ONNX && opt->weights) {
-        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet, Caffe); an ONNX file holds its weights",
+    if ((fmt == AC_FORMAT_ONNX || fmt == AC_FORMAT_TF) && opt->weights) {
+        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet, Caffe); an ONNX or TensorFlow file holds its weights",
                    path);
         return NULL;
     }
@@ -126,6 +130,11 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         g = ac_caffe_load(path, opt->weights, &o, err);
         break;
     }
+    case AC_FORMAT_TF: {
+        ac_tf_options o = {.shapes = shapes, .nshapes = nshapes};
+        g = ac_tf_load(path, &o, err);
+        break;
+    }
     default: {
         FILE *f = fopen(path, "rb");
         if (!f)
@@ -133,7 +142,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         else {
             fclose(f);
             ac_err_set(err, AC_E_UNSUPPORTED,
-                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, Caffe .prototxt + --weights, PyTorch .pt/.pth or module.py:Class)", path);
+                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, Caffe .prototxt + --weights, PyTorch .pt/.pth or module.py:Class, TensorFlow frozen .pb)", path);
         }
         return NULL;
     }
