@@ -2254,14 +2254,22 @@ T_AVX512 static inline void dwq_window(const uint8_t *x, int64_t xbytes, int64_t
     }
 }
 
+/* The byte-index vectors of 3x3 filters (3 tap quads) in registers, loaded
+ * once per thread: they are the same for every block and plane. */
+typedef struct {
+    __m512i v[4][3];
+} dwq_idx3;
+
 /* Blocks [b0, b1) of one output plane yc, whose input plane is at byte xoff
- * of x. */
+ * of x. nk: the tap quads (a constant 3 with ix, whose registers then replace
+ * the index table: per block only the two window loads, 12 vpermt2b +
+ * vpdpbusd and the epilogue remain). */
 T_AVX512 static inline __attribute__((always_inline)) void
-dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, const uint8_t *x,
-               int64_t xbytes, int64_t xoff, const int32_t *quads, const epi_consts *e,
-               uint8_t *yc, int b0, int b1, const bool flip)
+dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwq_idx3 *ix, const int nk,
+               const dwd_epi *qe, const uint8_t *x, int64_t xbytes, int64_t xoff,
+               const int32_t *quads, const epi_consts *e, uint8_t *yc, int b0, int b1,
+               const bool flip)
 {
-    const int nk = v->nk;
     const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
     const __m128i rc = _mm_cvtsi32_si128(e->r);
     for (int b = b0; b < b1; b++) {
@@ -2274,7 +2282,7 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
 #define DWQ_TAP(a, t)                                                                          \
     do {                                                                                       \
         __m512i xv_ = _mm512_maskz_permutex2var_epi8(                                          \
-            m[(t) * nk + k], lo, _mm512_loadu_si512(v->idx[t][k]), hi);                        \
+            m[(t) * nk + k], lo, ix ? ix->v[t][k] : _mm512_loadu_si512(v->idx[t][k]), hi);     \
         if (flip)                                                                              \
             xv_ = _mm512_xor_si512(xv_, f80);                                                  \
         a = _mm512_dpbusd_epi32(a, xv_, _mm512_set1_epi32(quads[k]));                          \
@@ -2285,43 +2293,6 @@ dwq_plane_body(const ac_conv2d_shape *s, const dwq_plan *v, const dwd_epi *qe, c
             DWQ_TAP(a3, 3);
 #undef DWQ_TAP
         }
-        dwd_emit(qe, e, rc, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
-                 imin(v->R, s->h_out - b * v->R) * s->w_out);
-    }
-}
-
-/* dwq_plane_body for filters of 3 tap quads (3x3): the 12 byte-index vectors
- * come in registers (loaded once per thread; the same for every block), the
- * taps as broadcast memory operands; per block only the two window loads,
- * 12 vpermt2b + vpdpbusd and the epilogue. */
-typedef struct {
-    __m512i v[4][3];
-} dwq_idx3;
-
-T_AVX512 static inline __attribute__((always_inline)) void
-dwq_plane3(const ac_conv2d_shape *s, const dwq_plan *v, const dwq_idx3 *ix, const dwd_epi *qe,
-           const uint8_t *x, int64_t xbytes, int64_t xoff, const int32_t *quads,
-           const epi_consts *e, uint8_t *yc, int b0, int b1, const bool flip)
-{
-    const __m512i init = dw_acc_init(e), f80 = _mm512_set1_epi8((char)0x80);
-    const __m128i rc = _mm_cvtsi32_si128(e->r);
-    for (int b = b0; b < b1; b++) {
-        __m512i lo, hi;
-        dwq_window(x, xbytes, xoff + ((int64_t)b * v->R * s->stride_h - s->pad_top) * s->w_in,
-                   &lo, &hi);
-        const uint64_t *m = &v->mask[(int64_t)b * 12];
-        __m512i a0 = init, a1 = init, a2 = init, a3 = init;
-#define DWQ3(a, t, k)                                                                          \
-    do {                                                                                       \
-        __m512i xv_ = _mm512_maskz_permutex2var_epi8(m[(t) * 3 + (k)], lo, ix->v[t][k], hi);   \
-        if (flip)                                                                              \
-            xv_ = _mm512_xor_si512(xv_, f80);                                                  \
-        a = _mm512_dpbusd_epi32(a, xv_, _mm512_set1_epi32(quads[k]));                          \
-    } while (0)
-        DWQ3(a0, 0, 0); DWQ3(a1, 1, 0); DWQ3(a2, 2, 0); DWQ3(a3, 3, 0);
-        DWQ3(a0, 0, 1); DWQ3(a1, 1, 1); DWQ3(a2, 2, 1); DWQ3(a3, 3, 1);
-        DWQ3(a0, 0, 2); DWQ3(a1, 1, 2); DWQ3(a2, 2, 2); DWQ3(a3, 3, 2);
-#undef DWQ3
         dwd_emit(qe, e, rc, a0, a1, a2, a3, yc + (int64_t)b * v->R * s->w_out,
                  imin(v->R, s->h_out - b * v->R) * s->w_out);
     }
@@ -2459,11 +2430,12 @@ dw512_walk(const ac_conv_q8_params *p, const dw512_plan *v, const uint8_t *x, ui
             dwp_plane_avx512(s, &v->u.p, x, xbytes, xoff, quads, &e, flip ? 0x80 : 0, yc, rb0,
                              rb1);
         else if (kind == DW512_PERM2 && plane3 && rb0 == 0 && rb1 == 1) /* one block: no loop */
-            dwq_plane3(s, &v->u.q, &ix3, &qe, x, xbytes, xoff, quads, &e, yc, 0, 1, flip);
+            dwq_plane_body(s, &v->u.q, &ix3, 3, &qe, x, xbytes, xoff, quads, &e, yc, 0, 1, flip);
         else if (kind == DW512_PERM2 && plane3)
-            dwq_plane3(s, &v->u.q, &ix3, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
+            dwq_plane_body(s, &v->u.q, &ix3, 3, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
         else if (kind == DW512_PERM2)
-            dwq_plane_body(s, &v->u.q, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, flip);
+            dwq_plane_body(s, &v->u.q, NULL, nk, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1,
+                           flip);
         else
             dwd_rows_body(s, &v->u.d, &qe, x, xbytes, xoff, quads, &e, yc, rb0, rb1, ws, flip);
         if (++share == shares) { /* next plane */
