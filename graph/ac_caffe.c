@@ -380,22 +380,42 @@ static int get_int(ld *L, int m, const char *name, int64_t def, int64_t lo, int6
     return f < 0 ? 0 : field_int(L, f, lo, hi, v);
 }
 
-static int get_float(ld *L, int m, const char *name, double def, double *v)
+static int field_float(ld *L, int f, double *v)
 {
-    int f;
-    TRY(find1(L, m, name, &f));
-    *v = def;
-    if (f < 0)
-        return 0;
     TRY(want_kind(L, f, PT_SCALAR));
     const char *s = L->P.f[f].val;
     char *end;
     errno = 0;
     double x = strtod(s, &end);
-    /* a trailing 'f' as C++ writes floats is not text format */
+    /* decimal only: strtod's hex floats, inf and nan are no model's numbers */
     if (errno || *end || end == s || !isfinite(x) || strpbrk(s, "xXnN"))
-        return lerr(L, f, AC_E_INVALID, "field '%s': '%.40s' is not a finite number", name, s);
+        return lerr(L, f, AC_E_INVALID, "field '%s': '%.40s' is not a finite number", L->P.f[f].name, s);
     *v = x;
+    return 0;
+}
+
+static int get_float(ld *L, int m, const char *name, double def, double *v)
+{
+    int f;
+    TRY(find1(L, m, name, &f));
+    *v = def;
+    return f < 0 ? 0 : field_float(L, f, v);
+}
+
+/* Every value of a repeated float field (in order). */
+static int get_floats(ld *L, int m, const char *name, double *vals, int max, int *n)
+{
+    *n = 0;
+    if (m < 0)
+        return 0;
+    for (int i = L->P.f[m].child; i >= 0; i = L->P.f[i].next) {
+        if (strcmp(L->P.f[i].name, name))
+            continue;
+        L->P.f[i].used = true;
+        if (*n == max)
+            return lerr(L, i, AC_E_UNSUPPORTED, "field '%s' repeats more than %d times", name, max);
+        TRY(field_float(L, i, &vals[(*n)++]));
+    }
     return 0;
 }
 
@@ -999,22 +1019,8 @@ static int build_eltwise(ld *L, int *out)
     TRY(get_bool(L, L->pm, "stable_prod_grad", true, &stable));
     if (L->nin < 2 || L->ntop != 1)
         return lerr(L, -1, AC_E_INVALID, "takes at least two bottoms and one top");
-    int nc = 0;
-    if (L->pm >= 0)
-        for (int i = L->P.f[L->pm].child; i >= 0; i = L->P.f[i].next) {
-            if (strcmp(L->P.f[i].name, "coeff"))
-                continue;
-            L->P.f[i].used = true;
-            if (nc == MAX_BOTTOMS)
-                return lerr(L, i, AC_E_INVALID, "more than %d coeffs", MAX_BOTTOMS);
-            TRY(want_kind(L, i, PT_SCALAR));
-            char *end;
-            errno = 0;
-            coeff[nc] = strtod(L->P.f[i].val, &end);
-            if (errno || *end || !isfinite(coeff[nc]))
-                return lerr(L, i, AC_E_INVALID, "coeff '%.40s' is not a finite number", L->P.f[i].val);
-            nc++;
-        }
+    int nc;
+    TRY(get_floats(L, L->pm, "coeff", coeff, MAX_BOTTOMS, &nc));
     if (nc && (op != 1 || nc != L->nin))
         return lerr(L, L->pm, AC_E_INVALID, "coeff is for SUM, one per bottom (%d bottoms, %d coeffs)", L->nin, nc);
     for (int i = 0; i < L->nin; i++)
@@ -1195,6 +1201,113 @@ static int build_upsample(ld *L, int *out)
     return infer(L, node);
 }
 
+/* PriorBox (SSD): the default boxes depend on shapes only, so they are
+ * computed here, as Caffe-SSD's PriorBoxLayer::Forward_cpu does (in float),
+ * into a constant [1, 2, H * W * priors * 4]: the boxes (x0, y0, x1, y1
+ * relative to the image), then their variances. */
+#define MAX_PRIOR_SIZES 16
+static int build_priorbox(ld *L, int *out)
+{
+    double mins[MAX_PRIOR_SIZES], maxs[MAX_PRIOR_SIZES], ars[MAX_PRIOR_SIZES], var[MAX_PRIOR_SIZES], offset, step,
+        step_h, step_w;
+    int nmin, nmax, nar, nvar;
+    bool flip, clip;
+    int64_t img, img_h, img_w;
+    TRY(get_floats(L, L->pm, "min_size", mins, MAX_PRIOR_SIZES, &nmin));
+    TRY(get_floats(L, L->pm, "max_size", maxs, MAX_PRIOR_SIZES, &nmax));
+    TRY(get_floats(L, L->pm, "aspect_ratio", ars, MAX_PRIOR_SIZES, &nar));
+    TRY(get_floats(L, L->pm, "variance", var, MAX_PRIOR_SIZES, &nvar));
+    TRY(get_bool(L, L->pm, "flip", true, &flip));
+    TRY(get_bool(L, L->pm, "clip", false, &clip));
+    TRY(get_int(L, L->pm, "img_size", 0, 0, MAX_DIM, &img));
+    TRY(get_int(L, L->pm, "img_h", img, 0, MAX_DIM, &img_h));
+    TRY(get_int(L, L->pm, "img_w", img, 0, MAX_DIM, &img_w));
+    TRY(get_float(L, L->pm, "step", 0, &step));
+    TRY(get_float(L, L->pm, "step_h", step, &step_h));
+    TRY(get_float(L, L->pm, "step_w", step, &step_w));
+    TRY(get_float(L, L->pm, "offset", 0.5, &offset));
+    if (L->nin != 2 || L->ntop != 1)
+        return lerr(L, -1, AC_E_INVALID, "takes two bottoms (the feature map, the image) and one top");
+    const ac_tensor *fm = T(L, L->ins[0]), *im = T(L, L->ins[1]);
+    if (fm->ndim != 4 || im->ndim != 4)
+        return lerr(L, -1, AC_E_INVALID, "both bottoms must be 4-D (N, C, H, W)");
+    if (!nmin || (nmax && nmax != nmin) || (nvar != 0 && nvar != 1 && nvar != 4))
+        return lerr(L, L->pm, AC_E_INVALID, "needs min_size, as many max_size as min_size (or none), and 1 or 4 variances");
+    for (int i = 0; i < nmin; i++)
+        if (mins[i] <= 0 || (nmax && maxs[i] <= mins[i]))
+            return lerr(L, L->pm, AC_E_INVALID, "min_size must be > 0 and max_size > min_size");
+    float ar[2 * MAX_PRIOR_SIZES + 1] = {1.f};
+    int na = 1;
+    for (int i = 0; i < nar; i++) {
+        bool dup = false;
+        for (int j = 0; j < na; j++)
+            dup |= fabsf((float)ars[i] - ar[j]) < 1e-6f;
+        if (dup)
+            continue;
+        if (ars[i] <= 0)
+            return lerr(L, L->pm, AC_E_INVALID, "aspect_ratio must be > 0");
+        ar[na++] = (float)ars[i];
+        if (flip)
+            ar[na++] = 1.f / (float)ars[i];
+    }
+    int64_t lh = fm->dims[2], lw = fm->dims[3];
+    float ih = img_h ? (float)img_h : (float)im->dims[2], iw = img_w ? (float)img_w : (float)im->dims[3];
+    float sh = step_h > 0 ? (float)step_h : ih / (float)lh, sw = step_w > 0 ? (float)step_w : iw / (float)lw;
+    int64_t np = (int64_t)na * nmin + nmax, dim = lh * lw * np * 4;
+    if (dim > MAX_ZERO_PARAMS)
+        return lerr(L, -1, AC_E_UNSUPPORTED, "%lld prior boxes", (long long)(dim / 4));
+    float *v = malloc((size_t)(2 * dim) * sizeof *v), *p = v;
+    if (!v)
+        return nomem(L);
+    for (int64_t h = 0; h < lh; h++)
+        for (int64_t w = 0; w < lw; w++) {
+            float cx = ((float)w + (float)offset) * sw, cy = ((float)h + (float)offset) * sh;
+            for (int s = 0; s < nmin; s++) {
+                float bw[2 + 2 * MAX_PRIOR_SIZES], bh[2 + 2 * MAX_PRIOR_SIZES];
+                int nb = 0;
+                bw[nb] = bh[nb] = (float)mins[s], nb++;
+                if (nmax)
+                    bw[nb] = bh[nb] = sqrtf((float)mins[s] * (float)maxs[s]), nb++;
+                for (int r = 1; r < na; r++, nb++) {
+                    bw[nb] = (float)mins[s] * sqrtf(ar[r]);
+                    bh[nb] = (float)mins[s] / sqrtf(ar[r]);
+                }
+                for (int b = 0; b < nb; b++) {
+                    *p++ = (cx - bw[b] / 2.f) / iw;
+                    *p++ = (cy - bh[b] / 2.f) / ih;
+                    *p++ = (cx + bw[b] / 2.f) / iw;
+                    *p++ = (cy + bh[b] / 2.f) / ih;
+                }
+            }
+        }
+    for (int64_t i = 0; clip && i < dim; i++)
+        v[i] = fminf(fmaxf(v[i], 0.f), 1.f);
+    for (int64_t i = 0; i < dim; i++)
+        v[dim + i] = nvar == 4 ? (float)var[i % 4] : nvar == 1 ? (float)var[0] : 0.1f;
+    int64_t d[3] = {1, 2, dim};
+    int rc = const_tensor(L, "", AC_DT_F32, 3, d, v, out);
+    free(v);
+    /* what a detection decoder needs to compute the same boxes: the priors
+     * themselves are no graph output (see drop_constant_outputs) */
+    char key[160], val[512];
+    int k = snprintf(val, sizeof val, "feature=%lldx%lld image=%gx%g step=%gx%g offset=%g clip=%d priors=%lld min=",
+                     (long long)lh, (long long)lw, (double)ih, (double)iw, (double)sh, (double)sw, offset, clip,
+                     (long long)np);
+    for (int i = 0; i < nmin && k < (int)sizeof val; i++)
+        k += snprintf(val + k, sizeof val - (size_t)k, "%s%g", i ? "," : "", mins[i]);
+    for (int i = 0; i < nmax && k < (int)sizeof val; i++)
+        k += snprintf(val + k, sizeof val - (size_t)k, "%s%g", i ? "," : " max=", maxs[i]);
+    for (int i = 0; i < na && k < (int)sizeof val; i++)
+        k += snprintf(val + k, sizeof val - (size_t)k, "%s%g", i ? "," : " aspect=", (double)ar[i]);
+    for (int i = 0; i < 4 && k < (int)sizeof val; i++)
+        k += snprintf(val + k, sizeof val - (size_t)k, "%s%g", i ? "," : " variance=",
+                      nvar == 4 ? var[i] : nvar == 1 ? var[0] : 0.1);
+    snprintf(key, sizeof key, "caffe.priorbox.%s", L->tops[0]);
+    if (!rc && ac_graph_set_meta(L->g, key, val))
+        rc = nomem(L);
+    return rc;
+}
+
 /* Dropout is nothing at inference (Caffe scales at training time). */
 static int build_dropout(ld *L, int *out)
 {
@@ -1231,6 +1344,7 @@ static const struct {
     {"TanH", "tanh_param", build_tanh},
     {"Upsample", "upsample_param", build_upsample},
     {"Dropout", "dropout_param", build_dropout},
+    {"PriorBox", "prior_box_param", build_priorbox},
 };
 
 /* ---- blobs by name ------------------------------------------------------------------------ */
@@ -1467,6 +1581,15 @@ static int build_layer(ld *L, int layer)
         L->ins[i] = L->blobs[b].tensor;
         L->blobs[b].read = true;
     }
+    if (!strcmp(L->ltype, "DetectionOutput")) {
+        /* the graph ends here: the layer's bottoms (locations, confidences,
+         * priors) become outputs for the decoder after the network */
+        int dp;
+        TRY(get_msg(L, layer, "detection_output_param", &dp));
+        for (int i = 0; i < L->nin; i++)
+            L->blobs[find_blob(L, bottoms[i])].read = false;
+        return check_unused(L, layer, "a layer");
+    }
     L->lw = find_weights(L, L->lname);
     size_t k = 0, nk = sizeof kinds / sizeof kinds[0];
     bool input = !strcmp(L->ltype, "Input");
@@ -1484,7 +1607,7 @@ static int build_layer(ld *L, int layer)
         return lerr(L, ftype, AC_E_UNSUPPORTED,
                     "layer type '%s' is not supported (Input, Convolution, Deconvolution, InnerProduct, BatchNorm, "
                     "Scale, ReLU, PReLU, Pooling, Eltwise, Concat, Flatten, Reshape, Permute, Softmax, Sigmoid, TanH, "
-                    "Upsample, Dropout, Split)",
+                    "Upsample, Dropout, Split, PriorBox, DetectionOutput)",
                     L->ltype);
     const char *pname = input ? "input_param" : kinds[k].param;
     TRY(get_msg(L, layer, pname, &L->pm));
@@ -1535,6 +1658,25 @@ static int set_outputs(ld *L)
     return rc;
 }
 
+/* Outputs that are constants after folding (SSD priors, which depend on
+ * shapes only) are no outputs: nothing computes them per input, and ONNX
+ * (the farm's form) has no constant outputs. Their PriorBox parameters are
+ * metadata ("caffe.priorbox.<top>"). */
+static int drop_constant_outputs(ld *L)
+{
+    int n = 0;
+    for (int i = 0; i < L->g->noutputs; i++)
+        if (!L->g->tensors[L->g->outputs[i]].data)
+            L->g->outputs[n++] = L->g->outputs[i];
+    if (!n)
+        return ac_err_set(L->err, AC_E_INVALID, "%s: every output is a constant (the network computes nothing)",
+                          L->text_name);
+    if (ac_graph_set_io(L->g, L->g->ninputs, L->g->inputs, n, L->g->outputs))
+        return ac_err_set(L->err, AC_E_NOMEM, "out of memory");
+    ac_graph_prune(L->g);
+    return 0;
+}
+
 static int build(ld *L)
 {
     int root = 0;
@@ -1567,7 +1709,7 @@ static int build(ld *L)
     TRY(set_outputs(L));
     if (ac_graph_toposort(L->g, L->err) || ac_graph_infer_shapes(L->g, L->err))
         return ac_err_prefix(L->err, "%s: ", L->text_name);
-    return 0;
+    return drop_constant_outputs(L);
 }
 
 /* ---- entry points -------------------------------------------------------------------------- */

@@ -261,6 +261,69 @@ static void test_layer_kinds(void)
     ac_graph_destroy(&g);
 }
 
+/* ---- net C: SSD heads (PriorBox computed at import, DetectionOutput as the boundary) ---- */
+
+static const char net_c[] =
+    "layer { name: \"data\" type: \"Input\" top: \"data\" input_param { shape { dim: 1 dim: 3 dim: 20 dim: 20 } } }\n"
+    "layer { name: \"f\" type: \"Pooling\" bottom: \"data\" top: \"f\" pooling_param { pool: MAX kernel_size: 10 stride: 10 } }\n"
+    "layer { name: \"loc\" type: \"Flatten\" bottom: \"f\" top: \"loc\" }\n"
+    "layer { name: \"pb\" type: \"PriorBox\" bottom: \"f\" bottom: \"data\" top: \"pb\"\n"
+    "  prior_box_param { min_size: 4 max_size: 9 aspect_ratio: 2 flip: true clip: true\n"
+    "  variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 offset: 0.5 } }\n"
+    "layer { name: \"det\" type: \"DetectionOutput\" bottom: \"loc\" bottom: \"loc\" bottom: \"pb\" top: \"det\"\n"
+    "  detection_output_param { num_classes: 2 nms_param { nms_threshold: 0.45 } } }\n";
+
+static void test_ssd(void)
+{
+    ac_err err;
+    ac_graph *g = ac_caffe_load_buffer(net_c, sizeof net_c - 1, "c.prototxt", NULL, 0, NULL, NULL, &err);
+    CHECK(g, "net c: %s", err.msg);
+    if (!g)
+        return;
+    CHECK(g->noutputs == 1 && !strcmp(g->tensors[g->outputs[0]].name, "loc"),
+          "outputs: the DetectionOutput bottoms less the constant priors (%d)", g->noutputs);
+    const char *meta = ac_graph_get_meta(g, "caffe.priorbox.pb");
+    CHECK(meta && !strcmp(meta, "feature=2x2 image=20x20 step=10x10 offset=0.5 clip=1 priors=4 min=4 max=9 "
+                                "aspect=1,2,0.5 variance=0.1,0.1,0.2,0.2"),
+          "priorbox metadata: %s", meta ? meta : "(none)");
+    int pb = ac_graph_find_tensor(g, "pb");
+    CHECK(pb >= 0 && !g->tensors[pb].is_output && g->tensors[pb].data && g->tensors[pb].ndim == 3 &&
+              g->tensors[pb].dims[2] == 2 * 2 * 4 * 4,
+          "pb: a [1, 2, 64] constant output");
+    if (pb >= 0 && g->tensors[pb].data) {
+        /* 2x2 cells of step 10, priors: min 4, sqrt(4*9) = 6, 4*sqrt2 x 4/sqrt2, its flip */
+        const float *v = g->tensors[pb].data;
+        float s2 = sqrtf(2.f);
+        float want[16] = {(5 - 2) / 20.f, (5 - 2) / 20.f, (5 + 2) / 20.f, (5 + 2) / 20.f,
+                          (5 - 3) / 20.f, (5 - 3) / 20.f, (5 + 3) / 20.f, (5 + 3) / 20.f,
+                          (5 - 2 * s2) / 20.f, (5 - 2 / s2) / 20.f, (5 + 2 * s2) / 20.f, (5 + 2 / s2) / 20.f,
+                          (5 - 2 / s2) / 20.f, (5 - 2 * s2) / 20.f, (5 + 2 / s2) / 20.f, (5 + 2 * s2) / 20.f};
+        float d = 0;
+        for (int i = 0; i < 16; i++)
+            d = fmaxf(d, fabsf(v[i] - want[i]));
+        CHECK(d < 1e-6f, "first cell's priors differ by %g", d);
+        CHECK(fabsf(v[16] - (15 - 2) / 20.f) < 1e-6f, "the second cell is 10 px right: %g", v[16]);
+        CHECK(v[64] == 0.1f && v[66] == 0.2f && v[127] == 0.2f, "variances");
+    }
+    /* the farm's form: written as ONNX and read back */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK(ac_onnx_save_buffer(g, &buf, &len, &err) == 0, "onnx save: %s", err.msg);
+    ac_graph *back = buf ? ac_onnx_load_buffer(buf, len, "c.onnx", NULL, &err) : NULL;
+    CHECK(back && back->noutputs == 1, "onnx reload: %s", back ? "" : err.msg);
+    CHECK(back && ac_graph_get_meta(back, "caffe.priorbox.pb") && !strcmp(ac_graph_get_meta(back, "caffe.priorbox.pb"), meta),
+          "the priorbox metadata survives the ONNX round trip");
+    ac_graph_destroy(&back);
+    free(buf);
+    ac_exec *e = ac_exec_new(g, &err);
+    CHECK(e, "exec: %s", err.msg);
+    float x[3 * 20 * 20] = {0};
+    const void *ins[1] = {x};
+    CHECK(e && ac_exec_run(e, ins, &err) == 0, "run: %s", err.msg);
+    ac_exec_destroy(&e);
+    ac_graph_destroy(&g);
+}
+
 /* ---- errors --------------------------------------------------------------------------------- */
 
 #define IN "layer { name: \"in\" type: \"Input\" top: \"x\" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }\n"
@@ -326,6 +389,7 @@ int main(void)
 {
     test_numerics();
     test_layer_kinds();
+    test_ssd();
     test_errors();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
