@@ -64,10 +64,12 @@ static CaffeMin__BlobProto *blob(const float *data, size_t n)
     return b;
 }
 
-static uint8_t *pack_net_a(size_t *len)
+static uint8_t *pack_net_a(bool v1, size_t *len)
 {
     static CaffeMin__LayerParameter layers[4];
     static CaffeMin__LayerParameter *lp[4];
+    static CaffeMin__V1LayerParameter layers1[4];
+    static CaffeMin__V1LayerParameter *lp1[4];
     static CaffeMin__BlobProto *cb[2], *bb[3], *sb[2];
     const char *names[4] = {"conv", "bn", "sc", "unused_in_prototxt"};
     cb[0] = blob(conv_w, C_OUT * C_IN * 9);
@@ -85,11 +87,21 @@ static uint8_t *pack_net_a(size_t *len)
         layers[i].n_blobs = counts[i];
         layers[i].blobs = all[i];
         lp[i] = &layers[i];
+        caffe_min__v1_layer_parameter__init(&layers1[i]);
+        layers1[i].name = (char *)names[i];
+        layers1[i].n_blobs = counts[i];
+        layers1[i].blobs = all[i];
+        lp1[i] = &layers1[i];
     }
     CaffeMin__NetParameter net;
     caffe_min__net_parameter__init(&net);
-    net.n_layer = 4;
-    net.layer = lp;
+    if (v1) {
+        net.n_layers = 4;
+        net.layers = lp1;
+    } else {
+        net.n_layer = 4;
+        net.layer = lp;
+    }
     *len = caffe_min__net_parameter__get_packed_size(&net);
     uint8_t *buf = malloc(*len);
     caffe_min__net_parameter__pack(&net, buf);
@@ -142,6 +154,41 @@ static void reference_a(const float *x, float *maxo, float *aveo)
             }
 }
 
+/* Net a with its caffemodel written with V2 `layer` or V1 `layers` entries. */
+static void run_net_a(bool v1, const float *x, const float *want_max, const float *want_ave)
+{
+    size_t len;
+    uint8_t *model = pack_net_a(v1, &len);
+    ac_err err;
+    ac_graph *g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", model, len, "a.caffemodel", NULL, &err);
+    CHECK(g, "net a (%s): %s", v1 ? "V1 layers" : "layer", err.msg);
+    free(model);
+    if (!g)
+        return;
+    CHECK(g->noutputs == 2 && !strcmp(g->tensors[g->outputs[0]].name, "max") &&
+              !strcmp(g->tensors[g->outputs[1]].name, "ave"),
+          "outputs: the unread tops max, ave");
+    int nbn = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        nbn += g->nodes[i].op == AC_OP_BATCHNORM || g->nodes[i].op == AC_OP_MUL;
+    CHECK(nbn == 1, "BatchNorm + Scale make one BatchNormalization node (%d)", nbn);
+    ac_exec *e = ac_exec_new(g, &err);
+    CHECK(e, "exec: %s", err.msg);
+    const void *ins[1] = {x};
+    if (e && ac_exec_run(e, ins, &err) == 0) {
+        const float *gm = ac_exec_tensor(e, g->outputs[0]), *ga = ac_exec_tensor(e, g->outputs[1]);
+        float dm = 0, da = 0;
+        for (int i = 0; i < C_OUT * 9; i++) {
+            dm = fmaxf(dm, fabsf(gm[i] - want_max[i]));
+            da = fmaxf(da, fabsf(ga[i] - want_ave[i]));
+        }
+        CHECK(dm < 1e-5f && da < 1e-5f, "%s: max pool diff %g, ave pool diff %g", v1 ? "V1" : "V2", dm, da);
+    } else
+        CHECK(0, "run: %s", err.msg);
+    ac_exec_destroy(&e);
+    ac_graph_destroy(&g);
+}
+
 static void test_numerics(void)
 {
     for (size_t i = 0; i < sizeof conv_w / sizeof *conv_w; i++)
@@ -153,46 +200,17 @@ static void test_numerics(void)
         sc_s[o] = urand(.5f, 1.5f);
         sc_b[o] = urand(-.5f, .5f);
     }
-    size_t len;
-    uint8_t *model = pack_net_a(&len);
-    ac_err err;
-    ac_graph *g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", model, len, "a.caffemodel", NULL, &err);
-    CHECK(g, "net a: %s", err.msg);
-    free(model);
-    if (!g)
-        return;
-    CHECK(g->noutputs == 2 && !strcmp(g->tensors[g->outputs[0]].name, "max") &&
-              !strcmp(g->tensors[g->outputs[1]].name, "ave"),
-          "outputs: the unread tops max, ave");
-    int nbn = 0;
-    for (int i = 0; i < g->nnodes; i++)
-        nbn += g->nodes[i].op == AC_OP_BATCHNORM || g->nodes[i].op == AC_OP_MUL;
-    CHECK(nbn == 1, "BatchNorm + Scale make one BatchNormalization node (%d)", nbn);
     float x[C_IN * HW * HW], want_max[C_OUT * 9], want_ave[C_OUT * 9];
     for (size_t i = 0; i < sizeof x / sizeof *x; i++)
         x[i] = urand(-1, 1);
     reference_a(x, want_max, want_ave);
-    ac_exec *e = ac_exec_new(g, &err);
-    CHECK(e, "exec: %s", err.msg);
-    const void *ins[1] = {x};
-    if (e && ac_exec_run(e, ins, &err) == 0) {
-        const float *gm = ac_exec_tensor(e, g->outputs[0]), *ga = ac_exec_tensor(e, g->outputs[1]);
-        float dm = 0, da = 0;
-        for (int i = 0; i < C_OUT * 9; i++) {
-            dm = fmaxf(dm, fabsf(gm[i] - want_max[i]));
-            da = fmaxf(da, fabsf(ga[i] - want_ave[i]));
-        }
-        CHECK(dm < 1e-5f && da < 1e-5f, "max pool diff %g, ave pool diff %g", dm, da);
-    } else
-        CHECK(0, "run: %s", err.msg);
-    ac_exec_destroy(&e);
-    ac_graph_destroy(&g);
+    run_net_a(false, x, want_max, want_ave);
+    run_net_a(true, x, want_max, want_ave);
 
     /* a layer whose blobs are missing from the caffemodel is an error naming it */
-    CaffeMin__NetParameter empty;
-    caffe_min__net_parameter__init(&empty);
+    ac_err err;
     uint8_t none[1];
-    g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", none, 0, "a.caffemodel", NULL, &err);
+    ac_graph *g = ac_caffe_load_buffer(net_a, sizeof net_a - 1, "a.prototxt", none, 0, "a.caffemodel", NULL, &err);
     CHECK(!g && strstr(err.msg, "a.prototxt:3:1: layer 'conv' (Convolution): a.caffemodel has no layer of this name"),
           "%s", err.msg);
     static const uint8_t garbage[] = {0xff, 0xff, 0xff};
