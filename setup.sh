@@ -7,6 +7,7 @@
 #   AC_BUILD_DIR=build-asan AC_SANITIZE=ON ./setup.sh   ASan/UBSan build
 #   AC_BENCH=1 ./setup.sh       also .venv-bench, the benchmark peers (bench/run)
 #   AC_TF=1 ./setup.sh          also .venv-tf, TensorFlow for tests/python/test_tensorflow.py
+#   AC_MXNET=1 ./setup.sh       also .venv-mxnet, MXNet for tests/python/test_mxnet.py
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,7 +20,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev
   libturbojpeg0-dev libpng-dev zlib1g-dev
-  libprotobuf-c-dev protobuf-c-compiler
+  libprotobuf-c-dev protobuf-c-compiler libjansson-dev
   libonnx-dev libonnx-testdata
   clang libclang-rt-14-dev
   python3 python3-venv python3-pip python3-numpy python3-pytest python3-onnx
@@ -78,6 +79,11 @@ fi
 if [ "${AC_TF:-0}" = 1 ]; then
   [ -x .venv-tf/bin/python ] || "$PY" -m venv .venv-tf
   venv_install .venv-tf python/requirements-tf.txt
+fi
+# tests/python/test_mxnet.py's model builder: MXNet 1.9.1 (the last release) in its own venv.
+if [ "${AC_MXNET:-0}" = 1 ]; then
+  [ -x .venv-mxnet/bin/python ] || "$PY" -m venv .venv-mxnet
+  venv_install .venv-mxnet python/requirements-mxnet.txt
 fi
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAC_SANITIZE="$SANITIZE" >/dev/null

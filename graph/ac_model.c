@@ -10,6 +10,7 @@
 #include "ac_onnx.h"
 #include "ac_pytorch.h"
 #include "ac_tf.h"
+#include "ac_mxnet.h"
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -47,6 +48,8 @@ ac_model_format ac_model_detect(const char *path)
         return AC_FORMAT_PYTORCH;
     if (ends_with(path, ".pb"))
         return AC_FORMAT_TF;
+    if (ends_with(path, ".json"))
+        return AC_FORMAT_MXNET;
     FILE *f = fopen(path, "rb");
     if (!f)
         return AC_FORMAT_UNKNOWN;
@@ -68,6 +71,7 @@ const char *ac_model_format_name(ac_model_format f)
     case AC_FORMAT_CAFFE: return "caffe";
     case AC_FORMAT_PYTORCH: return "pytorch";
     case AC_FORMAT_TF: return "tensorflow";
+    case AC_FORMAT_MXNET: return "mxnet";
     default: return "unknown";
     }
 }
@@ -88,7 +92,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
     ac_graph *g = NULL;
     ac_model_format fmt = ac_model_detect(path);
     if ((fmt == AC_FORMAT_ONNX || fmt == AC_FORMAT_TF) && opt->weights) {
-        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet, Caffe); an ONNX or TensorFlow file holds its weights",
+        ac_err_set(err, AC_E_INVALID, "%s: --weights belongs to two-file formats (Darknet, Caffe, MXNet); an ONNX or TensorFlow file holds its weights",
                    path);
         return NULL;
     }
@@ -130,6 +134,15 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         g = ac_caffe_load(path, opt->weights, &o, err);
         break;
     }
+    case AC_FORMAT_MXNET: {
+        if (!opt->weights) {
+            ac_err_set(err, AC_E_INVALID, "%s: an MXNet symbol needs its parameters: --weights FILE.params", path);
+            return NULL;
+        }
+        ac_mxnet_options o = {.shapes = shapes, .nshapes = nshapes};
+        g = ac_mxnet_load(path, opt->weights, &o, err);
+        break;
+    }
     case AC_FORMAT_TF: {
         ac_tf_options o = {.shapes = shapes, .nshapes = nshapes};
         g = ac_tf_load(path, &o, err);
@@ -142,7 +155,7 @@ ac_graph *ac_model_load(const char *path, const ac_model_options *opt, ac_passes
         else {
             fclose(f);
             ac_err_set(err, AC_E_UNSUPPORTED,
-                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, Caffe .prototxt + --weights, PyTorch .pt/.pth or module.py:Class, TensorFlow frozen .pb)", path);
+                       "%s: unknown model format (supported: ONNX .onnx, Darknet .cfg + --weights, Caffe .prototxt + --weights, PyTorch .pt/.pth or module.py:Class, TensorFlow frozen .pb, MXNet -symbol.json + --weights .params)", path);
         }
         return NULL;
     }

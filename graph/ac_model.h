@@ -18,12 +18,13 @@ typedef struct {
     bool no_simplify;             /* keep the graph exactly as imported */
 } ac_model_options;
 
-typedef enum { AC_FORMAT_UNKNOWN = 0, AC_FORMAT_ONNX, AC_FORMAT_DARKNET, AC_FORMAT_PYTORCH, AC_FORMAT_CAFFE, AC_FORMAT_TF } ac_model_format;
+typedef enum { AC_FORMAT_UNKNOWN = 0, AC_FORMAT_ONNX, AC_FORMAT_DARKNET, AC_FORMAT_PYTORCH, AC_FORMAT_CAFFE, AC_FORMAT_TF, AC_FORMAT_MXNET } ac_model_format;
 
 /* By file type: .onnx, .cfg (Darknet, with --weights), .prototxt (Caffe,
  * with --weights X.caffemodel), .pt/.pth/.torchscript
  * or module.py:Class (PyTorch, exported through python/export_pytorch.py:
- * ac_pytorch.h), .pb (TensorFlow frozen GraphDef: ac_tf.h); without a known
+ * ac_pytorch.h), .pb (TensorFlow frozen GraphDef: ac_tf.h), .json (MXNet symbol, with
+ * --weights .params: ac_mxnet.h); without a known
  * extension by the first bytes (an ONNX ModelProto starts with 0x08, a
  * Darknet cfg with a '[' after blanks and comment lines). */
 ac_model_format ac_model_detect(const char *path);
