@@ -4,7 +4,7 @@
 Input format of the target (tests/fuzz/fuzz_caffe.c): the prototxt text, optionally a NUL
 byte and the .caffemodel bytes. Seeds: a small network using most layer kinds with a
 complete caffemodel (protobuf encoded here by hand: field numbers of graph/caffe_min.proto),
-the same truncated, the prototxt alone; the zoo's UltraFace RFB-320 prototxt alone and
+the same truncated, the prototxt alone; an SSD head (PriorBox, DetectionOutput); the zoo's UltraFace RFB-320 prototxt alone and
 with the first 16 KiB of its caffemodel.
 
     /usr/bin/python3 tests/fuzz/make_caffe_seeds.py [ZOO_DIR]
@@ -33,6 +33,18 @@ layer { name: "perm" type: "Permute" bottom: "sum" top: "perm" permute_param { o
 layer { name: "flat" type: "Flatten" bottom: "perm" top: "flat" }
 layer { name: "ip" type: "InnerProduct" bottom: "flat" top: "ip" inner_product_param { num_output: 3 } }
 layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+"""
+
+# an SSD head: PriorBox computed at import, DetectionOutput ends the graph
+SSD = """layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 32 dim: 32 } } }
+layer { name: "f" type: "Pooling" bottom: "data" top: "f" pooling_param { pool: AVE kernel_size: 8 stride: 8 } }
+layer { name: "up" type: "Upsample" bottom: "f" top: "up" upsample_param { scale: 2 } }
+layer { name: "loc" type: "Flatten" bottom: "up" top: "loc" }
+layer { name: "conf" type: "Sigmoid" bottom: "loc" top: "conf" }
+layer { name: "pb" type: "PriorBox" bottom: "up" bottom: "data" top: "pb"
+  prior_box_param { min_size: 4 max_size: 9 aspect_ratio: 2 aspect_ratio: 3 flip: true clip: true variance: 0.1 } }
+layer { name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "pb" top: "det"
+  detection_output_param { num_classes: 2 } }
 """
 
 # (layer name, blob sizes)
@@ -80,6 +92,7 @@ def main():
     write("net-complete", NET.encode() + b"\0" + model)
     write("net-truncated", NET.encode() + b"\0" + model[:len(model) // 2])
     write("net-prototxt-only", NET.encode())
+    write("ssd-prototxt-only", SSD.encode())
     proto = os.path.join(ZOO, "faces", "caffe", "RFB-320.prototxt")
     if os.path.exists(proto):
         with open(proto, "rb") as f:
