@@ -614,9 +614,17 @@ static int64_t blob_numel(const CaffeMin__BlobProto *b)
         }
         return n;
     }
-    if (b->num < 0 || b->channels < 0 || b->height < 0 || b->width < 0)
-        return -1;
-    return (int64_t)b->num * b->channels * b->height * b->width;
+    /* the legacy 4-D shape: each factor is an int32, so cap the product as it grows */
+    int32_t legacy[4] = {b->num, b->channels, b->height, b->width};
+    int64_t n = 1;
+    for (int i = 0; i < 4; i++) {
+        if (legacy[i] < 0)
+            return -1;
+        n *= legacy[i];
+        if (n > ((int64_t)1 << 32))
+            return -1;
+    }
+    return n;
 }
 
 /* The layer's blob k as count floats (malloc'ed; zeros without a caffemodel). */
