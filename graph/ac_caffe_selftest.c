@@ -279,6 +279,59 @@ static void test_layer_kinds(void)
     ac_graph_destroy(&g);
 }
 
+/* ---- net D: weightless layers computed (Eltwise MAX is composed, so check its values) ---- */
+
+static const char net_d[] =
+    "layer { name: \"in\" type: \"Input\" top: \"a\" top: \"b\" input_param { shape { dim: 1 dim: 2 dim: 2 dim: 2 } } }\n"
+    "layer { name: \"mx\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" bottom: \"a\" top: \"mx\" eltwise_param { operation: MAX } }\n"
+    "layer { name: \"sum\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" top: \"sum\" eltwise_param { coeff: 2 coeff: -1 } }\n"
+    "layer { name: \"prod\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" top: \"prod\" eltwise_param { operation: PROD } }\n"
+    "layer { name: \"up\" type: \"Upsample\" bottom: \"a\" top: \"up\" upsample_param { scale: 2 } }\n"
+    "layer { name: \"pm\" type: \"Permute\" bottom: \"b\" top: \"pm\" permute_param { order: 0 order: 3 order: 1 order: 2 } }\n";
+
+static void test_weightless(void)
+{
+    ac_err err;
+    ac_graph *g = ac_caffe_load_buffer(net_d, sizeof net_d - 1, "d.prototxt", NULL, 0, NULL, NULL, &err);
+    CHECK(g && g->ninputs == 2 && g->noutputs == 5, "net d: %s", g ? "inputs/outputs" : err.msg);
+    if (!g || g->noutputs != 5) {
+        ac_graph_destroy(&g);
+        return;
+    }
+    float a[8], b[8];
+    for (int i = 0; i < 8; i++) {
+        a[i] = urand(-2, 2);
+        b[i] = urand(-2, 2);
+    }
+    const void *ins[2] = {a, b};
+    ac_exec *e = ac_exec_new(g, &err);
+    if (!e || ac_exec_run(e, ins, &err)) {
+        CHECK(0, "run: %s", err.msg);
+    } else {
+        const float *mx = ac_exec_tensor(e, g->outputs[0]), *sum = ac_exec_tensor(e, g->outputs[1]),
+                    *prod = ac_exec_tensor(e, g->outputs[2]), *up = ac_exec_tensor(e, g->outputs[3]),
+                    *pm = ac_exec_tensor(e, g->outputs[4]);
+        float d = 0;
+        for (int i = 0; i < 8; i++) {
+            d = fmaxf(d, fabsf(mx[i] - fmaxf(a[i], b[i])));
+            d = fmaxf(d, fabsf(sum[i] - (2 * a[i] - b[i])));
+            d = fmaxf(d, fabsf(prod[i] - a[i] * b[i]));
+        }
+        /* up: [1,2,4,4], nearest; pm: [1,2(w),2(c),2(h)] */
+        for (int c = 0; c < 2; c++)
+            for (int y = 0; y < 4; y++)
+                for (int x = 0; x < 4; x++)
+                    d = fmaxf(d, fabsf(up[(c * 4 + y) * 4 + x] - a[(c * 2 + y / 2) * 2 + x / 2]));
+        for (int w = 0; w < 2; w++)
+            for (int c = 0; c < 2; c++)
+                for (int h = 0; h < 2; h++)
+                    d = fmaxf(d, fabsf(pm[(w * 2 + c) * 2 + h] - b[(c * 2 + h) * 2 + w]));
+        CHECK(d < 1e-6f, "weightless layers differ by %g", d);
+    }
+    ac_exec_destroy(&e);
+    ac_graph_destroy(&g);
+}
+
 /* ---- net C: SSD heads (PriorBox computed at import, DetectionOutput as the boundary) ---- */
 
 static const char net_c[] =
@@ -408,6 +461,7 @@ int main(void)
     test_numerics();
     test_layer_kinds();
     test_ssd();
+    test_weightless();
     test_errors();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
