@@ -29,6 +29,14 @@ void ac_job_say(const ac_quantize_options *o, double t0, const char *fmt, ...)
     fflush(f);
 }
 
+ac_progress *ac_job_progress(const ac_quantize_options *o, double t0, const char *what, int64_t total,
+                             const char *unit)
+{
+    if (o->quiet)
+        return NULL;
+    return ac_progress_new(o->log ? o->log : stdout, AC_PROGRESS_AUTO, t0, what, total, unit);
+}
+
 static int find_io(const ac_graph *g, int n, const int *idx, const char *name, const char *what, ac_err *err)
 {
     if (!name || !*name)

@@ -1,14 +1,15 @@
 /* ac_job: what every quantization job does the same way, whether it runs one
  * strategy in process (ac_quantize) or searches on a farm (ac_farm_job):
- * timestamped progress lines, loading the model and finding its data input
- * and scored output, opening a data source, the score (task -> metric
- * options), and the --fp32_layers list. */
+ * timestamped progress lines and bars, loading the model and finding its
+ * data input and scored output, opening a data source, the score (task ->
+ * metric options), and the --fp32_layers list. */
 #ifndef AC_JOB_H
 #define AC_JOB_H
 
 #include "ac_dataset.h"
 #include "ac_graph.h"
 #include "ac_metric.h"
+#include "ac_progress.h"
 #include "ac_quantize.h"
 
 double ac_job_now(void);
@@ -16,6 +17,12 @@ double ac_job_now(void);
 /* "[  12.34s] message" on o->log (stdout), unless o->quiet. */
 void ac_job_say(const ac_quantize_options *o, double t0, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A progress display of a long phase on o->log (stdout): a bar on a
+ * terminal, timestamped lines elsewhere (coordinator/ac_progress.h); NULL,
+ * which shows nothing, when o->quiet. */
+ac_progress *ac_job_progress(const ac_quantize_options *o, double t0, const char *what, int64_t total,
+                             const char *unit);
 
 typedef struct {
     ac_graph *g;

@@ -14,6 +14,7 @@
 #include "ac_json.h"
 #include "ac_ops.h"
 #include "ac_qexec.h"
+#include "ac_report_html.h"
 
 /* The int8 run's value of tensor t as float: its float buffer, or its codes dequantized. */
 static const float *int8_value(const ac_plan *plan, const ac_qexec *e, int t, float *tmp, int64_t n)
@@ -57,6 +58,46 @@ void ac_layer_acc_add(ac_layer_acc *acc, const ac_plan *plan, const ac_exec *fp3
             a->err_sq += d * d;
         }
     }
+}
+
+bool ac_layer_acc_stats(const ac_layer_acc *a, double *cosine, double *sqnr_db)
+{
+    if (!a || !(a->ref_sq > 0))
+        return false;
+    *cosine = a->q_sq > 0 ? a->dot / sqrt(a->ref_sq * a->q_sq) : 0.0;
+    *sqnr_db = a->err_sq > 0 ? 10.0 * log10(a->ref_sq / a->err_sq) : 200.0;
+    return true;
+}
+
+const int32_t *ac_node_plan_shifts(const ac_node_plan *np, int64_t *n)
+{
+    *n = 0;
+    if (np->kind == AC_Q8_CONV) {
+        *n = np->per_channel ? np->u.conv.s.c_out : 1;
+        return np->u.conv.rshift;
+    }
+    if (np->kind == AC_Q8_FC) {
+        *n = np->per_channel ? np->u.fc.n : 1;
+        return np->u.fc.rshift;
+    }
+    return NULL;
+}
+
+ac_verdict ac_outputs_verdict(const ac_outputs_candidate *c)
+{
+    if (!c->evaluated || c->failed)
+        return AC_VERDICT_ERROR;
+    if (c->subset)
+        return AC_VERDICT_SUBSET;
+    if (c->decided_fail)
+        return AC_VERDICT_DECIDED_FAIL;
+    return c->decided && !strcmp(c->decided, "pass") ? AC_VERDICT_PASS : AC_VERDICT_FAIL;
+}
+
+const char *ac_verdict_name(ac_verdict v)
+{
+    static const char *const names[] = {"pass", "fail", "fail (decided)", "subset", "error"};
+    return v >= AC_VERDICT_PASS && v <= AC_VERDICT_ERROR ? names[v] : "?";
 }
 
 double ac_estimated_cost(const ac_plan *p)
@@ -120,15 +161,8 @@ static void json_scores(ac_json *js, const ac_metric_result *r)
 /* shift(s) / multipliers of an int8 layer, as the report shows them. */
 static void json_layer_params(ac_json *js, const ac_node_plan *np)
 {
-    const int32_t *rs = NULL;
-    int64_t nr = 0;
-    if (np->kind == AC_Q8_CONV) {
-        rs = np->u.conv.rshift;
-        nr = np->u.conv.s.c_out;
-    } else if (np->kind == AC_Q8_FC) {
-        rs = np->u.fc.rshift;
-        nr = np->u.fc.n;
-    }
+    int64_t nr;
+    const int32_t *rs = ac_node_plan_shifts(np, &nr);
     if (rs) {
         ac_json_key(js, "shift");
         if (np->per_channel) {
@@ -196,12 +230,12 @@ static void json_layers(ac_json *js, const ac_outputs *o)
             ac_json_bool(js, tp->is_signed);
         }
         json_layer_params(js, np);
-        const ac_layer_acc *a = o->layers && t >= 0 ? &o->layers[t] : NULL;
-        if (a && a->ref_sq > 0) {
+        double cosine, sqnr;
+        if (ac_layer_acc_stats(o->layers && t >= 0 ? &o->layers[t] : NULL, &cosine, &sqnr)) {
             ac_json_key(js, "cosine");
-            ac_json_double(js, a->q_sq > 0 ? a->dot / sqrt(a->ref_sq * a->q_sq) : 0.0);
+            ac_json_double(js, cosine);
             ac_json_key(js, "sqnr_db");
-            ac_json_double(js, a->err_sq > 0 ? 10.0 * log10(a->ref_sq / a->err_sq) : 200.0);
+            ac_json_double(js, sqnr);
         }
         ac_json_object_end(js);
     }
@@ -376,6 +410,11 @@ static int write_report(const ac_outputs *o, const char *path, const char *int8_
         ac_json_int(&js, o->workers);
         ac_json_key(&js, "candidates");
         json_candidates(&js, o);
+        ac_json_key(&js, "chosen_candidate");
+        if (o->chosen >= 0 && o->chosen < o->ncands)
+            ac_json_int(&js, o->chosen);
+        else
+            ac_json_null(&js);
     }
     ac_json_key(&js, "layers");
     json_layers(&js, o);
@@ -420,6 +459,9 @@ int ac_outputs_write(const ac_outputs *o, ac_err *err)
         goto fail;
     snprintf(path, sizeof path, "%s/report.json", tmp);
     if (write_report(o, path, int8_name, err))
+        goto fail;
+    snprintf(path, sizeof path, "%s/report.html", tmp);
+    if (ac_report_html_write(o, path, int8_name, err))
         goto fail;
     struct stat st;
     bool had_old = stat(out, &st) == 0;

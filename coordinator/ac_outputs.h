@@ -4,6 +4,7 @@
  *   qtable             the layers kept in fp32
  *   <model>.int8.acq   the int8 model (docs/int8-model-format.md)
  *   report.json        scores, budget, strategy, layers, and the search
+ *   report.html        the same for people: summary, charts, tables (ac_report_html.h)
  * Both the single-strategy job and the farm's search fill an ac_outputs. */
 #ifndef AC_OUTPUTS_H
 #define AC_OUTPUTS_H
@@ -28,6 +29,14 @@ struct ac_qexec;
 void ac_layer_acc_add(ac_layer_acc *acc, const ac_plan *plan, const struct ac_exec *fp32,
                       const struct ac_qexec *int8, int batch, int nreal, float *tmp);
 
+/* The cosine and SQNR (dB) that the reports give for one tensor; false when
+ * it has no statistics. Identical values give an SQNR of 200 dB. */
+bool ac_layer_acc_stats(const ac_layer_acc *a, double *cosine, double *sqnr_db);
+
+/* The right shifts of an int8 conv/FC node: n = its output channels when it
+ * has per-channel shifts, else 1. NULL (n = 0) for other nodes. */
+const int32_t *ac_node_plan_shifts(const ac_node_plan *np, int64_t *n);
+
 /* One candidate of a search, as the report lists it. */
 typedef struct {
     char name[96];
@@ -44,6 +53,19 @@ typedef struct {
     const char *error;                 /* NULL when none */
     const ac_metric_result *result;    /* the score's details (top-5, cosine, mAP), NULL if unknown */
 } ac_outputs_candidate;
+
+/* How a candidate came out, as the report and the summary show it. */
+typedef enum {
+    AC_VERDICT_PASS,          /* scored on the full test set, within the budget */
+    AC_VERDICT_FAIL,          /* scored on the full test set, outside it */
+    AC_VERDICT_DECIDED_FAIL,  /* pass/fail round: fails the budget, no score reported */
+    AC_VERDICT_SUBSET,        /* a sensitivity probe scored on the subset (no verdict) */
+    AC_VERDICT_ERROR          /* not evaluated, or its evaluation failed (error says why) */
+} ac_verdict;
+
+ac_verdict ac_outputs_verdict(const ac_outputs_candidate *c);
+/* "pass", "fail", "fail (decided)", "subset", "error". */
+const char *ac_verdict_name(ac_verdict v);
 
 typedef struct {
     const char *output_dir;
@@ -74,6 +96,7 @@ typedef struct {
     const char *mode;                  /* "fast" | "auto" */
     const ac_outputs_candidate *cands;
     int ncands, rounds, evaluations, subset_evaluations, workers;
+    int chosen;                        /* index into cands of the chosen plan (-1: none) */
     int requeues, broker_restarts, failed_tasks;
     int early_stopped, cancelled_tasks; /* decided from bounds: depend on timing, never on the plan */
     double estimated_cost;             /* chosen plan's cost (all-int8 = 1) */
@@ -92,6 +115,7 @@ double ac_estimated_cost(const ac_plan *p);
 /* The file name of the int8 model for a model path ("<stem>.int8.acq"). */
 void ac_outputs_int8_name(const char *model_path, char *buf, size_t n);
 
+/* Writes the artefacts, report.json and report.html (coordinator/ac_report_html.h). */
 int ac_outputs_write(const ac_outputs *o, ac_err *err);
 
 #endif
