@@ -14,6 +14,7 @@
 #include "ac_plan.h"
 #include "ac_qexec.h"
 #include "ac_runner.h"
+#include "ac_summary.h"
 
 #define TUNE_IMAGES 16   /* images scored by the KL tuning step (the reference uses a few) */
 #define MAX_FP32_LAYERS 4096
@@ -75,9 +76,24 @@ static ac_job_model job_model(const job *j)
 
 /* ---- calibration ---------------------------------------------------------------- */
 
-static int feed_calibration(job *j, ac_calib_collector *c, int64_t nsamples, ac_err *err)
+/* After each calibration batch: the progress of the pass. */
+static int calib_progress(void *ctx, int64_t first, int n, ac_err *err)
 {
-    return ac_runner_calibrate(j->calib_run, j->fp32, c, 0, nsamples, err);
+    ac_progress_update(ctx, first + n);
+    (void)err;
+    return 0;
+}
+
+static int feed_calibration(job *j, ac_calib_collector *c, int64_t nsamples, const char *pass, ac_err *err)
+{
+    char what[64];
+    snprintf(what, sizeof what, "calibration (%s)", pass);
+    ac_progress *p = ac_job_progress(j->o, j->t0, what, nsamples, "samples");
+    ac_runner_set_callback(j->calib_run, calib_progress, p);
+    int rc = ac_runner_calibrate(j->calib_run, j->fp32, c, 0, nsamples, err);
+    ac_runner_set_callback(j->calib_run, NULL, NULL);
+    ac_progress_destroy(&p);
+    return rc;
 }
 
 static int calibrate(job *j, ac_err *err)
@@ -97,16 +113,16 @@ static int calibrate(job *j, ac_err *err)
     ac_job_say(j->o, j->t0, "calibration: %lld samples of %s, %s thresholds%s", (long long)j->n_calib,
         ac_dataset_source_name(j->calib), ac_th_method_name(j->o->th_method),
         j->o->kl_tune && j->o->th_method == AC_TH_KL ? " + upward tuning" : "");
-    if (feed_calibration(j, c, j->n_calib, err))
+    if (feed_calibration(j, c, j->n_calib, "range pass", err))
         goto done;
     if (ac_th_method_needs_hist(j->o->th_method)) {
-        if (ac_calib_collector_begin_hist(c, err) || feed_calibration(j, c, j->n_calib, err))
+        if (ac_calib_collector_begin_hist(c, err) || feed_calibration(j, c, j->n_calib, "histogram pass", err))
             goto done;
     }
     if (j->o->kl_tune && j->o->th_method == AC_TH_KL) {
         int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
         tune = tune < j->batch ? j->batch : tune - tune % j->batch;
-        if (ac_calib_collector_begin_tune(c, j->o->th_method, err) || feed_calibration(j, c, tune, err))
+        if (ac_calib_collector_begin_tune(c, j->o->th_method, err) || feed_calibration(j, c, tune, "KL tuning", err))
             goto done;
         j->table = ac_calib_collector_tuned_table(c, &j->tuned_up, err);
     } else {
@@ -171,17 +187,21 @@ static void accumulate_layers(job *j, int nreal, float *tmp)
     ac_layer_acc_add(j->acc, j->plan, j->fp32, j->int8, j->batch, nreal, tmp);
 }
 
-/* After each test batch: the per-layer agreement of its real samples. */
+/* After each test batch: the per-layer agreement of its real samples (when
+ * the fp32 model runs too), and the progress. */
 typedef struct {
     job *j;
     float *tmp;
+    bool layers;
+    ac_progress *progress;
 } layer_ctx;
 
 static int after_test_batch(void *ctx, int64_t first, int n, ac_err *err)
 {
     layer_ctx *c = ctx;
-    accumulate_layers(c->j, n, c->tmp);
-    (void)first;
+    if (c->layers)
+        accumulate_layers(c->j, n, c->tmp);
+    ac_progress_update(c->progress, first + n);
     (void)err;
     return 0;
 }
@@ -196,7 +216,7 @@ static int evaluate(job *j, ac_err *err)
     for (int t = 0; t < g->ntensors; t++)
         if (ac_tensor_numel(&g->tensors[t]) > maxnumel)
             maxnumel = ac_tensor_numel(&g->tensors[t]);
-    layer_ctx lc = {.j = j, .tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1))};
+    layer_ctx lc = {.j = j, .tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1)), .layers = need_fp32};
     int rc = -1;
     if (!lc.tmp) {
         ac_err_set(err, AC_E_NOMEM, "out of memory for scoring");
@@ -206,10 +226,14 @@ static int evaluate(job *j, ac_err *err)
         ac_metric_kind_name(ac_metric_get_kind(j->metric)));
     /* The loop the workers run too (runner/ac_runner.h): the same batches,
      * padding and labels, so sharded scores equal this one. */
-    ac_runner_set_callback(j->test_run, need_fp32 ? after_test_batch : NULL, &lc);
+    lc.progress = ac_job_progress(j->o, j->t0, need_fp32 ? "scoring int8 and fp32" : "scoring int8", j->n_test,
+                                  "samples");
+    ac_runner_set_callback(j->test_run, after_test_batch, &lc);
     ac_runner_exec cand = ac_runner_exec_int8(j->int8), ref = ac_runner_exec_fp32(j->fp32);
-    if (ac_runner_score(j->test_run, &cand, need_fp32 ? &ref : NULL, j->int8_part,
-                        need_fp32 && j->o->fp32_score <= 0 ? j->fp32_part : NULL, 0, j->n_test, err))
+    int src = ac_runner_score(j->test_run, &cand, need_fp32 ? &ref : NULL, j->int8_part,
+                              need_fp32 && j->o->fp32_score <= 0 ? j->fp32_part : NULL, 0, j->n_test, err);
+    ac_progress_destroy(&lc.progress);
+    if (src)
         goto done;
     if (ac_metric_score(j->int8_part, &j->int8_res, err))
         goto done;
@@ -259,10 +283,13 @@ static int write_artefacts(job *j, ac_quantize_result *res, ac_err *err)
         .layers = j->acc,
         .layer_samples = j->n_test,
         .estimated_cost = ac_estimated_cost(j->plan),
+        .chosen = -1,
         .elapsed_s = res->elapsed_s,
     };
     if (ac_outputs_write(&out, err))
         return -1;
+    if (!j->o->quiet)
+        ac_summary_print(&out, j->o->log ? j->o->log : stdout);
     snprintf(res->output_dir, sizeof res->output_dir, "%s", j->o->output_dir);
     return 0;
 }
