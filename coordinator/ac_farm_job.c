@@ -29,6 +29,7 @@
 #include "ac_runner.h"
 #include "ac_search.h"
 #include "ac_sha256.h"
+#include "ac_summary.h"
 
 #define TUNE_IMAGES 16        /* as the single-process job */
 #define MAX_NAMES 4096
@@ -275,9 +276,28 @@ static int bound_progress(void *ctx, int done, int total, int index, const ac_fa
     return k;
 }
 
-static int run_tasks_bounded(fjob *j, const ac_task *tasks, int n, ac_farm_outcome *out, bound_ctx *b, ac_err *err)
+/* What the farm client calls after each result: the phase's progress, then
+ * the early decisions of a pass/fail round. */
+typedef struct {
+    ac_progress *progress;
+    bound_ctx *bounds;
+} run_ctx;
+
+static int run_progress(void *ctx, int done, int total, int index, const ac_farm_outcome *o, int *cancel)
 {
-    if (ac_farm_client_run(j->client, j->job, tasks, n, out, time_left(j), b ? bound_progress : NULL, b, err))
+    run_ctx *r = ctx;
+    ac_progress_update(r->progress, done);
+    return r->bounds ? bound_progress(r->bounds, done, total, index, o, cancel) : 0;
+}
+
+/* what: the phase, shown with a progress bar or lines (NULL: not shown). */
+static int run_tasks_bounded(fjob *j, const char *what, const ac_task *tasks, int n, ac_farm_outcome *out,
+                             bound_ctx *b, ac_err *err)
+{
+    run_ctx rc = {.progress = what ? ac_job_progress(&j->o->q, j->t0, what, n, "tasks") : NULL, .bounds = b};
+    int failed = ac_farm_client_run(j->client, j->job, tasks, n, out, time_left(j), run_progress, &rc, err);
+    ac_progress_destroy(&rc.progress);
+    if (failed)
         return -1;
     for (int i = 0; i < n; i++) {
         if (out[i].status == AC_RESULT_ERROR)
@@ -292,14 +312,14 @@ static int run_tasks_bounded(fjob *j, const ac_task *tasks, int n, ac_farm_outco
     return 0;
 }
 
-static int run_tasks(fjob *j, const ac_task *tasks, int n, ac_farm_outcome *out, ac_err *err)
+static int run_tasks(fjob *j, const char *what, const ac_task *tasks, int n, ac_farm_outcome *out, ac_err *err)
 {
-    return run_tasks_bounded(j, tasks, n, out, NULL, err);
+    return run_tasks_bounded(j, what, tasks, n, out, NULL, err);
 }
 
 /* ---- calibration on the farm -------------------------------------------------------- */
 
-static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, ac_err *err)
+static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, const char *what, ac_err *err)
 {
     uint8_t *tpl = NULL, *payload = NULL;
     size_t tlen = 0, plen = 0;
@@ -328,7 +348,7 @@ static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, ac_
         tasks[s].payload.data = payload;
         tasks[s].payload.len = plen;
     }
-    if (run_tasks(j, tasks, n, out, err))
+    if (run_tasks(j, what, tasks, n, out, err))
         goto done;
     /* Merged in shard order: the statistics do not depend on which worker ran what. */
     for (int s = 0; s < n; s++) {
@@ -368,8 +388,8 @@ static int calibrate(fjob *j, ac_err *err)
     if (!c)
         return -1;
     int rc = -1;
-    if (calib_pass(j, c, j->n_calib, err) || ac_calib_collector_begin_hist(c, err) ||
-        calib_pass(j, c, j->n_calib, err))
+    if (calib_pass(j, c, j->n_calib, "calibration (range pass)", err) || ac_calib_collector_begin_hist(c, err) ||
+        calib_pass(j, c, j->n_calib, "calibration (histogram pass)", err))
         goto done;
     /* Every method's table comes from the same merged statistics. */
     for (int m = 0; m < AC_TH_METHOD_COUNT; m++) {
@@ -380,7 +400,7 @@ static int calibrate(fjob *j, ac_err *err)
     if (q->kl_tune) {
         int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
         tune = tune < j->batch ? j->batch : tune - tune % j->batch;
-        if (ac_calib_collector_begin_tune(c, AC_TH_KL, err) || calib_pass(j, c, tune, err))
+        if (ac_calib_collector_begin_tune(c, AC_TH_KL, err) || calib_pass(j, c, tune, "calibration (KL tuning)", err))
             goto done;
         ac_calib_table_destroy(&j->tables[AC_TH_KL]);
         j->tables[AC_TH_KL] = ac_calib_collector_tuned_table(c, &j->tuned_up, err);
@@ -746,7 +766,7 @@ static int remote_run(void *ctx, const uint8_t *in, int64_t n, float *const *out
         tasks[k].key.shard = (uint32_t)k;
         tasks[k].payload = (ac_bytes){payloads[k], plen};
     }
-    if (run_tasks(j, tasks, ntasks, out, err))
+    if (run_tasks(j, NULL, tasks, ntasks, out, err))
         goto done;
     for (int k = 0; k < ntasks; k++) {
         int64_t b = (int64_t)k * chunk, m = tasks[k].end;
@@ -894,7 +914,9 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *
         }
         todo[i] = 1;
     }
-    if (ntasks && run_tasks_bounded(j, tasks, ntasks, out, bounds.seen ? &bounds : NULL, err))
+    char what[96];
+    snprintf(what, sizeof what, "round %d: %d candidate(s)%s", cands[0].round, n, subset ? " on the subset" : "");
+    if (ntasks && run_tasks_bounded(j, what, tasks, ntasks, out, bounds.seen ? &bounds : NULL, err))
         goto done;
     double elapsed = ac_job_now() - t;
     int k = 0;
@@ -1025,7 +1047,7 @@ static int fp32_score(fjob *j, ac_err *err)
         tasks[s].payload.data = payload;
         tasks[s].payload.len = plen;
     }
-    if (run_tasks(j, tasks, n, out, err))
+    if (run_tasks(j, "fp32 scoring", tasks, n, out, err))
         goto done;
     for (int s = 0; s < n; s++) {
         ac_metric_partial *sp = NULL;
@@ -1065,13 +1087,14 @@ typedef struct {
     ac_qexec *int8;
     int batch;
     float *tmp;
+    ac_progress *progress;
 } layer_ctx;
 
 static int after_batch(void *ctx, int64_t first, int n, ac_err *err)
 {
     layer_ctx *c = ctx;
     ac_layer_acc_add(c->acc, c->plan, c->fp32, c->int8, c->batch, n, c->tmp);
-    (void)first;
+    ac_progress_update(c->progress, first + n);
     (void)err;
     return 0;
 }
@@ -1096,7 +1119,9 @@ static int layer_statistics(fjob *j, const ac_plan *plan, ac_layer_acc *acc, ac_
     ac_qexec_set_threads(lc.int8, j->o->q.threads);
     ac_runner_set_callback(r, after_batch, &lc);
     ac_runner_exec cand = ac_runner_exec_int8(lc.int8), ref = ac_runner_exec_fp32(lc.fp32);
+    lc.progress = ac_job_progress(&j->o->q, j->t0, "per-layer statistics of the chosen plan", j->n_subset, "samples");
     rc = ac_runner_score(r, &cand, &ref, pa, NULL, 0, j->n_subset, err);
+    ac_progress_destroy(&lc.progress);
 done:
     ac_metric_partial_destroy(&pa);
     ac_qexec_destroy(&lc.int8);
@@ -1195,6 +1220,7 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
         .failed_tasks = j->failed_tasks,
         .early_stopped = sr->early_stopped,
         .cancelled_tasks = j->cancelled_tasks,
+        .chosen = sr->best,
         .estimated_cost = ac_estimated_cost(plan),
         .search_timed_out = j->timed_out,
         .elapsed_s = res->elapsed_s,
@@ -1205,6 +1231,12 @@ static int finish(fjob *j, const ac_search_options *so, ac_quantize_result *res,
     }
     if (ac_outputs_write(&out, err))
         goto done;
+    if (!j->o->q.quiet) {
+        FILE *log = j->o->q.log ? j->o->q.log : stdout;
+        if (j->o->q.verbose)
+            ac_plan_print(plan, log);
+        ac_summary_print(&out, log);
+    }
     res->fp32_score = j->fp32_score;
     res->int8_score = best->score;
     res->met_budget = sr->met_budget;
