@@ -126,6 +126,6 @@ int ac_cmd_demo(int argc, char **argv)
                100 * res[m].int8_score, 100 * (res[m].fp32_score - res[m].int8_score),
                res[m].met_budget ? "met" : "missed", res[m].elapsed_s, outs[m]);
     printf("\nEach folder holds calibration_table and qtable (for tpu-mlir), the int8 model "
-           "(autocalib run --model ...) and report.json.\n");
+           "(autocalib run --model ...), report.json and report.html (open it in a browser).\n");
     return 0;
 }

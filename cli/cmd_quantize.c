@@ -17,7 +17,9 @@ int ac_cli_run_search(ac_farm_job_options *fo, const char *broker, int workers, 
     ac_cluster *cluster = NULL;
     const char *endpoint = broker;
     if (!broker) {
-        ac_cluster_config cc = {.workers = workers, .threads = fo->q.threads, .verbose = fo->q.verbose};
+        /* Its broker and workers log every task (stderr): --calib_debug, not
+         * --verbose, which only adds the per-layer plan. */
+        ac_cluster_config cc = {.workers = workers, .threads = fo->q.threads, .verbose = fo->calib_debug};
         cluster = ac_cluster_new(&cc, err);
         if (!cluster)
             return -1;
@@ -94,13 +96,14 @@ int ac_cmd_quantize(int argc, char **argv)
         {"first_conv_fp32", NULL, AC_ARG_FLAG, &o.first_conv_fp32, "keep the first conv in fp32"},
         {"fp32_layers", NULL, AC_ARG_STRING, &o.fp32_layers, "layers kept in fp32: name1,name2 (node or output names)"},
         {"threads", NULL, AC_ARG_INT, &o.threads, "OpenMP threads (default: all cores)"},
-        {"quiet", NULL, AC_ARG_FLAG, &o.quiet, "print only errors and the final line"},
-        {"verbose", NULL, AC_ARG_FLAG, &o.verbose, "also print the per-layer plan"},
+        {"quiet", NULL, AC_ARG_FLAG, &o.quiet, "print only errors and the final line (no progress, no summary)"},
+        {"verbose", NULL, AC_ARG_FLAG, &o.verbose, "also print the chosen per-layer plan"},
         {"no_search", NULL, AC_ARG_FLAG, &no_search,
          "evaluate exactly the given strategy in this process (no search, no farm)"},
         {"auto_calib", NULL, AC_ARG_FLAG, &fo.auto_calib,
          "auto mode: when fast mode misses the budget, keep the fewest most sensitive layers in fp32"},
-        {"calib_debug", NULL, AC_ARG_FLAG, &fo.calib_debug, "log every search step"},
+        {"calib_debug", NULL, AC_ARG_FLAG, &fo.calib_debug,
+         "log every search step (and the embedded cluster's broker and workers, on stderr)"},
         {"max_search_seconds", NULL, AC_ARG_FLOAT, &fo.max_search_seconds,
          "stop searching after this long and keep the best plan found (0 = no limit)"},
         {"resume", NULL, AC_ARG_FLAG, &fo.resume, "continue a killed search from the journal in --output_dir"},
