@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ac_file.h"
+#include "ac_import.h"
 #include "ac_ops.h"
 
 #define PARAMS_LIST_MAGIC 0x112ULL
@@ -62,11 +63,11 @@ static int rd_bytes(rd *r, void *out, size_t n, const char *what)
 
 static int read_ndarray(rd *r, int index, mx_param *p)
 {
-    uint32_t magic;
+    uint32_t magic = 0;
     TRY(rd_bytes(r, &magic, 4, "an NDArray's magic"));
     bool legacy = magic != ND_V1 && magic != ND_V2 && magic != ND_V3;
     if (!legacy && magic != ND_V1) {
-        int32_t stype;
+        int32_t stype = 0;
         TRY(rd_bytes(r, &stype, 4, "the storage type"));
         if (stype != 0)
             return rd_err(r, "array %d has storage type %d: only dense arrays (0) are supported", index, stype);
@@ -75,11 +76,11 @@ static int read_ndarray(rd *r, int index, mx_param *p)
     if (legacy)
         ndim = magic;
     else if (magic == ND_V3) {
-        int32_t n;
+        int32_t n = 0;
         TRY(rd_bytes(r, &n, 4, "ndim"));
         ndim = n;
     } else {
-        uint32_t n;
+        uint32_t n = 0;
         TRY(rd_bytes(r, &n, 4, "ndim"));
         ndim = n;
     }
@@ -88,9 +89,9 @@ static int read_ndarray(rd *r, int index, mx_param *p)
     p->ndim = (int)ndim;
     p->numel = 1;
     for (int i = 0; i < p->ndim; i++) {
-        int64_t d;
+        int64_t d = 0;
         if (legacy) {
-            uint32_t d32;
+            uint32_t d32 = 0;
             TRY(rd_bytes(r, &d32, 4, "a dim"));
             d = d32;
         } else
@@ -102,7 +103,7 @@ static int read_ndarray(rd *r, int index, mx_param *p)
     }
     if (p->ndim == 0)
         return rd_err(r, "array %d has no shape (a none NDArray is not a parameter)", index);
-    int32_t ctx[2], type;
+    int32_t ctx[2] = {0, 0}, type = 0;
     TRY(rd_bytes(r, ctx, 8, "the context"));
     TRY(rd_bytes(r, &type, 4, "the type flag"));
     if (type != 0 && type != 1)
@@ -163,7 +164,7 @@ static int read_params(const void *buf, size_t len, const char *name, mx_param *
     if (!rc && nnames != (uint64_t)n)
         rc = rd_err(&r, "%llu names for %d arrays", (unsigned long long)nnames, n);
     for (int i = 0; i < n && !rc; i++) {
-        uint64_t sl;
+        uint64_t sl = 0;
         rc = rd_bytes(&r, &sl, 8, "a name length");
         if (!rc && sl > r.len - r.pos)
             rc = rd_err(&r, "name %d is %llu bytes, %zu left", i, (unsigned long long)sl, r.len - r.pos);
@@ -333,37 +334,18 @@ static int attr_tuple(ml *L, const char *key, int n, int64_t def, int64_t lo, in
 
 static int add_node(ml *L, const char *name, ac_op op, int nin, const int *ins, int *out, ac_node **node)
 {
-    int t = ac_graph_add_tensor(L->g, name, AC_DT_F32, -1, NULL);
-    if (t < 0)
-        return nomem(L);
-    int i = ac_graph_add_node(L->g, name, ac_op_name(op), op, nin, ins, 1, &t);
-    if (i < 0)
-        return nomem(L);
-    *out = t;
-    if (node)
-        *node = &L->g->nodes[i];
-    return 0;
+    return ac_import_node(L->g, name, op, nin, ins, out, node) ? nomem(L) : 0;
 }
 
 static int set_ints(ml *L, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_INTS);
-    if (!a || !(a->ints = ac_arena_memdup(L->g->arena, v, sizeof *v * (size_t)(cnt ? cnt : 1))))
-        return nomem(L);
-    a->n = cnt;
-    return 0;
+    return ac_import_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
 }
 
 static int set_num(ml *L, ac_node *n, const char *name, ac_attr_type type, double v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, type);
-    if (!a)
-        return nomem(L);
-    if (type == AC_ATTR_INT)
-        a->i = (int64_t)v;
-    else
-        a->f = (float)v;
-    return 0;
+    int rc = type == AC_ATTR_INT ? ac_import_int(L->g, n, name, (int64_t)v) : ac_import_float(L->g, n, name, (float)v);
+    return rc ? nomem(L) : 0;
 }
 
 /* ---- inputs -------------------------------------------------------------------------------- */
@@ -390,8 +372,8 @@ static int node_inputs(ml *L, int k, json_t **out, int *n)
 /* Node index of input slot i of the current node. */
 static int input_node(ml *L, int i, int *j)
 {
-    json_t *ins;
-    int n;
+    json_t *ins = NULL;
+    int n = 0;
     TRY(node_inputs(L, L->cur, &ins, &n));
     if (i >= n)
         return node_err(L, AC_E_INVALID, "input %d is missing (it has %d)", i, n);
@@ -410,7 +392,7 @@ static int input_node(ml *L, int i, int *j)
 /* The IR tensor of input slot i (an activation, a parameter or a graph input). */
 static int input(ml *L, int i, int *t)
 {
-    int j;
+    int j = -1;
     TRY(input_node(L, i, &j));
     if (L->val[j].t < 0)
         return node_err(L, AC_E_INVALID, "input %d (node %d) has no value", i, j);
@@ -422,7 +404,7 @@ static int input(ml *L, int i, int *t)
  * of numel elements (want_numel < 0: any). */
 static int param_input(ml *L, int i, const char *what, int64_t want_numel, mx_param **out)
 {
-    int j;
+    int j = -1;
     TRY(input_node(L, i, &j));
     json_t *nd = json_array_get(L->nodes, (size_t)j);
     const char *op = json_string_value(json_object_get(nd, "op"));
@@ -586,7 +568,7 @@ static int build_pool(ml *L, int *out)
 
 static int build_fc(ml *L, int *out)
 {
-    int64_t nh;
+    int64_t nh = 0;
     bool no_bias, flatten;
     TRY(attr_int(L, "num_hidden", 0, 1, 1 << 24, &nh));
     TRY(attr_bool(L, "no_bias", false, &no_bias));
@@ -644,8 +626,8 @@ static int build_binary(ml *L, ac_op op, int *out)
 
 static int build_concat(ml *L, int *out)
 {
-    json_t *arr;
-    int n;
+    json_t *arr = NULL;
+    int n = 0;
     TRY(node_inputs(L, L->cur, &arr, &n));
     int64_t dim;
     TRY(attr_int(L, "dim", 1, -8, 8, &dim));
@@ -768,11 +750,11 @@ static int build_node(ml *L, int k)
         return node_err(L, AC_E_INVALID, "'attrs' must be an object");
     if (!strcmp(L->cur_op, "null"))
         return build_null(L, &L->val[k]);
-    json_t *ins;
-    int nin;
+    json_t *ins = NULL;
+    int nin = 0;
     TRY(node_inputs(L, k, &ins, &nin));
     for (int i = 0; i < nin; i++) {
-        int j;
+        int j = -1;
         TRY(input_node(L, i, &j));
         if (L->val[j].is_input && L->val[j].t < 0 && !is_label_slot(L->cur_op, i)) {
             int save = L->cur;

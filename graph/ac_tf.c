@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ac_file.h"
+#include "ac_import.h"
 #include "ac_ops.h"
 #include "tf_min.pb-c.h"
 
@@ -433,13 +434,7 @@ static const char *derived(tl *L, const char *suffix)
 
 static int new_const(tl *L, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data, int *t)
 {
-    int i = ac_graph_add_tensor(L->g, name, dt, ndim, dims);
-    if (i < 0)
-        return nomem(L);
-    if (ac_graph_set_const(L->g, i, data, ac_tensor_bytes(&L->g->tensors[i]), L->err))
-        return L->err->code;
-    *t = i;
-    return 0;
+    return ac_import_const(L->g, name, dt, ndim, dims, data, t, L->err);
 }
 
 static int ints_const(tl *L, const char *suffix, int n, const int64_t *v, int *t)
@@ -452,42 +447,22 @@ static int ints_const(tl *L, const char *suffix, int n, const int64_t *v, int *t
 
 static int add_node(tl *L, const char *name, ac_op op, int nin, const int *ins, int *out, ac_node **node)
 {
-    int t = ac_graph_add_tensor(L->g, name, AC_DT_F32, -1, NULL);
-    if (t < 0)
-        return nomem(L);
-    int i = ac_graph_add_node(L->g, name, ac_op_name(op), op, nin, ins, 1, &t);
-    if (i < 0)
-        return nomem(L);
-    *out = t;
-    if (node)
-        *node = &L->g->nodes[i];
-    return 0;
+    return ac_import_node(L->g, name, op, nin, ins, out, node) ? nomem(L) : 0;
 }
 
 static int set_ints(tl *L, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_INTS);
-    if (!a || !(a->ints = ac_arena_memdup(L->g->arena, v, sizeof *v * (size_t)(cnt ? cnt : 1))))
-        return nomem(L);
-    a->n = cnt;
-    return 0;
+    return ac_import_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
 }
 
 static int set_int(tl *L, ac_node *n, const char *name, int64_t v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_INT);
-    if (!a)
-        return nomem(L);
-    a->i = v;
-    return 0;
+    return ac_import_int(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 static int set_str(tl *L, ac_node *n, const char *name, const char *v)
 {
-    ac_attr *a = ac_node_add_attr(L->g, n, name, AC_ATTR_STRING);
-    if (!a || !(a->s = ac_arena_strdup(L->g->arena, v)))
-        return nomem(L);
-    return 0;
+    return ac_import_str(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 static const int64_t TO_NCHW[4] = {0, 3, 1, 2}, TO_NHWC[4] = {0, 2, 3, 1};
@@ -830,12 +805,8 @@ static int build_batchnorm(tl *L, tf_val *out)
     }
     ac_node *n;
     TRY(add_node(L, L->cur->name, AC_OP_BATCHNORM, 5, ins, &out->t, &n));
-    ac_attr *a = ac_node_add_attr(L->g, n, "epsilon", AC_ATTR_FLOAT);
-    if (!a)
-        return nomem(L);
-    a->f = eps;
     out->nchw = true;
-    return 0;
+    return ac_import_float(L->g, n, "epsilon", eps) ? nomem(L) : 0;
 }
 
 static int build_mean(tl *L, tf_val *out)
