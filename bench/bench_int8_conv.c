@@ -18,8 +18,9 @@
  * AVX-512 VNNI), and ours as a fraction of it on the large 3x3 layers.
  *
  * Prints one row per (layer, batch, threads), the geomeans of ours / onednn
- * over the depthwise rows, the 1x1 rows and all rows, and a final line
- * int8_conv_geomean_vs_onednn=<ratio>.
+ * per thread count (comment lines: on a shared machine the multi-thread rows
+ * are the noisy ones), then over the depthwise rows, the 1x1 rows and all rows,
+ * and a final line int8_conv_geomean_vs_onednn=<ratio>.
  *
  * Usage: bench_int8_conv [--threads 1,2] [--batch 1,8] [--no-ref] [--filter SUBSTRING] */
 #define _GNU_SOURCE
@@ -384,8 +385,11 @@ int main(int argc, char **argv)
     printf("%-22s %5s %3s %8s %8s %8s %8s %8s %8s  %s\n", "layer", "batch", "thr", "MOP", "ours",
            "ref", "onednn", "/ref", "/onednn", "onednn impl");
 
-    double log_all = 0, log_dw = 0, log_pw = 0;
-    int n_all = 0, n_dw = 0, n_pw = 0;
+    /* log-ratio sums: [0] every row, [1 + ti] the rows of thread count threads[ti];
+     * kinds: every layer, depthwise, 1x1 */
+    enum { GM_ALL, GM_DW, GM_PW, GM_KINDS };
+    double gm_log[5][GM_KINDS] = {{0}};
+    int gm_n[5][GM_KINDS] = {{0}};
     double big3x3_best = 0; /* best fraction of peak on the large 3x3 layers */
     const int nlayers = (int)(sizeof k_layers / sizeof k_layers[0]);
     for (int li = 0; li < nlayers; li++) {
@@ -482,15 +486,16 @@ int main(int argc, char **argv)
                 printf("  %s\n", impl);
                 fflush(stdout);
                 if (g_dnnl > 0) {
-                    double lr = log(g_ours / g_dnnl);
-                    log_all += lr;
-                    n_all++;
-                    if (is_depthwise(L)) {
-                        log_dw += lr;
-                        n_dw++;
-                    } else if (is_pointwise(L)) {
-                        log_pw += lr;
-                        n_pw++;
+                    const double lr = log(g_ours / g_dnnl);
+                    const int kind = is_depthwise(L) ? GM_DW : (is_pointwise(L) ? GM_PW : -1);
+                    for (int set = 0; set <= 1; set++) {
+                        const int at = set ? 1 + ti : 0;
+                        gm_log[at][GM_ALL] += lr;
+                        gm_n[at][GM_ALL]++;
+                        if (kind >= 0) {
+                            gm_log[at][kind] += lr;
+                            gm_n[at][kind]++;
+                        }
                     }
                 }
                 if (have_vnni && c.nth == 1 && L->k == 3 && L->groups == 1 && L->stride == 1 &&
@@ -511,12 +516,25 @@ int main(int argc, char **argv)
     if (have_vnni)
         printf("# ours on the large 3x3 layers (1 thread): best %.0f%% of the int8 peak "
                "(%.1f GOPS)\n", 100.0 * big3x3_best, peak);
-    if (n_dw)
-        printf("int8_conv_depthwise_geomean_vs_onednn=%.3f (%d rows)\n", exp(log_dw / n_dw), n_dw);
-    if (n_pw)
-        printf("int8_conv_1x1_geomean_vs_onednn=%.3f (%d rows)\n", exp(log_pw / n_pw), n_pw);
-    if (n_all)
-        printf("int8_conv_geomean_vs_onednn=%.3f\n", exp(log_all / n_all));
+    /* per thread count too: on a shared machine the multi-thread rows are the noisy ones */
+    for (int ti = 0; ti < nthreads && nthreads > 1; ti++) {
+        const int at = 1 + ti;
+        printf("# %d thread%s:", threads[ti], threads[ti] > 1 ? "s" : "");
+        static const char *const names[GM_KINDS] = {"all", "depthwise", "1x1"};
+        for (int k = 0; k < GM_KINDS; k++)
+            if (gm_n[at][k])
+                printf(" %s %.3f (%d rows)", names[k], exp(gm_log[at][k] / gm_n[at][k]),
+                       gm_n[at][k]);
+        printf("\n");
+    }
+    if (gm_n[0][GM_DW])
+        printf("int8_conv_depthwise_geomean_vs_onednn=%.3f (%d rows)\n",
+               exp(gm_log[0][GM_DW] / gm_n[0][GM_DW]), gm_n[0][GM_DW]);
+    if (gm_n[0][GM_PW])
+        printf("int8_conv_1x1_geomean_vs_onednn=%.3f (%d rows)\n",
+               exp(gm_log[0][GM_PW] / gm_n[0][GM_PW]), gm_n[0][GM_PW]);
+    if (gm_n[0][GM_ALL])
+        printf("int8_conv_geomean_vs_onednn=%.3f\n", exp(gm_log[0][GM_ALL] / gm_n[0][GM_ALL]));
     else
         printf("int8_conv_geomean_vs_onednn=nan (oneDNN not available)\n");
     return 0;
