@@ -148,3 +148,26 @@ def test_errors_name_file_and_reason(ac_bin, net, tmp_path):
     proc = _run([ac_bin, "info", str(src) + ":Missing", "--input_data_shape", h.shape_arg(SHAPE)])
     assert proc.returncode != 0
     assert "has no class 'Missing'" in proc.stderr
+
+
+def test_quantize_a_pt_scores_as_its_onnx_twin(ac_bin, tmp_path):
+    """`quantize --model X.pt` end to end (calibration, lowering, scoring): the bundled
+    Fashion-MNIST net as TorchScript (onnx2torch + torch.jit.trace) scores exactly as the
+    ONNX file it came from, fp32 and int8."""
+    onnx2torch = pytest.importorskip("onnx2torch")
+    import json
+    import onnx
+    from test_quantize import data_args
+    args = data_args()
+    src = os.path.join(h.MODELS, "fmnist_plain.onnx")
+    m = onnx2torch.convert(onnx.load(src)).eval()
+    pt = str(tmp_path / "fmnist_plain.pt")
+    torch.jit.save(torch.jit.trace(m, torch.zeros(16, 1, 28, 28)), pt)
+    reports = []
+    for model, out in ((src, tmp_path / "q_onnx"), (pt, tmp_path / "q_pt")):
+        proc = _run([ac_bin, "quantize", "--model", model, "--output_dir", str(out)] + args)
+        assert proc.returncode == 0, proc.stderr
+        with open(str(out / "report.json")) as f:
+            reports.append(json.load(f))
+    assert reports[1]["fp32_score"] == reports[0]["fp32_score"] > 0.8
+    assert reports[1]["int8_score"] == reports[0]["int8_score"]
