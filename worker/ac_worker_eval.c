@@ -454,6 +454,13 @@ int ac_worker_eval_run(ac_worker_eval *w, const ac_task *task, const ac_worker_h
         return AC_CACHE_MISSING;
     if (rc)
         goto done;
+    if (task->kind != AC_TASK_CALIB && w->calib_exec) {
+        /* A job calibrates first, then evaluates: the calibration executor
+         * (one buffer per tensor, hundreds of MB for an ImageNet net) is not
+         * kept through the evaluations. */
+        ac_exec_destroy(&w->calib_exec);
+        w->calib_graph = 0;
+    }
     if (task->kind == AC_TASK_RUN) {
         rc = run_inline(w, task, &d, &bc, partial, &plen, &err);
         goto done;
