@@ -325,7 +325,7 @@ static const struct {
     {"LeakyRelu", AC_OP_LEAKY_RELU}, {"PRelu", AC_OP_PRELU}, {"Clip", AC_OP_CLIP},
     {"Relu6", AC_OP_RELU6}, {"Sigmoid", AC_OP_SIGMOID}, {"Tanh", AC_OP_TANH},
     {"HardSigmoid", AC_OP_HARD_SIGMOID}, {"HardSwish", AC_OP_HARD_SWISH}, {"SiLU", AC_OP_SILU},
-    {"Exp", AC_OP_EXP}, {"Softmax", AC_OP_SOFTMAX}, {"MaxPool", AC_OP_MAXPOOL},
+    {"Exp", AC_OP_EXP}, {"Sqrt", AC_OP_SQRT}, {"Softmax", AC_OP_SOFTMAX}, {"MaxPool", AC_OP_MAXPOOL},
     {"AveragePool", AC_OP_AVGPOOL}, {"GlobalAveragePool", AC_OP_GLOBAL_AVGPOOL},
     {"GlobalMaxPool", AC_OP_GLOBAL_MAXPOOL}, {"ReduceMean", AC_OP_REDUCE_MEAN},
     {"Concat", AC_OP_CONCAT}, {"Split", AC_OP_SPLIT}, {"Slice", AC_OP_SLICE},

@@ -58,6 +58,7 @@ static const struct {
     {"HardSigmoid", {1, 6}},
     {"HardSwish", {14}},
     {"Exp", {1, 6, 13}},
+    {"Sqrt", {1, 6, 13}},
     {"Softmax", {1, 11, 13}},
     {"MaxPool", {1, 8, 10, 11, 12}},
     {"AveragePool", {1, 7, 10, 11}},

@@ -446,6 +446,7 @@ static int infer_unary(ac_graph *g, ac_node *n, ac_err *err)
     case AC_OP_HARD_SWISH: p->u.kind = AC_UNARY_HARD_SWISH; break;
     case AC_OP_SILU: p->u.kind = AC_UNARY_SILU; break;
     case AC_OP_EXP: p->u.kind = AC_UNARY_EXP; break;
+    case AC_OP_SQRT: p->u.kind = AC_UNARY_SQRT; break;
     default: return BAD("not an element-wise unary op");
     }
     return set_out_like(g, n, err, 0, in_t(g, n, 0));
@@ -2198,6 +2199,7 @@ static const ac_op_def op_defs[AC_OP_COUNT] = {
     [AC_OP_HARD_SWISH] = {infer_unary, NULL, run_unary},
     [AC_OP_SILU] = {infer_unary, NULL, run_unary},
     [AC_OP_EXP] = {infer_unary, NULL, run_unary},
+    [AC_OP_SQRT] = {infer_unary, NULL, run_unary},
     [AC_OP_SOFTMAX] = {infer_softmax, NULL, run_softmax},
     [AC_OP_MAXPOOL] = {infer_pool, NULL, run_pool},
     [AC_OP_AVGPOOL] = {infer_pool, NULL, run_pool},

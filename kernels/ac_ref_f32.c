@@ -38,6 +38,7 @@ static float unary_one(const ac_unary_params *p, float x)
     case AC_UNARY_HARD_SWISH: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
     case AC_UNARY_SILU: return x * sigmoidf(x);
     case AC_UNARY_EXP: return expf(x);
+    case AC_UNARY_SQRT: return sqrtf(x);
     }
     return x;
 }

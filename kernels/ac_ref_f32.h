@@ -60,7 +60,8 @@ typedef enum {
     AC_UNARY_HARD_SIGMOID, /* max(0, min(1, alpha * x + beta)) */
     AC_UNARY_HARD_SWISH,   /* x * max(0, min(1, x / 6 + 0.5)) */
     AC_UNARY_SILU,         /* x * sigmoid(x) */
-    AC_UNARY_EXP
+    AC_UNARY_EXP,
+    AC_UNARY_SQRT          /* sqrt(x): NaN for x < 0, as IEEE */
 } ac_unary_kind;
 
 typedef struct {

@@ -710,6 +710,7 @@ static double lut_f(const ac_graph *g, const ac_node *n, double x, double lo, do
     case AC_OP_TANH: return tanh(x);
     case AC_OP_SILU: return x / (1.0 + exp(-x));
     case AC_OP_EXP: return exp(x);
+    case AC_OP_SQRT: return x > 0.0 ? sqrt(x) : 0.0; /* codes of a negative input: its clamp at 0 */
     case AC_OP_HARD_SWISH: {
         double t = x / 6.0 + 0.5;
         t = t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
@@ -862,7 +863,7 @@ static bool has_int8_form(const ac_graph *g, const ac_node *n)
     case AC_OP_GLOBAL_AVGPOOL: case AC_OP_GLOBAL_MAXPOOL: case AC_OP_RELU: case AC_OP_RELU6:
     case AC_OP_CLIP: case AC_OP_LEAKY_RELU: case AC_OP_PRELU: case AC_OP_SIGMOID:
     case AC_OP_TANH: case AC_OP_HARD_SIGMOID: case AC_OP_HARD_SWISH: case AC_OP_SILU:
-    case AC_OP_EXP:
+    case AC_OP_EXP: case AC_OP_SQRT:
         return true;
     default:
         return is_move(g, n);
@@ -929,7 +930,8 @@ static int lower_node(ctx *c, int i)
     case AC_OP_HARD_SIGMOID:
     case AC_OP_HARD_SWISH:
     case AC_OP_SILU:
-    case AC_OP_EXP: return lower_lut(c, n, np, 0.0, 0.0);
+    case AC_OP_EXP:
+    case AC_OP_SQRT: return lower_lut(c, n, np, 0.0, 0.0);
     default:
         if (n->op == AC_OP_PAD && !pad_value_zero(g, n))
             return go_fp32(np, AC_WHY_NO_INT8_FORM, "Pad with a non-zero constant");
