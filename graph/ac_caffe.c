@@ -1017,6 +1017,50 @@ static int build_pooling(ld *L, int *out)
     return infer(L, node);
 }
 
+/* SSD's Normalize (an L2 norm): y = x / sqrt(sum(x^2) + eps) * scale, the
+ * sum over the channels at each position (across_spatial: false, as SSD uses
+ * it) or over C, H and W (Caffe's default); scale per channel, or one value
+ * (channel_shared). Built from Mul, ReduceMean (times the count), Add, Sqrt,
+ * Div: the IR has no L2 reduction. */
+static int build_normalize(ld *L, int *out)
+{
+    TRY(one_in(L));
+    bool across, shared;
+    double eps;
+    TRY(get_bool(L, L->pm, "across_spatial", true, &across));
+    TRY(get_bool(L, L->pm, "channel_shared", true, &shared));
+    TRY(get_float(L, L->pm, "eps", 1e-10, &eps));
+    const ac_tensor *xt = T(L, L->ins[0]);
+    if (xt->ndim != 4)
+        return lerr(L, -1, AC_E_UNSUPPORTED, "needs a 4-d (N, C, H, W) bottom, not %d-d", xt->ndim);
+    int64_t c = xt->dims[1], count = across ? xt->dims[1] * xt->dims[2] * xt->dims[3] : xt->dims[1];
+    float *s = NULL;
+    TRY(blob(L, 0, shared ? 1 : c, "scale", &s));
+    int x = L->ins[0], sq, mean, sum, sum_eps, norm, normed, k;
+    ac_node *rn;
+    int rc = simple(L, "_sq", AC_OP_MUL, 2, (int[]){x, x}, &sq);
+    if (!rc)
+        rc = add_node(L, "_mean", AC_OP_REDUCE_MEAN, 1, &sq, &rn, &mean);
+    if (!rc)
+        rc = ac_node_set_ints(L->g, rn, "axes", across ? 3 : 1, (const int64_t[]){1, 2, 3}) ||
+             ac_node_set_int(L->g, rn, "keepdims", 1) || infer(L, rn);
+    float cnt = (float)count, e = (float)eps;
+    if (!rc)
+        rc = const_tensor(L, ".count", AC_DT_F32, 0, NULL, &cnt, &k) ||
+             simple(L, "_sum", AC_OP_MUL, 2, (int[]){mean, k}, &sum);
+    if (!rc)
+        rc = const_tensor(L, ".eps", AC_DT_F32, 0, NULL, &e, &k) ||
+             simple(L, "_sum_eps", AC_OP_ADD, 2, (int[]){sum, k}, &sum_eps);
+    if (!rc)
+        rc = simple(L, "_norm", AC_OP_SQRT, 1, &sum_eps, &norm) ||
+             simple(L, "_div", AC_OP_DIV, 2, (int[]){x, norm}, &normed);
+    if (!rc)
+        rc = const_tensor(L, ".scale", AC_DT_F32, shared ? 0 : 3, (const int64_t[]){c, 1, 1}, s, &k) ||
+             simple(L, "", AC_OP_MUL, 2, (int[]){normed, k}, out);
+    free(s);
+    return rc ? -1 : 0;
+}
+
 static int build_eltwise(ld *L, int *out)
 {
     static const char *const ops[] = {"PROD", "SUM", "MAX", NULL};
@@ -1352,6 +1396,7 @@ static const struct {
     {"TanH", "tanh_param", build_tanh},
     {"Upsample", "upsample_param", build_upsample},
     {"Dropout", "dropout_param", build_dropout},
+    {"Normalize", "norm_param", build_normalize},
     {"PriorBox", "prior_box_param", build_priorbox},
 };
 

@@ -332,6 +332,68 @@ static void test_weightless(void)
     ac_graph_destroy(&g);
 }
 
+/* ---- net E: Normalize (SSD's L2 norm), per channel over C and shared over C, H, W ---- */
+
+static const char net_e[] =
+    "layer { name: \"in\" type: \"Input\" top: \"x\" input_param { shape { dim: 1 dim: 3 dim: 2 dim: 2 } } }\n"
+    "layer { name: \"n1\" type: \"Normalize\" bottom: \"x\" top: \"y1\"\n"
+    "        norm_param { across_spatial: false channel_shared: false eps: 0.001 } }\n"
+    "layer { name: \"n2\" type: \"Normalize\" bottom: \"x\" top: \"y2\" }\n";
+
+static void test_normalize(void)
+{
+    static const float s1[3] = {20.f, 10.f, 0.5f}, s2[1] = {3.f};
+    CaffeMin__LayerParameter l[2];
+    CaffeMin__LayerParameter *lp[2] = {&l[0], &l[1]};
+    CaffeMin__BlobProto *b1 = blob(s1, 3), *b2 = blob(s2, 1);
+    const char *names[2] = {"n1", "n2"};
+    CaffeMin__BlobProto *bl[2][1] = {{b1}, {b2}};
+    for (int i = 0; i < 2; i++) {
+        caffe_min__layer_parameter__init(&l[i]);
+        l[i].name = (char *)names[i];
+        l[i].n_blobs = 1;
+        l[i].blobs = bl[i];
+    }
+    CaffeMin__NetParameter net;
+    caffe_min__net_parameter__init(&net);
+    net.n_layer = 2;
+    net.layer = lp;
+    size_t len = caffe_min__net_parameter__get_packed_size(&net);
+    uint8_t *buf = malloc(len);
+    caffe_min__net_parameter__pack(&net, buf);
+    ac_err err;
+    ac_graph *g = ac_caffe_load_buffer(net_e, sizeof net_e - 1, "e.prototxt", buf, len, "e.caffemodel", NULL, &err);
+    CHECK(g && g->noutputs == 2, "net e: %s", g ? "outputs" : err.msg);
+    float x[12];
+    for (int i = 0; i < 12; i++)
+        x[i] = urand(-2, 2);
+    const void *ins[1] = {x};
+    ac_exec *e = g ? ac_exec_new(g, &err) : NULL;
+    if (g && (!e || ac_exec_run(e, ins, &err))) {
+        CHECK(0, "run: %s", err.msg);
+    } else if (g) {
+        const float *y1 = ac_exec_tensor(e, g->outputs[0]), *y2 = ac_exec_tensor(e, g->outputs[1]);
+        double all = 1e-10, d = 0;
+        for (int i = 0; i < 12; i++)
+            all += (double)x[i] * x[i];
+        for (int p = 0; p < 4; p++) { /* each position: the norm over the 3 channels */
+            double ss = 0.001;
+            for (int c = 0; c < 3; c++)
+                ss += (double)x[c * 4 + p] * x[c * 4 + p];
+            for (int c = 0; c < 3; c++)
+                d = fmax(d, fabs(y1[c * 4 + p] - x[c * 4 + p] / sqrt(ss) * s1[c]));
+        }
+        for (int i = 0; i < 12; i++)
+            d = fmax(d, fabs(y2[i] - x[i] / sqrt(all) * s2[0]));
+        CHECK(d < 1e-5, "Normalize differs from Caffe's formula by %g", d);
+    }
+    ac_exec_destroy(&e);
+    ac_graph_destroy(&g);
+    free(buf);
+    free(b1);
+    free(b2);
+}
+
 /* ---- net C: SSD heads (PriorBox computed at import, DetectionOutput as the boundary) ---- */
 
 static const char net_c[] =
@@ -430,8 +492,8 @@ static const struct {
     {IN "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\"\n"
         "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }",
      "layer 'p' (Pooling): AVE pooling with pad and ceil rounding past the padded edge has no ONNX equivalent"},
-    {IN "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" }",
-     "e.prototxt:2:19: layer 'n' (Normalize): layer type 'Normalize' is not supported"},
+    {IN "layer { name: \"n\" type: \"Crop\" bottom: \"x\" top: \"y\" }",
+     "e.prototxt:2:19: layer 'n' (Crop): layer type 'Crop' is not supported"},
     {IN "layer { name: \"e\" type: \"Eltwise\" bottom: \"x\" bottom: \"x\" top: \"y\"\n"
         "eltwise_param { operation: PROD coeff: 1 coeff: 2 } }",
      "layer 'e' (Eltwise): coeff is for SUM, one per bottom"},
@@ -462,6 +524,7 @@ int main(void)
     test_layer_kinds();
     test_ssd();
     test_weightless();
+    test_normalize();
     test_errors();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
