@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_int8_eltwise.h"
 #include "ac_int8_fast.h"
 #include "ac_mem_plan.h"
 #include "ac_ops.h"
@@ -336,7 +337,7 @@ static int run_int8(const ac_qexec *e, const ac_node *n, const ac_node_plan *np,
         return 0;
     }
     case AC_Q8_FC: ac_fc_q8(&np->u.fc, in[0], out[0], e->scratch, ith, nth); return 0;
-    case AC_Q8_ADD: ac_add_q8__ref(&np->u.add, in, out[0], ith, nth); return 0;
+    case AC_Q8_ADD: ac_add_q8(&np->u.add, in, out[0], ith, nth); return 0;
     case AC_Q8_MUL: ac_mul_q8__ref(&np->u.mul, in[0], in[1], out[0], ith, nth); return 0;
     case AC_Q8_CONCAT:
         ac_concat_q8__ref(np->u.concat.outer, n->ninputs, np->u.concat.chunk, np->u.concat.rq, in,
@@ -351,7 +352,7 @@ static int run_int8(const ac_qexec *e, const ac_node *n, const ac_node_plan *np,
         ac_global_maxpool_q8__ref(np->u.gmax.rows, np->u.gmax.len, x->is_signed, in[0], out[0],
                                   ith, nth);
         return 0;
-    case AC_Q8_CLAMP: ac_clamp_q8__ref(&np->u.clamp, in[0], out[0], numel, ith, nth); return 0;
+    case AC_Q8_CLAMP: ac_clamp_q8(&np->u.clamp, in[0], out[0], numel, ith, nth); return 0;
     case AC_Q8_PRELU: ac_prelu_q8__ref(&np->u.prelu, in[0], out[0], ith, nth); return 0;
     case AC_Q8_LUT: ac_lut_q8__ref(&np->u.lut, in[0], out[0], numel, ith, nth); return 0;
     case AC_Q8_MOVE:
