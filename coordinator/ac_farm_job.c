@@ -242,6 +242,7 @@ typedef struct {
     int *first_task;              /* per candidate: its tasks are [first_task, first_task + nshards) */
     int nshards;
     ac_metric_partial **seen;     /* per candidate, NULL: no bound is kept */
+    int *received;                /* per candidate: results in so far */
     bool *stopped;
 } bound_ctx;
 
@@ -254,7 +255,10 @@ static int bound_progress(void *ctx, int done, int total, int index, const ac_fa
     int i = b->task_cand[index];
     (void)done;
     (void)total;
-    if (i < 0 || !b->seen[i] || b->stopped[i] || o->status != AC_RESULT_OK)
+    if (i < 0 || b->stopped[i])
+        return 0;
+    /* The last result decides a candidate in full: that is no early stop. */
+    if (++b->received[i] >= b->nshards || !b->seen[i] || o->status != AC_RESULT_OK)
         return 0;
     ac_metric_partial *sp = NULL;
     ac_err e = {0};
@@ -638,8 +642,9 @@ static int bounds_begin(const fjob *j, const ac_eval_round *round, int n, int nt
     b->task_cand = malloc(sizeof(int) * (size_t)(ntasks_max > 0 ? ntasks_max : 1));
     b->first_task = calloc((size_t)n, sizeof(int));
     b->seen = calloc((size_t)n, sizeof *b->seen);
+    b->received = calloc((size_t)n, sizeof(int));
     b->stopped = calloc((size_t)n, sizeof(bool));
-    if (!b->task_cand || !b->first_task || !b->seen || !b->stopped)
+    if (!b->task_cand || !b->first_task || !b->seen || !b->received || !b->stopped)
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
     for (int t = 0; t < ntasks_max; t++)
         b->task_cand[t] = -1;
@@ -663,6 +668,7 @@ static void bounds_end(bound_ctx *b, int n)
     for (int i = 0; b->seen && i < n; i++)
         ac_metric_partial_destroy(&b->seen[i]);
     free(b->seen);
+    free(b->received);
     free(b->stopped);
     free(b->task_cand);
     free(b->first_task);
