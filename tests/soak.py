@@ -66,6 +66,7 @@ class Soak:
         self.memory = {}  # role -> [(t, kb)]
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.chaos_error = None  # an exception that ended the chaos driver: the run fails
 
     # -- processes
     def start_broker(self):
@@ -100,6 +101,12 @@ class Soak:
 
     # -- chaos
     def chaos(self, minutes):
+        try:
+            self._chaos(minutes)
+        except Exception as e:  # noqa: BLE001 - any failure of the driver invalidates the run
+            self.chaos_error = "%s: %s" % (type(e).__name__, e)
+
+    def _chaos(self, minutes):
         end = time.monotonic() + minutes * 60
         broker_restart_at = time.monotonic() + minutes * 60 * self.rng.uniform(0.3, 0.6)
         while not self.stop.is_set() and time.monotonic() < end:
@@ -242,7 +249,13 @@ def main():
         print("soak: FAILED " + f)
     for role in growing:
         print("soak: MEMORY GROWTH " + role)
-    ok = not mismatches and not failures and not growing and c["searches"] >= 3
+    if soak.chaos_error:
+        print("soak: CHAOS DRIVER FAILED " + soak.chaos_error)
+    broker_due = args.minutes >= 1.0
+    if broker_due and c["broker_restarts"] != 1:
+        print("soak: the broker restart did not happen")
+    ok = (not mismatches and not failures and not growing and c["searches"] >= 3 and not soak.chaos_error and
+          (c["broker_restarts"] == 1 or not broker_due))
     print("soak: %s (logs in %s)" % ("PASS" if ok else "FAIL", tmp))
     return 0 if ok else 1
 
