@@ -37,6 +37,9 @@ HEARTBEAT_MS, LIVENESS = 100, 3
 # Chaos may hit the same task several times; the result must not change, so a task gets
 # more dispatches than the default 3 before it counts as failed.
 MAX_ATTEMPTS = 12
+# After the set time, running searches get this long to finish; a search still
+# running then (a hang) is killed and fails the run.
+DRAIN_S = 180
 
 
 def rss_kb(pid):
@@ -166,6 +169,10 @@ class Soak:
                     running[m] = self.search(m, os.path.join(self.tmp, "run%d-%s" % (n, m)))
             for m, q in list(running.items()):
                 if q.p.poll() is None:
+                    if time.monotonic() > end + DRAIN_S:  # a search that hangs fails the run
+                        q.kill()
+                        del running[m]
+                        failures.append("%s: still running %d s after the end (hung)\n%s" % (m, DRAIN_S, q.output()))
                     continue
                 del running[m]
                 rc = q.wait()
