@@ -196,7 +196,8 @@ int ac_node_set_float(ac_graph *g, ac_node *n, const char *name, float v)
 int ac_node_set_ints(ac_graph *g, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
     ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_INTS);
-    if (!a || !(a->ints = ac_arena_memdup(g->arena, v, sizeof *v * (size_t)cnt)))
+    /* an empty list still gets a (1-element) block: the arena has no 0-byte copies */
+    if (!a || !(a->ints = ac_arena_memdup(g->arena, v, sizeof *v * (size_t)(cnt > 0 ? cnt : 1))))
         return -1;
     a->n = cnt;
     return 0;

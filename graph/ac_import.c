@@ -14,41 +14,6 @@ int ac_import_node(ac_graph *g, const char *name, ac_op op, int nin, const int *
     return 0;
 }
 
-int ac_import_ints(ac_graph *g, ac_node *n, const char *name, int cnt, const int64_t *v)
-{
-    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_INTS);
-    if (!a || !(a->ints = ac_arena_memdup(g->arena, v, sizeof *v * (size_t)(cnt > 0 ? cnt : 1))))
-        return -1;
-    a->n = cnt;
-    return 0;
-}
-
-int ac_import_int(ac_graph *g, ac_node *n, const char *name, int64_t v)
-{
-    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_INT);
-    if (!a)
-        return -1;
-    a->i = v;
-    return 0;
-}
-
-int ac_import_float(ac_graph *g, ac_node *n, const char *name, float v)
-{
-    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_FLOAT);
-    if (!a)
-        return -1;
-    a->f = v;
-    return 0;
-}
-
-int ac_import_str(ac_graph *g, ac_node *n, const char *name, const char *v)
-{
-    ac_attr *a = ac_node_add_attr(g, n, name, AC_ATTR_STRING);
-    if (!a || !(a->s = ac_arena_strdup(g->arena, v)))
-        return -1;
-    return 0;
-}
-
 int ac_import_const(ac_graph *g, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data,
                     int *t, ac_err *err)
 {

@@ -1,6 +1,6 @@
 /* ac_import: the graph-building steps every importer repeats (TensorFlow,
- * MXNet): a node whose one output tensor carries the node's name, its
- * attributes, a constant. They return 0, or -1 when memory runs out (the
+ * MXNet): a node whose one output tensor carries the node's name, and
+ * a constant (attributes: ac_node_set_* of ac_graph.h). They return 0, or -1 when memory runs out (the
  * importer reports that with its own context: file, node, rule);
  * ac_import_const fills err itself. */
 #ifndef AC_IMPORT_H
@@ -10,10 +10,6 @@
 
 /* *node stays valid until the next node is added; node may be NULL. */
 int ac_import_node(ac_graph *g, const char *name, ac_op op, int nin, const int *ins, int *out, ac_node **node);
-int ac_import_ints(ac_graph *g, ac_node *n, const char *name, int cnt, const int64_t *v);
-int ac_import_int(ac_graph *g, ac_node *n, const char *name, int64_t v);
-int ac_import_float(ac_graph *g, ac_node *n, const char *name, float v);
-int ac_import_str(ac_graph *g, ac_node *n, const char *name, const char *v);
 /* A constant tensor holding a copy of data; returns 0 or err's code. */
 int ac_import_const(ac_graph *g, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data,
                     int *t, ac_err *err);

@@ -339,12 +339,12 @@ static int add_node(ml *L, const char *name, ac_op op, int nin, const int *ins, 
 
 static int set_ints(ml *L, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
-    return ac_import_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
+    return ac_node_set_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
 }
 
 static int set_num(ml *L, ac_node *n, const char *name, ac_attr_type type, double v)
 {
-    int rc = type == AC_ATTR_INT ? ac_import_int(L->g, n, name, (int64_t)v) : ac_import_float(L->g, n, name, (float)v);
+    int rc = type == AC_ATTR_INT ? ac_node_set_int(L->g, n, name, (int64_t)v) : ac_node_set_float(L->g, n, name, (float)v);
     return rc ? nomem(L) : 0;
 }
 

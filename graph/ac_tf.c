@@ -452,17 +452,17 @@ static int add_node(tl *L, const char *name, ac_op op, int nin, const int *ins, 
 
 static int set_ints(tl *L, ac_node *n, const char *name, int cnt, const int64_t *v)
 {
-    return ac_import_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
+    return ac_node_set_ints(L->g, n, name, cnt, v) ? nomem(L) : 0;
 }
 
 static int set_int(tl *L, ac_node *n, const char *name, int64_t v)
 {
-    return ac_import_int(L->g, n, name, v) ? nomem(L) : 0;
+    return ac_node_set_int(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 static int set_str(tl *L, ac_node *n, const char *name, const char *v)
 {
-    return ac_import_str(L->g, n, name, v) ? nomem(L) : 0;
+    return ac_node_set_string(L->g, n, name, v) ? nomem(L) : 0;
 }
 
 static const int64_t TO_NCHW[4] = {0, 3, 1, 2}, TO_NHWC[4] = {0, 2, 3, 1};
@@ -806,7 +806,7 @@ static int build_batchnorm(tl *L, tf_val *out)
     ac_node *n;
     TRY(add_node(L, L->cur->name, AC_OP_BATCHNORM, 5, ins, &out->t, &n));
     out->nchw = true;
-    return ac_import_float(L->g, n, "epsilon", eps) ? nomem(L) : 0;
+    return ac_node_set_float(L->g, n, "epsilon", eps) ? nomem(L) : 0;
 }
 
 static int build_mean(tl *L, tf_val *out)
