@@ -876,8 +876,13 @@ static void handle_one(ac_broker *b)
         p->tokens = b->cfg.max_msgs_per_s ? 2.0 * b->cfg.max_msgs_per_s : 0;
         take_token(b, p, now);
         zhashx_insert(b->peers, p->id, p);
-        if (m.proto == AC_PROTO_CLIENT)
+        if (m.proto == AC_PROTO_CLIENT) {
             blog(b, false, "client %s connected", p->id);
+            /* The greeting (§7.8): a client learns this broker's epoch before any
+             * answer to what it sent, so a restarted broker that receives what a
+             * client queued for the old one is noticed before its results count. */
+            send_heartbeat(b, p);
+        }
     }
     if (m.proto == AC_PROTO_WORKER)
         on_worker_msg(b, p, &m);

@@ -12,13 +12,14 @@ typedef struct {
     uint8_t hash[AC_HASH_BYTES];
     const uint8_t *data;
     size_t len;
+    bool sent; /* uploaded on the current socket, to the broker of c->epoch */
 } blob_ref;
 
 struct ac_farm_client {
     ac_farm_client_opts o;
     char *endpoint, *cert, *server_pub;
     zsock_t *sock;
-    uint64_t epoch;            /* the broker's, from its HEARTBEAT (0: unknown) */
+    uint64_t epoch;            /* the broker's, from its greeting on this socket (0: not yet) */
     int broker_hb_ms;          /* the broker's heartbeat interval, from its HEARTBEAT (0: unknown) */
     double last_recv, last_send;
     blob_ref *blobs;
@@ -52,6 +53,22 @@ static int liveness(const ac_farm_client *c)
     return c->o.liveness > 0 ? c->o.liveness : 3;
 }
 
+static int send_msg(ac_farm_client *c, const ac_msg *m, ac_err *err);
+
+static int send_heartbeat(ac_farm_client *c, ac_err *err)
+{
+    ac_msg hb;
+    ac_msg_init(&hb, AC_PROTO_CLIENT, AC_MSG_HEARTBEAT);
+    hb.heartbeat.interval_ms = (uint32_t)interval_ms(c);
+    hb.heartbeat.liveness = (uint32_t)liveness(c);
+    return send_msg(c, &hb, err);
+}
+
+/* A new socket knows no broker yet: it announces itself, and nothing that a
+ * broker must hold (blobs, tasks) is sent on it before the broker's greeting
+ * (a HEARTBEAT with its epoch, protocol §7.8) arrived. Otherwise messages
+ * queued for a broker that then died reach its successor, and the successor's
+ * epoch would be taken as the one those messages went to. */
 static int connect_socket(ac_farm_client *c, ac_err *err)
 {
     zsock_destroy(&c->sock);
@@ -59,7 +76,11 @@ static int connect_socket(ac_farm_client *c, ac_err *err)
     if (!c->sock)
         return -1;
     c->epoch = 0;
+    for (int i = 0; i < c->nblobs; i++)
+        c->blobs[i].sent = false;
     c->last_recv = c->last_send = now_s();
+    ac_err hb_err = {0};
+    send_heartbeat(c, &hb_err); /* if it fails, the run's heartbeats report why */
     return 0;
 }
 
@@ -154,7 +175,25 @@ int ac_farm_client_put_blob(ac_farm_client *c, const char *job, const uint8_t ha
     memcpy(b->hash, hash, AC_HASH_BYTES);
     b->data = data;
     b->len = len;
+    b->sent = false;
+    if (!c->epoch)
+        return 0; /* uploaded once the broker has greeted this socket */
+    b->sent = true;
     return upload(c, b, err);
+}
+
+/* Uploads the job's blobs this socket has not sent yet. */
+static int upload_pending(ac_farm_client *c, const char *job, ac_err *err)
+{
+    for (int i = 0; i < c->nblobs; i++) {
+        blob_ref *b = &c->blobs[i];
+        if (b->sent || strcmp(b->job, job) != 0)
+            continue;
+        b->sent = true;
+        if (upload(c, b, err))
+            return -1;
+    }
+    return 0;
 }
 
 static int submit(ac_farm_client *c, const char *job, const ac_task *tasks, const int *idx, int n, ac_err *err)
@@ -188,17 +227,13 @@ static int submit(ac_farm_client *c, const char *job, const ac_task *tasks, cons
     return 0;
 }
 
-/* After a broker restart: reconnect, upload the job's blobs, resubmit what has no outcome. */
-static int recover(ac_farm_client *c, const char *job, const ac_task *tasks, int n, const ac_farm_outcome *out,
-                   const bool *have, ac_err *err)
+/* Uploads the job's pending blobs and submits the tasks that have no outcome:
+ * on the first greeting of a socket, all of them; after a restart, the rest. */
+static int submit_missing(ac_farm_client *c, const char *job, const ac_task *tasks, int n, const bool *have,
+                          ac_err *err)
 {
-    (void)out;
-    c->stats.broker_restarts++;
-    if (connect_socket(c, err))
+    if (upload_pending(c, job, err))
         return -1;
-    for (int i = 0; i < c->nblobs; i++)
-        if (!strcmp(c->blobs[i].job, job) && upload(c, &c->blobs[i], err))
-            return -1;
     int *idx = malloc(sizeof(int) * (size_t)(n ? n : 1));
     if (!idx)
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
@@ -206,7 +241,6 @@ static int recover(ac_farm_client *c, const char *job, const ac_task *tasks, int
     for (int i = 0; i < n; i++)
         if (!have[i])
             idx[k++] = i;
-    c->stats.resubmits += k;
     int rc = submit(c, job, tasks, idx, k, err);
     free(idx);
     return rc;
@@ -278,14 +312,6 @@ static void take_result(ac_farm_client *c, const ac_result *r, ac_farm_outcome *
         c->stats.requeued_results++;
 }
 
-/* Between runs nobody reads the socket: the broker may have dropped this
- * client meanwhile (the coordinator computed longer than the broker's
- * liveness) or restarted. Reads what is queued first, and on a DISCONNECT or
- * a new epoch starts over on a new socket with the job's blobs, so that the
- * tasks about to be submitted go to a connection the broker knows and a
- * broker that holds their blobs (a SUBMIT on the dropped connection would
- * race with the resubmission on the new one for the job's ownership). */
-/* The epoch in a STATUS_REPLY map (0: none). */
 static uint64_t status_epoch(const ac_bytes *map)
 {
     ac_mpack_reader r;
@@ -347,15 +373,14 @@ static bool sync_take(ac_farm_client *c, bool *again, bool *answered)
 /* Between runs nobody reads the socket: the broker may have dropped this
  * client meanwhile (the coordinator computed longer than the broker's
  * liveness) or restarted (a new broker does not know this client, holds none
- * of its blobs and sends it nothing, so queued heartbeats of the old one would
- * look fine). Reads what is queued, then asks the broker for its STATUS and
- * compares the epoch of the answer (one round trip per run); on a DISCONNECT
- * or a new epoch starts over on a new socket with the job's blobs before any
- * task is submitted. Otherwise tasks could reach new workers before their
- * blobs ('the broker holds no blob'), and a SUBMIT on a dropped connection
- * would race with the resubmission on the new one for the job's ownership.
- * No answer within our liveness: go on, the run's silence detection takes over. */
-static int sync_connection(ac_farm_client *c, const char *job, ac_err *err)
+ * of its blobs and sends it nothing until it hears from it). Reads what is
+ * queued, then asks the broker for its STATUS and compares the epoch of the
+ * answer (one round trip per run); on a DISCONNECT or a new epoch starts over
+ * on a new socket, so that the job's blobs reach the broker before any task
+ * that names them, and a SUBMIT on a dropped connection does not race with the
+ * resubmission on the new one for the job's ownership. No answer within our
+ * liveness: go on, the run's silence detection takes over. */
+static int sync_connection(ac_farm_client *c, ac_err *err)
 {
     bool again = false, answered = false;
     while ((zsock_events(c->sock) & ZMQ_POLLIN) && sync_take(c, &again, &answered))
@@ -378,14 +403,99 @@ static int sync_connection(ac_farm_client *c, const char *job, ac_err *err)
     }
     if (!again)
         return 0;
+    /* The epoch just seen is the broker the new socket will meet (or the same
+     * one after a DISCONNECT): what is sent now goes to it; a different
+     * greeting on the new socket starts over again. */
     uint64_t epoch = c->epoch;
     if (connect_socket(c, err))
         return -1;
     c->epoch = epoch;
-    for (int i = 0; i < c->nblobs; i++)
-        if (!strcmp(c->blobs[i].job, job) && upload(c, &c->blobs[i], err))
-            return -1;
     return 0;
+}
+
+/* One ac_farm_client_run: the tasks, what has an outcome, and whether the
+ * tasks went to the broker of the current socket. */
+typedef struct {
+    const char *job;
+    const ac_task *tasks;
+    int n;
+    bool *have;
+    bool submitted;
+    bool restarted; /* started over during this run: the next submission is a resubmission */
+} run_state;
+
+static int run_submit(ac_farm_client *c, run_state *rs, ac_err *err)
+{
+    if (rs->restarted)
+        for (int i = 0; i < rs->n; i++)
+            c->stats.resubmits += !rs->have[i];
+    rs->submitted = true;
+    return submit_missing(c, rs->job, rs->tasks, rs->n, rs->have, err);
+}
+
+/* The broker restarted or dropped this client: start over on a new socket.
+ * epoch is the new broker's when its greeting told it, so blobs and tasks can
+ * go at once; 0 when unknown: they wait for the new socket's greeting. */
+static int run_start_over(ac_farm_client *c, run_state *rs, uint64_t epoch, zpoller_t **poller, ac_err *err)
+{
+    zpoller_destroy(poller);
+    c->stats.broker_restarts++;
+    rs->submitted = false;
+    rs->restarted = true;
+    if (connect_socket(c, err))
+        return -1;
+    if (!epoch)
+        return 0;
+    c->epoch = epoch;
+    return run_submit(c, rs, err);
+}
+
+/* A message carrying the broker's epoch arrived during a run. */
+static int run_epoch(ac_farm_client *c, run_state *rs, uint64_t epoch, zpoller_t **poller, ac_err *err)
+{
+    if (!epoch)
+        return 0;
+    if (!c->epoch) { /* this socket's greeting: now the blobs and tasks may go */
+        c->epoch = epoch;
+        return rs->submitted ? 0 : run_submit(c, rs, err);
+    }
+    if (epoch == c->epoch)
+        return 0;
+    return run_start_over(c, rs, epoch, poller, err);
+}
+
+/* A RESULT for this run: records it, asks progress whether to stop early. */
+static int run_result(ac_farm_client *c, run_state *rs, const ac_result *r, ac_farm_outcome *out, int *done,
+                      int *hint, ac_farm_progress_fn progress, void *ctx, int *cancel, ac_err *err)
+{
+    if (strcmp(r->key.job, rs->job) != 0)
+        return 0; /* another job of this client: not ours to wait for */
+    int i = find_task(rs->tasks, rs->n, &r->key, *hint);
+    if (i < 0)
+        return 0;
+    *hint = i + 1;
+    if (rs->have[i]) {
+        if (out[i].status == AC_RESULT_CANCELLED)
+            c->stats.late_results++;
+        else
+            c->stats.duplicates++;
+        return 0;
+    }
+    take_result(c, r, &out[i]);
+    rs->have[i] = true;
+    (*done)++;
+    int k = progress ? progress(ctx, *done, rs->n, i, &out[i], cancel) : 0;
+    int rc = 0;
+    if (k < 0) {
+        rc = cancel_tasks(c, rs->job, rs->tasks, rs->n, out, rs->have, NULL, 0, NULL, err);
+        *done = rs->n;
+    } else if (k > 0) {
+        int nc = 0;
+        rc = cancel_tasks(c, rs->job, rs->tasks, rs->n, out, rs->have, cancel, k < rs->n ? k : rs->n, &nc, err);
+        c->stats.cancelled += nc;
+        *done += nc;
+    }
+    return rc;
 }
 
 int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks, int n, ac_farm_outcome *out,
@@ -394,15 +504,15 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
     memset(out, 0, sizeof *out * (size_t)(n > 0 ? n : 0));
     if (n <= 0)
         return 0;
-    bool *have = calloc((size_t)n, sizeof(bool));
+    run_state rs = {.job = job, .tasks = tasks, .n = n, .have = calloc((size_t)n, sizeof(bool))};
     int *cancel = progress ? calloc((size_t)n, sizeof(int)) : NULL;
-    if (!have || (progress && !cancel)) {
-        free(have);
+    if (!rs.have || (progress && !cancel)) {
+        free(rs.have);
         return ac_err_set(err, AC_E_NOMEM, "out of memory");
     }
-    int rc = sync_connection(c, job, err);
-    if (!rc)
-        rc = submit(c, job, tasks, NULL, n, err);
+    int rc = sync_connection(c, err);
+    if (!rc && c->epoch)
+        rc = run_submit(c, &rs, err);
     int done = 0, hint = 0;
     double start = now_s();
     zpoller_t *poller = NULL;
@@ -421,25 +531,16 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
             break;
         }
         if (timeout_s > 0 && t - start > timeout_s) {
-            rc = cancel_tasks(c, job, tasks, n, out, have, NULL, 0, NULL, err);
+            rc = cancel_tasks(c, job, tasks, n, out, rs.have, NULL, 0, NULL, err);
             done = n;
             break;
         }
-        if (t - c->last_send >= send_interval_ms(c) / 1000.0) {
-            ac_msg hb;
-            ac_msg_init(&hb, AC_PROTO_CLIENT, AC_MSG_HEARTBEAT);
-            hb.heartbeat.interval_ms = (uint32_t)interval_ms(c);
-            hb.heartbeat.liveness = (uint32_t)liveness(c);
-            rc = send_msg(c, &hb, err);
-            if (rc)
-                break;
-        }
+        if (t - c->last_send >= send_interval_ms(c) / 1000.0 && (rc = send_heartbeat(c, err)))
+            break;
         if (!ready) {
-            if (t - c->last_recv > interval_ms(c) * liveness(c) / 1000.0) {
-                /* Silent broker: assume it restarted; start over on a new socket. */
-                zpoller_destroy(&poller);
-                rc = recover(c, job, tasks, n, out, have, err);
-            }
+            /* Silent broker: assume it restarted; start over on a new socket. */
+            if (t - c->last_recv > interval_ms(c) * liveness(c) / 1000.0)
+                rc = run_start_over(c, &rs, 0, &poller, err);
             continue;
         }
         ac_msg m;
@@ -451,51 +552,20 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
         case AC_MSG_HEARTBEAT:
             if (m.heartbeat.interval_ms > 0 && m.heartbeat.interval_ms < INT32_MAX)
                 c->broker_hb_ms = (int)m.heartbeat.interval_ms;
-            if (c->epoch && m.heartbeat.epoch && m.heartbeat.epoch != c->epoch) {
-                c->epoch = m.heartbeat.epoch;
-                zpoller_destroy(&poller);
-                rc = recover(c, job, tasks, n, out, have, err);
-                c->epoch = m.heartbeat.epoch;
-            } else if (m.heartbeat.epoch) {
-                c->epoch = m.heartbeat.epoch;
-            }
+            rc = run_epoch(c, &rs, m.heartbeat.epoch, &poller, err);
             break;
-        case AC_MSG_RESULT: {
-            if (strcmp(m.result.key.job, job) != 0)
-                break; /* another job of this client: not ours to wait for */
-            int i = find_task(tasks, n, &m.result.key, hint);
-            if (i < 0)
-                break;
-            hint = i + 1;
-            if (have[i]) {
-                if (out[i].status == AC_RESULT_CANCELLED)
-                    c->stats.late_results++;
-                else
-                    c->stats.duplicates++;
-                break;
-            }
-            take_result(c, &m.result, &out[i]);
-            have[i] = true;
-            done++;
-            int k = progress ? progress(ctx, done, n, i, &out[i], cancel) : 0;
-            if (k < 0) {
-                rc = cancel_tasks(c, job, tasks, n, out, have, NULL, 0, NULL, err);
-                done = n;
-            } else if (k > 0) {
-                int nc = 0;
-                rc = cancel_tasks(c, job, tasks, n, out, have, cancel, k < n ? k : n, &nc, err);
-                c->stats.cancelled += nc;
-                done += nc;
-            }
+        case AC_MSG_STATUS_REPLY:
+            rc = run_epoch(c, &rs, status_epoch(&m.status_map), &poller, err);
             break;
-        }
+        case AC_MSG_RESULT:
+            rc = run_result(c, &rs, &m.result, out, &done, &hint, progress, ctx, cancel, err);
+            break;
         case AC_MSG_ERROR:
             if (!m.error.job[0] || !strcmp(m.error.job, job))
                 rc = ac_err_set(err, AC_E_IO, "broker refused a request of job '%s': %s", job, m.error.message);
             break;
         case AC_MSG_DISCONNECT:
-            zpoller_destroy(&poller);
-            rc = recover(c, job, tasks, n, out, have, err);
+            rc = run_start_over(c, &rs, 0, &poller, err);
             break;
         default:
             break;
@@ -503,7 +573,7 @@ int ac_farm_client_run(ac_farm_client *c, const char *job, const ac_task *tasks,
         ac_msg_reset(&m);
     }
     zpoller_destroy(&poller);
-    free(have);
+    free(rs.have);
     free(cancel);
     return rc;
 }
