@@ -61,6 +61,7 @@ typedef struct {
     uint8_t hash[AC_HASH_BYTES];
     uint8_t *data;
     uint64_t total, have;
+    char uploader[PEER_ID_MAX]; /* the connection whose chunks fill it, while partial */
 } blob;
 
 struct job {
@@ -699,6 +700,15 @@ static void on_blob_put(ac_broker *b, peer *p, const ac_msg *m)
     blob *bl = zhashx_lookup(j->blobs, hx);
     if (bl && bl->have == bl->total)
         return; /* already complete: a re-upload is harmless */
+    if (bl && in->offset == 0) {
+        /* A client that started over on a new connection uploads again from
+         * the start: that upload replaces the partial one. */
+        j->blob_bytes -= bl->total;
+        zhashx_delete(j->blobs, hx);
+        bl = NULL;
+    } else if (bl && strcmp(bl->uploader, p->id) != 0) {
+        return; /* a late chunk of an upload its client gave up (it started over) */
+    }
     if (!bl) {
         if (in->offset != 0) {
             send_error(b, p, j->id, "blob %.16s...: first chunk must start at offset 0, got %llu", hx,
@@ -722,6 +732,7 @@ static void on_blob_put(ac_broker *b, peer *p, const ac_msg *m)
         }
         memcpy(bl->hash, in->hash, AC_HASH_BYTES);
         bl->total = in->total;
+        snprintf(bl->uploader, sizeof bl->uploader, "%s", p->id);
         zhashx_insert(j->blobs, hx, bl);
         j->blob_bytes += in->total;
     }

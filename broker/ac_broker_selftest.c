@@ -14,19 +14,10 @@
 
 #include "ac_mpack.h"
 #include "ac_msg_codec.h"
+#include "ac_check.h"
 
 #define HB_MS 100
 #define WAIT_MS 20000 /* safety limit for one expected message */
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static ac_broker_config test_config(const char *endpoint)
 {
@@ -352,6 +343,53 @@ static void wait_idle_workers(zactor_t *b, conn *c, uint32_t n)
     failures++;
 }
 
+/* Sends chunks [first, last) of a blob as BLOB_PUT. */
+static void put_blob_chunks(conn *c, const char *job, const uint8_t hash[AC_HASH_BYTES], const uint8_t *data,
+                            size_t size, int first, int last)
+{
+    for (int k = first; k < last && (size_t)k * AC_BLOB_CHUNK < size; k++) {
+        size_t off = (size_t)k * AC_BLOB_CHUNK;
+        ac_msg m;
+        ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_BLOB_PUT);
+        snprintf(m.blob.job, sizeof m.blob.job, "%s", job);
+        memcpy(m.blob.hash, hash, AC_HASH_BYTES);
+        m.blob.offset = off;
+        m.blob.total = size;
+        m.blob.data.data = data + off;
+        m.blob.data.len = size - off < AC_BLOB_CHUNK ? size - off : AC_BLOB_CHUNK;
+        conn_send(c, &m);
+    }
+}
+
+/* A worker fetches the blob in chunks; true when it equals data[0..size). */
+static bool fetched_equal(conn *w, const uint8_t hash[AC_HASH_BYTES], const uint8_t *data, size_t size)
+{
+    uint8_t *got = malloc(size);
+    size_t have = 0;
+    while (have < size) {
+        ac_msg m, in;
+        ac_msg_init(&m, AC_PROTO_WORKER, AC_MSG_BLOB_REQ);
+        memcpy(m.blob_req.hash, hash, AC_HASH_BYTES);
+        m.blob_req.offset = have;
+        m.blob_req.length = AC_BLOB_CHUNK;
+        conn_send(w, &m);
+        if (!conn_recv(w, &in, WAIT_MS))
+            break;
+        bool ok = in.cmd == AC_MSG_BLOB && in.blob.status == AC_BLOB_OK && in.blob.offset == have &&
+                  in.blob.total == size && in.blob.data.len;
+        if (ok) {
+            memcpy(got + have, in.blob.data.data, in.blob.data.len);
+            have += in.blob.data.len;
+        }
+        ac_msg_reset(&in);
+        if (!ok)
+            break;
+    }
+    bool same = have == size && !memcmp(got, data, size);
+    free(got);
+    return same;
+}
+
 /* ---- tests ------------------------------------------------------------------------- */
 
 static void test_dispatch_idle_only(const char *transport)
@@ -564,16 +602,7 @@ static void test_blobs(void)
         data[i] = (uint8_t)(i * 2654435761u >> 13);
     uint8_t hash[AC_HASH_BYTES] = {0xb1, 0x0b};
     ac_msg m;
-    for (size_t off = 0; off < size; off += AC_BLOB_CHUNK) {
-        ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_BLOB_PUT);
-        snprintf(m.blob.job, sizeof m.blob.job, "jobB");
-        memcpy(m.blob.hash, hash, AC_HASH_BYTES);
-        m.blob.offset = off;
-        m.blob.total = size;
-        m.blob.data.data = data + off;
-        m.blob.data.len = size - off < AC_BLOB_CHUNK ? size - off : AC_BLOB_CHUNK;
-        conn_send(&c, &m);
-    }
+    put_blob_chunks(&c, "jobB", hash, data, size, 0, 3);
     /* A second blob would exceed the job's 4 MiB bound: refused with ERROR. */
     ac_msg_init(&m, AC_PROTO_CLIENT, AC_MSG_BLOB_PUT);
     snprintf(m.blob.job, sizeof m.blob.job, "jobB");
@@ -590,26 +619,7 @@ static void test_blobs(void)
     /* A worker fetches it in chunks. */
     conn w = conn_new(ep, AC_PROTO_WORKER, NULL, NULL);
     send_ready(w.s, "fetcher");
-    uint8_t *got = malloc(size);
-    size_t have = 0;
-    while (have < size) {
-        ac_msg_init(&m, AC_PROTO_WORKER, AC_MSG_BLOB_REQ);
-        memcpy(m.blob_req.hash, hash, AC_HASH_BYTES);
-        m.blob_req.offset = have;
-        m.blob_req.length = AC_BLOB_CHUNK;
-        conn_send(&w, &m);
-        if (!conn_recv(&w, &in, WAIT_MS) || in.cmd != AC_MSG_BLOB || in.blob.status != AC_BLOB_OK ||
-            in.blob.offset != have || in.blob.total != size || !in.blob.data.len) {
-            failures++;
-            fprintf(stderr, "bad BLOB reply at %zu\n", have);
-            ac_msg_reset(&in);
-            break;
-        }
-        memcpy(got + have, in.blob.data.data, in.blob.data.len);
-        have += in.blob.data.len;
-        ac_msg_reset(&in);
-    }
-    CHECK(have == size && !memcmp(got, data, size));
+    CHECK(fetched_equal(&w, hash, data, size));
     /* Unknown hash, and a range beyond the end. */
     ac_msg_init(&m, AC_PROTO_WORKER, AC_MSG_BLOB_REQ);
     m.blob_req.hash[0] = 0x77;
@@ -633,12 +643,47 @@ static void test_blobs(void)
     conn_send(&w, &m);
     CHECK(conn_recv(&w, &in, WAIT_MS) && in.cmd == AC_MSG_BLOB && in.blob.status == AC_BLOB_UNKNOWN);
     ac_msg_reset(&in);
-    free(got);
     free(data);
     conn_close(&w);
     conn_close(&c);
     zactor_destroy(&b);
     printf("  blob put / served in chunks / bound / freed: ok\n");
+}
+
+/* A client that started over on a new connection uploads the blob again from
+ * offset 0 while the broker holds part of the first upload; late chunks of the
+ * first upload must not spoil the second. */
+static void test_blob_upload_restarted(void)
+{
+    char ep[256];
+    ac_broker_config cfg = test_config("inproc://broker-blob-restart");
+    zactor_t *b = start_broker(&cfg, ep);
+    conn old = conn_new(ep, AC_PROTO_CLIENT, NULL, NULL);
+    size_t size = 2 * AC_BLOB_CHUNK + 77; /* three chunks */
+    uint8_t *data = malloc(size);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (uint8_t)(i * 40503u >> 7);
+    uint8_t hash[AC_HASH_BYTES] = {0xc4, 0x11};
+    put_blob_chunks(&old, "jobR", hash, data, size, 0, 2); /* the first upload stops after 2 chunks */
+    conn_idle(&old, HB_MS);
+    conn fresh = conn_new(ep, AC_PROTO_CLIENT, NULL, NULL);
+    put_blob_chunks(&fresh, "jobR", hash, data, size, 0, 1);
+    put_blob_chunks(&old, "jobR", hash, data, size, 2, 3); /* late: the abandoned upload's last chunk */
+    put_blob_chunks(&fresh, "jobR", hash, data, size, 1, 3);
+    ac_msg in;
+    bool refused = conn_recv(&fresh, &in, HB_MS * 2) && in.cmd == AC_MSG_ERROR;
+    CHECK(!refused, "the new upload was refused: %s", refused ? in.error.message : "");
+    if (refused)
+        ac_msg_reset(&in);
+    conn w = conn_new(ep, AC_PROTO_WORKER, NULL, NULL);
+    send_ready(w.s, "fetcher");
+    CHECK(fetched_equal(&w, hash, data, size), "the blob served is not the one uploaded");
+    free(data);
+    conn_close(&w);
+    conn_close(&fresh);
+    conn_close(&old);
+    zactor_destroy(&b);
+    printf("  blob upload started over on a new connection: ok\n");
 }
 
 static void test_garbage_and_limits(void)
@@ -876,6 +921,7 @@ int main(void)
     RUN("requeue", test_requeue_and_fail());
     RUN("cancel", test_duplicates_and_cancel());
     RUN("blobs", test_blobs());
+    RUN("blob upload started over", test_blob_upload_restarted());
     RUN("garbage", test_garbage_and_limits());
     RUN("curve", test_curve());
     if (failures) {
