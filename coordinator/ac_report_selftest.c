@@ -20,17 +20,7 @@
 #include "ac_qtest_util.h"
 #include "ac_report_html.h"
 #include "ac_summary.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            failures++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-        }                                                                     \
-    } while (0)
+#include "ac_check.h"
 
 static const char *EVIL = "<script>alert(\"x\")</script> & 'q' \xff\xfe end";
 

@@ -23,18 +23,7 @@
 #include "ac_preproc.h"
 #include "ac_record.h"
 #include "ac_sha256.h"
-
-static int failures = 0, checks = 0;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        checks++;                                                                                                      \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-        }                                                                                                              \
-    } while (0)
+#include "ac_check.h"
 
 static char tmpdir[256];
 

@@ -15,17 +15,7 @@
 #include "ac_caffe.h"
 #include "ac_exec.h"
 #include "caffe_min.pb-c.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                              \
-    do {                                                                                                              \
-        if (!(cond)) {                                                                                                \
-            failures++;                                                                                               \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            fprintf(stderr, __VA_ARGS__);                                                                             \
-            fprintf(stderr, "\n");                                                                                    \
-        }                                                                                                             \
-    } while (0)
+#include "ac_check.h"
 
 static uint32_t rng = 777;
 static float urand(float lo, float hi)

@@ -16,17 +16,7 @@
 #include "ac_darknet.h"
 #include "ac_exec.h"
 #include "ac_model.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                              \
-    do {                                                                                                              \
-        if (!(cond)) {                                                                                                \
-            failures++;                                                                                               \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            fprintf(stderr, __VA_ARGS__);                                                                             \
-            fprintf(stderr, "\n");                                                                                    \
-        }                                                                                                             \
-    } while (0)
+#include "ac_check.h"
 
 /* ---- deterministic parameters ------------------------------------------------------------ */
 

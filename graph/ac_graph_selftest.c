@@ -11,17 +11,7 @@
 #include "ac_mem_plan.h"
 #include "ac_ops.h"
 #include "ac_passes.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            failures++;                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                    \
-            fprintf(stderr, __VA_ARGS__);                                                       \
-            fprintf(stderr, "\n");                                                              \
-        }                                                                                       \
-    } while (0)
+#include "ac_check.h"
 
 static int add_const(ac_graph *g, const char *name, int ndim, const int64_t *dims, const float *v)
 {

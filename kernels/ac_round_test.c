@@ -8,16 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);           \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
+#include "ac_check.h"
 
 #define CHECK_EQ(got, want)                                                                    \
     do {                                                                                       \

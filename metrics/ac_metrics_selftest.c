@@ -11,17 +11,8 @@
 
 #include "ac_metric.h"
 #include "fuzz_metric_partial.h"
+#include "ac_check.h"
 
-static int failures, checks;
-
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        checks++;                                                                                                      \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-        }                                                                                                              \
-    } while (0)
 #define CHECK_NEAR(a, b, tol)                                                                                          \
     do {                                                                                                               \
         checks++;                                                                                                      \

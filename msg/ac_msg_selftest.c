@@ -10,16 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "ac_check.h"
 
 static const uint8_t partial_bytes[] = {0x93, 1, 2, 3};
 static const uint8_t payload_bytes[] = {0x81, 0xa1, 'k', 0x2a};

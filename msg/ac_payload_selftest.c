@@ -10,16 +10,7 @@
 #include <string.h>
 
 #include "ac_payload.h"
-
-static int failures;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
+#include "ac_check.h"
 
 static const ac_payload_range k_ranges[] = {
     {"input", 2.8215, -0.4242, 2.8215},

@@ -9,19 +9,7 @@
 #include <string.h>
 
 #include "ac_remote_msg.h"
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                         \
-    do {                                                                         \
-        checks++;                                                                \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fprintf(stderr, "\n");                                               \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
+#include "ac_check.h"
 
 static const float k_batch[6] = {0.5f, -1.25f, 3.0f, 0.0f, 1e-3f, 7.75f};
 

@@ -25,18 +25,7 @@
 #include "ac_passes.h"
 #include "ac_qexec.h"
 #include "ac_qtest_util.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-        }                                                                                     \
-    } while (0)
+#include "ac_check.h"
 
 /* ---- the msgpack reader ------------------------------------------------------------------- */
 

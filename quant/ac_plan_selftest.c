@@ -21,17 +21,7 @@
 #include "ac_qexec.h"
 #include "ac_qtest_util.h"
 #include "ac_round.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            failures++;                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                    \
-            fprintf(stderr, __VA_ARGS__);                                                       \
-            fprintf(stderr, "\n");                                                              \
-        }                                                                                       \
-    } while (0)
+#include "ac_check.h"
 
 /* ---- small graph builders ------------------------------------------------------------------ */
 

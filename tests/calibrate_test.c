@@ -13,20 +13,10 @@
 #include "ac_dataset.h"
 #include "ac_exec.h"
 #include "ac_model.h"
+#include "ac_check.h"
 
 #define BATCH 10
 #define IMAGES 60
-
-static int failures;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);      \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-        }                                                                         \
-    } while (0)
 
 typedef struct {
     ac_graph *g;

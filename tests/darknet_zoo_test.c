@@ -19,17 +19,7 @@
 #include "ac_exec.h"
 #include "ac_model.h"
 #include "ac_passes.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                              \
-    do {                                                                                                              \
-        if (!(cond)) {                                                                                                \
-            failures++;                                                                                               \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            fprintf(stderr, __VA_ARGS__);                                                                             \
-            fprintf(stderr, "\n");                                                                                    \
-        }                                                                                                             \
-    } while (0)
+#include "ac_check.h"
 
 static void check_heads_match_preset(const ac_graph *g)
 {

@@ -8,16 +8,7 @@
 
 #include "ac_onnx.h"
 #include "onnx/onnx.pb-c.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                               \
-        }                                                                             \
-    } while (0)
+#include "ac_check.h"
 
 /* ---------------------------------------------------------------- shapes */
 

@@ -21,21 +21,12 @@
 #include "ac_qexec.h"
 #include "ac_runner.h"
 #include "ac_worker.h"
+#include "ac_check.h"
 
 #define SHAPES "(8,1,28,28)"
 #define PREPROCESS "mean_value=72.93,scale=0.011109"
 #define JOB "e2e"
 #define NEVAL 240
-
-static int failures;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                               \
-        }                                                                             \
-    } while (0)
 
 #define REQUIRE(cond)                                                                           \
     do {                                                                                        \

@@ -23,19 +23,10 @@
 #include "ac_payload.h"
 #include "ac_sha256.h"
 #include "ac_worker_eval.h"
+#include "ac_check.h"
 
 #define SHAPES "(8,1,28,28)"
 #define PREPROCESS "mean_value=72.93,scale=0.011109" /* as autocalib demo */
-
-static int failures;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                               \
-        }                                                                             \
-    } while (0)
 
 #define REQUIRE(cond)                                                                   \
     do {                                                                                \
