@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ac_caffe.h"
+#include "fuzz_graph_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -21,17 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ac_err_clear(&err);
     ac_graph *g = ac_caffe_load_buffer((const char *)data, text_len, "fuzz.prototxt", model, mlen, "fuzz.caffemodel",
                                        NULL, &err);
-    if (!g) {
-        if (err.code == AC_OK || !err.msg[0])
-            abort(); /* an error without a status or message */
+    if (!fuzz_graph_loaded(g, &err))
         return 0;
-    }
-    for (int i = 0; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i].noutputs; j++) {
-            int t = g->nodes[i].outputs[j];
-            if (t >= 0 && (g->tensors[t].ndim < 0 || g->tensors[t].dtype == AC_DT_UNDEFINED))
-                abort(); /* shape inference claimed success but left a tensor unknown */
-        }
     if (g->ninputs < 1 || g->noutputs < 1)
         abort(); /* a loaded network has inputs and outputs */
     ac_graph_destroy(&g);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ac_mxnet.h"
+#include "fuzz_graph_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,17 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t jlen = (size_t)(nul - data);
     ac_graph *g = ac_mxnet_load_buffer((const char *)data, jlen, "fuzz-symbol.json", nul + 1, size - jlen - 1,
                                        "fuzz.params", &opt, &err);
-    if (!g) {
-        if (err.code == AC_OK || !err.msg[0])
-            abort(); /* an error without a status or message */
+    if (!fuzz_graph_loaded(g, &err))
         return 0;
-    }
-    for (int i = 0; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i].noutputs; j++) {
-            int t = g->nodes[i].outputs[j];
-            if (t >= 0 && (g->tensors[t].ndim < 0 || g->tensors[t].dtype == AC_DT_UNDEFINED))
-                abort();
-        }
     ac_graph_destroy(&g);
     return 0;
 }

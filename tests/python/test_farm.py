@@ -1014,6 +1014,24 @@ def test_resume_after_repeated_kills_at_any_moment(ac_bin, farm, tmp_path):
     assert_same_result(got, full, "after %d kills and resumes" % kills)
 
 
+def replace_farm(farm, broker, workers):
+    """Kills the broker and its workers, starts a new broker on the same endpoint (its
+    port may take a moment to be free) and two new workers, w3 and w4, with empty caches."""
+    broker.kill()
+    for w in workers:
+        w.kill()
+    for _ in range(20):
+        b2 = farm.broker(wait=False)
+        wait_for(lambda: not b2.alive() or any("serving" in l for l in b2.snapshot()), "the new broker")
+        if b2.alive():
+            break
+        time.sleep(0.2)
+    assert b2.alive()
+    farm.worker("w3")
+    farm.worker("w4")
+    return b2
+
+
 @pytest.mark.long
 @pytest.mark.parametrize("delay", [0.3, 1.0, 1.7, 2.4, 3.1])
 def test_broker_restart_at_any_moment_with_fresh_workers(ac_bin, farm, tmp_path, tmp_path_factory, delay):
@@ -1027,18 +1045,7 @@ def test_broker_restart_at_any_moment_with_fresh_workers(ac_bin, farm, tmp_path,
     farm.workers_ready(["w1", "w2"])
     q = farm.quantize("fmnist_plain", tmp_path / "out", "--shard_batches", "1")
     time.sleep(delay)
-    b1.kill()
-    for w in old:
-        w.kill()
-    for _ in range(20):
-        b2 = farm.broker(wait=False)
-        wait_for(lambda: not b2.alive() or any("serving" in l for l in b2.snapshot()), "the new broker")
-        if b2.alive():
-            break
-        time.sleep(0.2)
-    assert b2.alive()
-    farm.worker("w3")
-    farm.worker("w4")
+    replace_farm(farm, b1, old)
     rc = q.wait()
     assert rc == 0, "quantize failed after a broker restart at %.1fs\n%s" % (delay, q.output())
     assert_same_result(load_result(tmp_path / "out"), ref, "broker restarted at %.1fs" % delay)
@@ -1071,18 +1078,7 @@ def test_broker_restart_between_runs_with_fresh_workers(ac_bin, farm, tmp_path, 
     q.p.send_signal(signal.SIGSTOP)
     try:
         assert q.p.poll() is None, q.output()
-        b1.kill()
-        for w in old:
-            w.kill()
-        for _ in range(20):
-            b2 = farm.broker(wait=False)
-            wait_for(lambda: not b2.alive() or any("serving" in l for l in b2.snapshot()), "the new broker")
-            if b2.alive():
-                break
-            time.sleep(0.2)
-        assert b2.alive()
-        farm.worker("w3")
-        farm.worker("w4")
+        replace_farm(farm, b1, old)
         farm.workers_ready(["w3", "w4"])
     finally:
         q.p.send_signal(signal.SIGCONT)
