@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ac_file.h"
+#include "ac_import.h"
 #include "ac_ops.h"
 #include "caffe_min.pb-c.h"
 
@@ -543,14 +544,8 @@ static int add_node(ld *L, const char *suffix, ac_op op, int nin, const int *ins
     *node = NULL;
     *out = -1;
     const char *name = tname(L, L->lname, suffix);
-    int t = name ? ac_graph_add_tensor(L->g, name, AC_DT_F32, -1, NULL) : -1;
-    if (t < 0)
+    if (!name || ac_import_node(L->g, name, op, nin, ins, out, node))
         return nomem(L);
-    int i = ac_graph_add_node(L->g, name, ac_op_name(op), op, nin, ins, 1, &t);
-    if (i < 0)
-        return nomem(L);
-    *node = &L->g->nodes[i];
-    *out = t;
     return 0;
 }
 
@@ -1831,12 +1826,6 @@ ac_graph *ac_caffe_load_buffer(const char *text, size_t text_len, const char *te
     return L.g;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *b = strrchr(path, '/');
-    return b ? b + 1 : path;
-}
-
 ac_graph *ac_caffe_load(const char *prototxt_path, const char *caffemodel_path, const ac_caffe_options *opt,
                         ac_err *err)
 {
@@ -1847,7 +1836,7 @@ ac_graph *ac_caffe_load(const char *prototxt_path, const char *caffemodel_path, 
         free(text);
         return NULL;
     }
-    ac_graph *g = ac_caffe_load_buffer(text, tlen, base_name(prototxt_path), model, mlen, base_name(caffemodel_path),
+    ac_graph *g = ac_caffe_load_buffer(text, tlen, ac_import_base_name(prototxt_path), model, mlen, ac_import_base_name(caffemodel_path),
                                        opt, err);
     free(text);
     free(model);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "ac_file.h"
+#include "ac_import.h"
 #include "ac_ops.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -563,16 +564,7 @@ static int const_scalar(ld *L, const char *name, float v, int *t)
  * the next node is added. */
 static int add_node(ld *L, const char *name, ac_op op, int nin, const int *ins, int *out, ac_node **node)
 {
-    int t = ac_graph_add_tensor(L->g, name, AC_DT_F32, -1, NULL);
-    if (t < 0)
-        return nomem(L);
-    int i = ac_graph_add_node(L->g, name, ac_op_name(op), op, nin, ins, 1, &t);
-    if (i < 0)
-        return nomem(L);
-    *out = t;
-    if (node)
-        *node = &L->g->nodes[i];
-    return 0;
+    return ac_import_node(L->g, name, op, nin, ins, out, node) ? nomem(L) : 0;
 }
 
 static int attr_ints(ld *L, ac_node *n, const char *name, int cnt, const int64_t *v)
@@ -1355,12 +1347,6 @@ static int build(ld *L, const ac_darknet_options *opt)
     return check_shapes(L);
 }
 
-static const char *base_name(const char *path)
-{
-    const char *b = strrchr(path, '/');
-    return b ? b + 1 : path;
-}
-
 ac_graph *ac_darknet_load_buffer(const char *cfg, size_t cfg_len, const char *cfg_name, const void *weights,
                                  size_t weights_len, const char *weights_name, const ac_darknet_options *opt,
                                  ac_err *err)
@@ -1406,7 +1392,7 @@ ac_graph *ac_darknet_load(const char *cfg_path, const char *weights_path, const 
         free(cfg);
         return NULL;
     }
-    ac_graph *g = ac_darknet_load_buffer(cfg, clen, base_name(cfg_path), w, wlen, base_name(weights_path), opt, err);
+    ac_graph *g = ac_darknet_load_buffer(cfg, clen, ac_import_base_name(cfg_path), w, wlen, ac_import_base_name(weights_path), opt, err);
     free(cfg);
     free(w);
     return g;

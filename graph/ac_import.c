@@ -1,5 +1,7 @@
 #include "ac_import.h"
 
+#include <string.h>
+
 int ac_import_node(ac_graph *g, const char *name, ac_op op, int nin, const int *ins, int *out, ac_node **node)
 {
     int t = ac_graph_add_tensor(g, name, AC_DT_F32, -1, NULL);
@@ -14,14 +16,8 @@ int ac_import_node(ac_graph *g, const char *name, ac_op op, int nin, const int *
     return 0;
 }
 
-int ac_import_const(ac_graph *g, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data,
-                    int *t, ac_err *err)
+const char *ac_import_base_name(const char *path)
 {
-    int i = ac_graph_add_tensor(g, name, dt, ndim, dims);
-    if (i < 0)
-        return ac_err_set(err, AC_E_NOMEM, "out of memory for constant '%s'", name);
-    if (ac_graph_set_const(g, i, data, ac_tensor_bytes(&g->tensors[i]), err))
-        return err->code;
-    *t = i;
-    return 0;
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
 }

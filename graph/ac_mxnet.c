@@ -828,12 +828,6 @@ static int build(ml *L, const char *json, size_t json_len)
     return rc;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *b = strrchr(path, '/');
-    return b ? b + 1 : path;
-}
-
 ac_graph *ac_mxnet_load_buffer(const char *json, size_t json_len, const char *json_name, const void *params,
                                size_t params_len, const char *params_name, const ac_mxnet_options *opt,
                                ac_err *err)
@@ -873,7 +867,7 @@ ac_graph *ac_mxnet_load(const char *json_path, const char *params_path, const ac
         free(js);
         return NULL;
     }
-    ac_graph *g = ac_mxnet_load_buffer(js, jl, base_name(json_path), ps, pl, base_name(params_path), opt, err);
+    ac_graph *g = ac_mxnet_load_buffer(js, jl, ac_import_base_name(json_path), ps, pl, ac_import_base_name(params_path), opt, err);
     free(js);
     free(ps);
     return g;

@@ -434,7 +434,8 @@ static const char *derived(tl *L, const char *suffix)
 
 static int new_const(tl *L, const char *name, ac_dtype dt, int ndim, const int64_t *dims, const void *data, int *t)
 {
-    return ac_import_const(L->g, name, dt, ndim, dims, data, t, L->err);
+    *t = ac_graph_add_const(L->g, name, dt, ndim, dims, data, L->err);
+    return *t < 0 ? (int)L->err->code : 0;
 }
 
 static int ints_const(tl *L, const char *suffix, int n, const int64_t *v, int *t)
@@ -1353,12 +1354,6 @@ static int build(tl *L)
     return rc;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *b = strrchr(path, '/');
-    return b ? b + 1 : path;
-}
-
 ac_graph *ac_tf_load_buffer(const void *buf, size_t len, const char *name, const ac_tf_options *opt, ac_err *err)
 {
     ac_err local;
@@ -1396,7 +1391,7 @@ ac_graph *ac_tf_load(const char *path, const ac_tf_options *opt, ac_err *err)
     size_t len;
     if (ac_model_file_read(path, (size_t)2 << 30, "GraphDef", &buf, &len, err))
         return NULL;
-    ac_graph *g = ac_tf_load_buffer(buf, len, base_name(path), opt, err);
+    ac_graph *g = ac_tf_load_buffer(buf, len, ac_import_base_name(path), opt, err);
     free(buf);
     return g;
 }
