@@ -15,9 +15,10 @@ Models and data:
   the bundled one is absent); Debian's Fashion-MNIST idx files; calibration = the first
   --calib (300) training images, test = the 10k test set (first --limit).
   Preprocessing (x/255 - 0.2860)/0.3530.
-- mobilenet_v2: ../shared/zoo/imagenet/mobilenet_v2_1.0_224.onnx (1001 classes) on
-  val1300/dataset_1001.txt: the first 300 lines calibrate, the other 1000 test (first
-  --limit). JPEG decoded as RGB, bilinear resize to 224x224, (u8 - 128)/128, NCHW RGB.
+- mobilenet_v2, mobilenet_v1_025: ../shared/zoo/imagenet/mobilenet_v2_1.0_224.onnx and
+  mobilenet_v1_0.25_128.onnx (1001 classes) on val1300/dataset_1001.txt: the first 300
+  lines calibrate, the other 1000 test (first --limit). JPEG decoded as RGB, bilinear
+  resize to the model's side (224 / 128), (u8 - 128)/128, NCHW RGB.
   Skipped with a message when the zoo is absent.
 
 Figures: top-1 (and top-5 for ImageNet) as fractions in the JSON, drop in percentage
@@ -45,7 +46,10 @@ FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
 IMAGENET_CALIB = 300  # the project's convention: first 300 lines calibrate
 
 FMNIST_MODELS = ["fmnist_plain", "fmnist_resnet", "fmnist_mbv2"]
-IMAGENET_MODELS = {"mobilenet_v2": "mobilenet_v2_1.0_224.onnx"}
+IMAGENET_MODELS = {"mobilenet_v2": "mobilenet_v2_1.0_224.onnx",
+                   "mobilenet_v1_025": "mobilenet_v1_0.25_128.onnx"}
+# Input side in pixels of each ImageNet model (the JPEGs are resized to it).
+IMAGENET_SIZES = {"mobilenet_v2": 224, "mobilenet_v1_025": 128}
 ALL_MODELS = FMNIST_MODELS + list(IMAGENET_MODELS)
 
 
@@ -101,25 +105,25 @@ def imagenet_list(zoo):
     return items
 
 
-def imagenet_images(items):
-    """float32 NCHW RGB, (u8 - 128)/128, after a bilinear resize to 224x224."""
+def imagenet_images(items, size=224):
+    """float32 NCHW RGB, (u8 - 128)/128, after a bilinear resize to size x size."""
     from PIL import Image
-    out = np.empty((len(items), 3, 224, 224), np.float32)
+    out = np.empty((len(items), 3, size, size), np.float32)
     for i, (path, _) in enumerate(items):
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB").resize((224, 224), Image.BILINEAR), np.float32)
+            rgb = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
         out[i] = ((rgb - 128.0) / 128.0).transpose(2, 0, 1)
     return out, np.array([lab for _, lab in items], np.int64)
 
 
-def imagenet_data(zoo, n_calib, limit):
+def imagenet_data(zoo, n_calib, limit, size=224):
     items = imagenet_list(zoo)
     calib = items[:min(n_calib, IMAGENET_CALIB)]
     test = items[IMAGENET_CALIB:]
     if limit:
         test = test[:limit]
-    xc, _ = imagenet_images(calib)
-    xt, yt = imagenet_images(test)
+    xc, _ = imagenet_images(calib, size)
+    xt, yt = imagenet_images(test, size)
     return xc, xt, yt
 
 
@@ -265,7 +269,7 @@ def run_model(name, args, engine):
     is_imagenet = name in IMAGENET_MODELS
     t0 = time.perf_counter()
     if is_imagenet:
-        xc, xt, yt = imagenet_data(args.zoo, args.calib, args.limit)
+        xc, xt, yt = imagenet_data(args.zoo, args.calib, args.limit, IMAGENET_SIZES[name])
         batch = 50
     else:
         xc, xt, yt = fmnist_data(args.calib, args.limit)

@@ -1,0 +1,834 @@
+#!/usr/bin/env python3
+"""Accuracy and search table: autocalib's fast and auto modes against post-training
+quantization peers, each model on the same calibration set and test split.
+
+    bench/run accuracy [--models a,b] [--skip-auto a,b|all] [--limit N]
+                       [--json F] [--markdown [docs/accuracy.md]] [--rerun a,b]
+
+For each classifier (the Fashion-MNIST nets, ImageNet MobileNetV1-0.25 and MobileNetV2):
+- autocalib quantize, fast mode: fp32, the plain baseline (KL, per-tensor), every fast-mode
+  option of round 1, the fast-mode result; evaluations, rounds, wall time;
+- autocalib quantize --auto_calib: the result, its fp32 layers and estimated BM1684 cost;
+- ONNX Runtime quantize_static: QDQ, int8 symmetric activations and weights, MinMax /
+  Entropy / Percentile calibration, per-tensor and per-channel weights;
+- PyTorch FX post-training static quantization (bench/peer_torch_ptq.py), per-tensor and
+  per-channel weights;
+- NNCF quantize_with_accuracy_control (ONNX backend, max_drop 0.005 absolute);
+- ONNX Neural Compressor (Intel Neural Compressor's ONNX Runtime package) autotune over the
+  six quantize_static variants, tolerable loss 0.005 absolute (passed as relative loss
+  0.005 / fp32 top-1, the only form it takes).
+All peers score top-1 against the labels of the same test split, in Python; autocalib scores
+with its own loader and the same preprocessing (docs/accuracy.md says where they differ).
+
+Results go to --json (default $AC_BUILD_DIR/bench-work/accuracy.json) as they come, one
+entry per model and tool; a later run reuses them (--rerun drops a model's entries).
+--markdown regenerates the generated section of docs/accuracy.md from that JSON alone.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peer_torch_ptq as ptq  # noqa: E402  (data loading, torch PTQ, top-k, machine line)
+
+REPO = ptq.REPO
+BUDGET = 0.005  # the accuracy budget of every tool: at most 0.5 top-1 points lost
+DOC = os.path.join(REPO, "docs", "accuracy.md")
+BEGIN = "<!-- accuracy_table.py: generated section begins; do not edit by hand -->"
+END = "<!-- accuracy_table.py: generated section ends -->"
+FMNIST_PREPROCESS = "mean_value=72.93,scale=0.011109"  # (x - 0.2860*255) / (0.3530*255)
+
+# Classifiers this script runs: kind, autocalib batch.
+CLASSIFIERS = {
+    "fmnist_plain": ("fmnist", 100),
+    "fmnist_resnet": ("fmnist", 100),
+    "fmnist_mbv2": ("fmnist", 100),
+    "mobilenet_v1_025": ("imagenet", 10),
+    "mobilenet_v2": ("imagenet", 10),
+}
+# Zoo models the importers handle that this script does not run, and why.
+NOT_RUN = {
+    "ultraface_rfb320": "detector without labels in the zoo: the peers would need autocalib's "
+                        "detection score (decoder, NMS, mAP against the fp32 detections; "
+                        "metrics/ in C) rebuilt in Python, which this script does not have yet",
+    "yunet_n_320": "same as UltraFace (detector without labels; 12 outputs, decoder not in "
+                   "autocalib's metric either)",
+    "blazeface_front_128": "same as UltraFace (detector without labels; decoder not in "
+                           "autocalib's metric either)",
+    "yolo_fastest_1.1": "a Darknet model: the ONNX peers need an ONNX file, which the zoo "
+                        "does not have (the Yolo-Fastest section of this document has autocalib alone)",
+}
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+
+
+class PeerTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raises PeerTimeout in the main thread after `seconds` (0: no limit), so that one slow
+    accuracy-driven peer cannot hold the whole table."""
+    def on_alarm(signum, frame):
+        raise PeerTimeout("stopped after %d s (--peer-timeout)" % seconds)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(seconds))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ------------------------------------------------------------------ data
+
+class Data:
+    """One model's calibration inputs, test inputs and labels, as the Python peers see them,
+    and the matching autocalib data options."""
+
+    def __init__(self, name, kind, batch, limit, work):
+        self.kind, self.batch = kind, batch
+        if kind == "fmnist":
+            n_test = 10000
+        else:
+            n_test = len(ptq.imagenet_list(ptq.ZOO)) - ptq.IMAGENET_CALIB
+        if limit:
+            n_test = min(n_test, limit)
+        # autocalib counts test batches: keep the peers on exactly the same samples.
+        self.test_iterations = n_test // batch
+        self.n_test = self.test_iterations * batch
+        os.makedirs(work, exist_ok=True)
+        if kind == "fmnist":
+            self.xc, self.xt, self.yt = ptq.fmnist_data(300, self.n_test)
+            self.size = 28
+        else:
+            self.size = ptq.IMAGENET_SIZES[name]
+            self.xc, self.xt, self.yt = cached_imagenet(work, self.n_test, self.size)
+            self.lists = write_imagenet_lists(work, self.n_test)
+
+    def autocalib_args(self):
+        if self.kind == "fmnist":
+            f = ptq.FMNIST_DIR
+            return ["--calib_idx_images", f + "/train-images-idx3-ubyte.gz",
+                    "--calib_iterations", str(300 // self.batch),
+                    "--test_idx_images", f + "/t10k-images-idx3-ubyte.gz",
+                    "--test_idx_labels", f + "/t10k-labels-idx1-ubyte.gz",
+                    "--test_iterations", str(self.test_iterations),
+                    "--data_preproccess_str", FMNIST_PREPROCESS,
+                    "--input_data_shape", "(%d,1,28,28)" % self.batch]
+        s = self.size
+        return ["--calib_image_source", self.lists[0],
+                "--calib_iterations", str(300 // self.batch),
+                "--test_image_source", self.lists[1],
+                "--test_iterations", str(self.test_iterations),
+                "--data_preproccess_str",
+                "resize_h=%d,resize_w=%d;mean_value=128:128:128,scale=0.0078125,bgr2rgb=True"
+                % (s, s),
+                "--input_data_shape", "(%d,3,%d,%d)" % (self.batch, s, s)]
+
+
+def cached_imagenet(work, n_test, size):
+    """ImageNet arrays, decoded once per split and kept in the work folder (the NNCF child
+    process and reruns read them back)."""
+    cache = os.path.join(work, "imagenet_%d_%d.npz" % (n_test, size))
+    if not os.path.exists(cache):
+        xc, xt, yt = ptq.imagenet_data(ptq.ZOO, 300, n_test, size)
+        np.savez(cache + ".tmp.npz", xc=xc, xt=xt, yt=yt)
+        os.replace(cache + ".tmp.npz", cache)
+    arrays = np.load(cache)
+    return arrays["xc"], arrays["xt"], arrays["yt"]
+
+
+def write_imagenet_lists(work, n_test):
+    """The zoo's split as two ImageLists with absolute paths: the first 300 lines of
+    dataset_1001.txt calibrate, the next n_test test (the peers read the same lines)."""
+    items = ptq.imagenet_list(ptq.ZOO)
+    calib, test = items[:ptq.IMAGENET_CALIB], items[ptq.IMAGENET_CALIB:][:n_test]
+    paths = []
+    for fname, part in (("calib300.txt", calib), ("test%d.txt" % n_test, test)):
+        path = os.path.join(work, fname)
+        with open(path, "w") as f:
+            f.writelines("%s %d\n" % (p, lab) for p, lab in part)
+        paths.append(path)
+    return paths
+
+
+def top1(logits, labels):
+    return ptq.topk(logits, labels, 1)
+
+
+def softmax_nodes(model):
+    # Every tool here keeps Softmax in fp32 (autocalib always does; an 8-bit probability
+    # would create ties among the top classes), so the peers exclude it too.
+    return [n.name for n in model.graph.node if n.op_type == "Softmax"]
+
+
+def input_name(model):
+    return model.graph.input[0].name
+
+
+def ort_session(model_or_path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def ort_top1(model_or_path, data, threads):
+    sess = ort_session(model_or_path, threads)
+    name = sess.get_inputs()[0].name
+    logits = np.concatenate([sess.run(None, {name: data.xt[i:i + data.batch]})[0]
+                             for i in range(0, len(data.xt), data.batch)])
+    return top1(logits, data.yt)
+
+
+# ------------------------------------------------------------------ autocalib
+
+def run_autocalib(name, path, data, mode, args):
+    out = os.path.join(args.work, name, mode)
+    cmd = [args.autocalib, "quantize", "--model", path, *data.autocalib_args(),
+           "--accept_int8_decay", str(BUDGET), "--workers", str(args.workers),
+           "--output_dir", out, "--quiet"]
+    if mode == "auto":
+        cmd.append("--auto_calib")
+    log = os.path.join(args.work, name, mode + ".log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError("autocalib %s exited %d; see %s" % (mode, rc, log))
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    return summarize_report(report, wall, cmd)
+
+
+def summarize_report(report, wall, cmd):
+    """What the table needs from report.json: scores, the chosen plan and every candidate."""
+    search = report.get("search") or {}
+    chosen = report.get("chosen_candidate")
+    return {
+        "tool": "autocalib", "command": cmd,
+        "fp32_top1": report["fp32_score"], "int8_top1": report["int8_score"],
+        "met_budget": report["met_budget"], "estimated_cost": report["estimated_cost"],
+        "fp32_layers": len(report["fp32_layers"]),
+        "search_fp32_layers": (len(report["candidates"][chosen]["fp32_layers"])
+                               if chosen is not None else 0),
+        "chosen": report["candidates"][chosen]["name"] if chosen is not None else None,
+        "evaluations": report["evaluations"],
+        "subset_evaluations": search.get("subset_evaluations", 0),
+        "rounds": report.get("rounds"), "workers": report.get("workers"),
+        "elapsed_s": report["elapsed_s"], "wall_s": wall,
+        "candidates": [{"name": c["name"], "round": c["round"],
+                        "int8_score": c.get("int8_score"), "decided": c.get("decided"),
+                        "cost": c.get("cost"), "fp32_layers": len(c.get("fp32_layers") or [])}
+                       for c in report["candidates"]],
+    }
+
+
+# ------------------------------------------------------------------ peers
+
+class OrtReader:
+    """Calibration batches for onnxruntime.quantization (and the Neural Compressor, which
+    takes the same interface)."""
+
+    def __init__(self, name, x, batch):
+        self.name, self.x, self.batch, self.i = name, x, batch, 0
+
+    def get_next(self):
+        if self.i >= len(self.x):
+            return None
+        item = {self.name: self.x[self.i:self.i + self.batch]}
+        self.i += self.batch
+        return item
+
+    def rewind(self):
+        self.i = 0
+
+
+def ort_static_config(method, per_channel):
+    """The quantize_static settings closest to BM1684: QDQ graph, int8 symmetric activations
+    and weights (zero point 0)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    return dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8, per_channel=per_channel,
+                calibrate_method=getattr(CalibrationMethod, method),
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+
+
+def inc_static_config(method, per_channel):
+    from onnxruntime.quantization import QuantType
+    settings = ort_static_config(method, per_channel)
+    settings.update(activation_type=QuantType.QUInt8,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    return settings
+
+
+def peer_ort(path, model, data, work, args):
+    from onnxruntime.quantization import quantize_static
+    rows = {}
+    for method in ORT_METHODS:
+        for per_channel in (False, True):
+            method_name = "%s %s" % (method, "per-channel" if per_channel else "per-tensor")
+            dst = os.path.join(work, "ort_%s_%d.onnx" % (method, per_channel))
+            t0 = time.perf_counter()
+            quantize_static(path, dst, OrtReader(input_name(model), data.xc, data.batch),
+                            nodes_to_exclude=softmax_nodes(model),
+                            **ort_static_config(method, per_channel))
+            calib_s = time.perf_counter() - t0
+            score = ort_top1(dst, data, args.threads)
+            rows["ort " + method_name] = {
+                "tool": "onnxruntime quantize_static", "method": method_name,
+                "int8_top1": score, "evaluations": 1, "calib_s": calib_s,
+                "wall_s": time.perf_counter() - t0}
+            log("ort %s: %.4f" % (method_name, score))
+    return rows
+
+
+def peer_torch(path, data, args):
+    gm = ptq.to_torch(path)
+    engine = ptq.pick_engine("auto")
+    rows = {}
+    for per_channel in (False, True):
+        method_name = "FX PTQ %s" % ("per-channel" if per_channel else "per-tensor")
+        t0 = time.perf_counter()
+        q = ptq.quantize(gm, data.xc, data.batch, engine, "histogram", per_channel)
+        calib_s = time.perf_counter() - t0
+        score = top1(ptq.forward_all(q, data.xt, data.batch), data.yt)
+        rows["torch " + method_name] = {
+            "tool": "PyTorch %s (%s)" % (ptq_torch_version(), engine), "method": method_name,
+            "int8_top1": score, "evaluations": 1, "calib_s": calib_s,
+            "wall_s": time.perf_counter() - t0}
+        log("torch %s: %.4f" % (method_name, score))
+    return rows
+
+
+def ptq_torch_version():
+    import torch
+    return torch.__version__
+
+
+class CountingValidator:
+    """NNCF's validation_fn: top-1 of an ONNX model on the items given, one sample per item
+    (NNCF ranks layers with the per-item values). Counts full-set and subset evaluations."""
+
+    def __init__(self, n_test, threads):
+        self.n_test, self.threads = n_test, threads
+        self.full = self.subset = 0
+        self.sizes = []  # items per call, in call order (the JSON keeps them)
+
+    def __call__(self, model, items):
+        sess = ort_session(model, self.threads)
+        name = sess.get_inputs()[0].name
+        correct = [float(np.argmax(sess.run(None, {name: x})[0][0]) == y) for x, y in items]
+        self.sizes.append(len(correct))
+        # NNCF first calls it on one item to check it; that is not an evaluation.
+        if len(correct) >= self.n_test:
+            self.full += 1
+        elif len(correct) > 1:
+            self.subset += 1
+        return float(np.mean(correct)), correct
+
+
+def peer_nncf_child(name, args):
+    """NNCF in a child process in which torch cannot be imported: NNCF 3.x loads its torch
+    tensor functions whenever torch imports, and they need torch >= 2 (torch.uint16), which
+    Debian's torch 1.13 (the PyTorch peer, already imported here) is not."""
+    out = os.path.join(args.work, name, "nncf.json")
+    cmd = [sys.executable, os.path.abspath(__file__), "--nncf-child", name, "--limit",
+           str(args.limit), "--build", args.build, "--threads", str(args.threads)]
+    with open(os.path.join(args.work, name, "nncf.log"), "w") as f:
+        child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            rc = child.wait()
+        finally:  # --peer-timeout fired: the child must not run on beside the next step
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    if rc != 0:
+        raise RuntimeError("NNCF child exited %d; see %s" % (rc, f.name))
+    with open(out) as f:
+        return json.load(f)
+
+
+def nncf_child_main(name, args):
+    sys.modules["torch"] = None  # import torch now raises ImportError, which NNCF skips
+    import onnx
+    kind, batch = CLASSIFIERS[name]
+    path = ptq.model_path(name, ptq.ZOO)
+    data = Data(name, kind, batch, args.limit, os.path.join(args.work, name))
+    fp32 = ort_top1(path, data, args.threads)
+    rows = peer_nncf(onnx.load(path), data, fp32, args)
+    save(os.path.join(args.work, name, "nncf.json"), rows)
+    return 0
+
+
+def peer_nncf(model, data, fp32_top1, args):
+    import nncf
+    name = input_name(model)
+    calib = nncf.Dataset([data.xc[i:i + 1] for i in range(len(data.xc))], lambda x: {name: x})
+    test = nncf.Dataset([(data.xt[i:i + 1], data.yt[i]) for i in range(len(data.xt))])
+    validate = CountingValidator(len(data.xt), args.threads)
+    t0 = time.perf_counter()
+    q = nncf.quantize_with_accuracy_control(
+        model, calib, test, validate, max_drop=BUDGET, drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=len(data.xc), ignored_scope=nncf.IgnoredScope(types=["Softmax"], validate=False))
+    wall = time.perf_counter() - t0
+    score = ort_top1(q, data, args.threads)
+    # NNCF's first full evaluation is the fp32 model's; the table counts int8 evaluations.
+    return {"nncf accuracy control": {
+        "tool": "NNCF %s" % nncf.__version__, "method": "quantize_with_accuracy_control",
+        "int8_top1": score, "met_budget": fp32_top1 - score <= BUDGET,
+        "evaluations": validate.full - 1, "subset_evaluations": validate.subset,
+        "validation_sizes": validate.sizes, "wall_s": wall}}
+
+
+def peer_inc(path, model, data, fp32_top1, work, args):
+    """ONNX Neural Compressor's autotune: quantize with each config of the set in turn,
+    evaluate, stop at the first within the budget. It calls exit() when none is."""
+    from onnx_neural_compressor.quantization import config, tuning
+    import onnx_neural_compressor
+    # One config per calibration method and weight granularity, in the ORT rows' order (its
+    # own expansion of list-valued parameters leaves calibrate_method a list, which its
+    # calibrator rejects). Activations stay in its default uint8 asymmetric form: with
+    # symmetric int8 activations its QDQ models lose far more than quantize_static's with
+    # the same settings (docs/accuracy.md, generated section).
+    configs = [config.StaticQuantConfig(nodes_to_exclude=softmax_nodes(model),
+                                        **inc_static_config(method, per_channel))
+               for method in ORT_METHODS for per_channel in (False, True)]
+    scores = []
+
+    def evaluate(model_path):
+        scores.append(ort_top1(model_path, data, args.threads))
+        return scores[-1]
+
+    tune = tuning.TuningConfig(config_set=configs,
+                               tolerable_loss=BUDGET / fp32_top1, max_trials=100)
+    t0 = time.perf_counter()
+    met = True
+    try:
+        tuning.autotune(path, tune, evaluate,
+                        calibration_data_reader=OrtReader(input_name(model), data.xc, data.batch))
+    except SystemExit:
+        met = False
+    wall = time.perf_counter() - t0
+    trials = scores[1:]  # the first evaluation is the fp32 baseline
+    return {"inc autotune": {
+        "tool": "ONNX Neural Compressor %s" % getattr(onnx_neural_compressor, "__version__", "1.0"),
+        "method": "autotune (6 static configs, uint8 asymmetric activations)",
+        "int8_top1": trials[-1] if met else max(trials, default=None), "met_budget": met,
+        "evaluations": len(trials), "wall_s": wall,
+        "note": None if met else "no config within the budget: best trial shown"}}
+
+
+def peer_inc_symmetric_check(path, model, data, args):
+    """Why the INC row tunes with uint8 asymmetric activations: the same package with
+    symmetric int8 activations (MinMax, per-tensor), scored beside quantize_static's row
+    with the same settings."""
+    from onnx_neural_compressor.quantization import config, tuning
+    scores = []
+
+    def evaluate(model_path):
+        scores.append(ort_top1(model_path, data, args.threads))
+        return scores[-1]
+
+    one = config.StaticQuantConfig(nodes_to_exclude=softmax_nodes(model),
+                                   **ort_static_config("MinMax", False))
+    t0 = time.perf_counter()
+    # tolerable_loss 1: the first (only) config is always accepted, so it returns the model.
+    tuning.autotune(path, tuning.TuningConfig(config_set=[one], tolerable_loss=1.0), evaluate,
+                    calibration_data_reader=OrtReader(input_name(model), data.xc, data.batch))
+    return {"inc int8 symmetric check": {
+        "tool": "ONNX Neural Compressor (check, not tuned)",
+        "method": "MinMax per-tensor, int8 symmetric activations", "int8_top1": scores[-1],
+        "evaluations": 1, "wall_s": time.perf_counter() - t0, "check": True,
+        "note": "the ORT quantize_static row with the same settings is \"MinMax per-tensor\""}}
+
+
+# ------------------------------------------------------------------ one model
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def run_model(name, args, results):
+    kind, batch = CLASSIFIERS[name]
+    path = ptq.model_path(name, ptq.ZOO)
+    work = os.path.join(args.work, name)
+    os.makedirs(work, exist_ok=True)
+    entry = results["models"].setdefault(name, {"rows": {}})
+    entry["file"] = os.path.relpath(path, REPO)
+    rows = entry["rows"]
+    data = Data(name, kind, batch, args.limit, work)
+    entry.update(n_calib=len(data.xc), n_test=len(data.xt))
+    import onnx
+    model = onnx.load(path)
+    if "fp32_top1" not in entry:
+        entry["fp32_top1"] = ort_top1(path, data, args.threads)
+    fp32 = entry["fp32_top1"]
+    log("== %s: %d calibration / %d test; fp32 top-1 (onnxruntime) %.4f"
+        % (name, len(data.xc), len(data.xt), fp32))
+
+    steps = [("autocalib fast", lambda: {"autocalib fast": run_autocalib(name, path, data, "fast", args)})]
+    if not skipped_auto(name, args):
+        steps.append(("autocalib auto",
+                      lambda: {"autocalib auto": run_autocalib(name, path, data, "auto", args)}))
+    steps += [("ort MinMax per-tensor", lambda: peer_ort(path, model, data, work, args)),
+              ("torch FX PTQ per-tensor", lambda: peer_torch(path, data, args)),
+              ("nncf accuracy control", lambda: peer_nncf_child(name, args)),
+              ("inc autotune", lambda: peer_inc(path, model, data, fp32, work, args)),
+              ("inc int8 symmetric check",
+               lambda: peer_inc_symmetric_check(path, model, data, args))]
+    for key, step in steps:
+        if key in rows:
+            continue  # cached in the JSON
+        log("%s: %s" % (name, key))
+        try:
+            limit = 0 if key.startswith("autocalib") else args.peer_timeout
+            with time_limit(limit):
+                rows.update(step())
+        except (PeerTimeout, Exception) as e:  # a peer that fails is listed with the reason
+            rows[key] = {"tool": key, "error": "%s: %s" % (type(e).__name__, e)}
+            log("%s: %s failed: %s" % (name, key, e))
+        save(args.json, results)
+
+
+def skipped_auto(name, args):
+    return "all" in args.skip_auto or name in args.skip_auto
+
+
+def save(path, results):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, path)
+
+
+def load(path):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {"models": {}}
+
+
+# ------------------------------------------------------------------ markdown
+
+def pct(v):
+    return "—" if v is None else "%.2f" % (100.0 * v)
+
+
+def drop(fp32, v):
+    return "—" if v is None or fp32 is None else "%.2f" % (100.0 * (fp32 - v))
+
+
+def secs(v):
+    return "—" if v is None else "%.0f" % v
+
+
+def autocalib_lines(entry, key, mode_label):
+    """Rows for one autocalib run: for fast mode the baseline and each round-1 option, then
+    the chosen plan; for auto mode the chosen plan."""
+    r = entry["rows"].get(key)
+    if r is None:
+        return []
+    if "error" in r:
+        return ["| autocalib %s | — | — | — | — | — | — | %s |" % (mode_label, r["error"])]
+    fp32 = r["fp32_top1"]
+    lines = []
+    if key == "autocalib fast":
+        for c in r["candidates"]:
+            lines.append("| autocalib fast, round %d | %s | %s | %s | %s | — | — | cost %.2f |"
+                         % (c["round"], c["name"], pct(c["int8_score"]),
+                            drop(fp32, c["int8_score"]), c["decided"], c["cost"] or 0))
+    lines.append("| **autocalib %s** | %s | **%s** | %s | %s | %d (%d) | %.0f / %.0f | "
+                 "cost %.2f, %d fp32 layers (%d by the search)%s |"
+                 % (mode_label, r["chosen"], pct(r["int8_top1"]), drop(fp32, r["int8_top1"]),
+                    "yes" if r["met_budget"] else "**no**", r["evaluations"],
+                    r["subset_evaluations"], r["rounds"], r["wall_s"], r["estimated_cost"],
+                    r["fp32_layers"], r["search_fp32_layers"],
+                    "; fp32 %s" % pct(fp32)))
+    return lines
+
+
+def peer_lines(entry):
+    fp32 = entry["fp32_top1"]
+    lines = []
+    for key, r in entry["rows"].items():
+        if key.startswith("autocalib"):
+            continue
+        if "error" in r:
+            lines.append("| %s | — | — | — | — | — | — | could not run: %s |" % (r["tool"], r["error"]))
+            continue
+        met = r.get("met_budget", fp32 - r["int8_top1"] <= BUDGET)
+        lines.append("| %s | %s | %s | %s | %s | %d (%d) | — / %s | %s |"
+                     % (r["tool"], r["method"], pct(r["int8_top1"]), drop(fp32, r["int8_top1"]),
+                        "yes" if met else "no", r["evaluations"], r.get("subset_evaluations", 0),
+                        secs(r["wall_s"]), r.get("note") or ""))
+    return lines
+
+
+def best_peer(entry):
+    scored = [r for k, r in entry["rows"].items()
+              if not k.startswith("autocalib") and r.get("int8_top1") is not None
+              and not r.get("check")]
+    return max(scored, key=lambda r: r["int8_top1"], default=None)
+
+
+ACCURACY_DRIVEN = {"nncf accuracy control": "NNCF", "inc autotune": "INC"}
+
+
+def autocalib_result(entry):
+    """The autocalib run the goal is judged on: fast mode when it met the budget (auto mode
+    only adds work then), otherwise auto mode when it ran."""
+    fast, auto = entry["rows"].get("autocalib fast"), entry["rows"].get("autocalib auto")
+    fast = fast if fast and "error" not in fast else None
+    auto = auto if auto and "error" not in auto else None
+    if fast and (fast["met_budget"] or auto is None):
+        return "fast", fast
+    return ("auto", auto) if auto else (None, None)
+
+
+def run_cell(r):
+    if r is None:
+        return "not run"
+    if "error" in r:
+        return "failed"
+    return "%s (%s pts, %d evals, %.0f s)" % (pct(r["int8_top1"]), drop(r["fp32_top1"], r["int8_top1"]),
+                                              r["evaluations"], r["wall_s"])
+
+
+def goal_cell(ours, driven):
+    """Within the budget, and fewer evaluations and less wall time than every accuracy-driven
+    peer that ran."""
+    if ours is None:
+        return "—"
+    parts = ["budget %s" % ("met" if ours["met_budget"] else "**missed**")]
+    for label, r in driven:
+        parts.append("vs %s: %s evals, %s time" % (
+            label, "fewer" if ours["evaluations"] < r["evaluations"] else "**not fewer**",
+            "less" if ours["wall_s"] < r["wall_s"] else "**not less**"))
+    return "; ".join(parts)
+
+
+def summary_line(name, entry):
+    fast, auto = entry["rows"].get("autocalib fast"), entry["rows"].get("autocalib auto")
+    mode, ours = autocalib_result(entry)
+    peer = best_peer(entry)
+    driven = [(label, entry["rows"][k]) for k, label in ACCURACY_DRIVEN.items()
+              if k in entry["rows"] and "error" not in entry["rows"][k]]
+    gap = "—"
+    if ours and peer:
+        # Compare drops, each from its own pipeline's fp32 (the loaders differ slightly).
+        gap = "%+.2f" % (100.0 * ((ours["fp32_top1"] - ours["int8_top1"])
+                                  - (entry["fp32_top1"] - peer["int8_top1"])))
+    return "| %s | %s / %s | %s | %s | %s | %s: %s (%s pts) | %s | %s (%s) | %s |" % (
+        name, pct(ours["fp32_top1"]) if ours else "—", pct(entry["fp32_top1"]),
+        run_cell(fast), run_cell(auto),
+        "%.2f" % auto["estimated_cost"] if auto and "error" not in auto else "—",
+        peer["tool"] if peer else "—", peer["method"] if peer else "",
+        drop(entry["fp32_top1"], peer["int8_top1"]) if peer else "—",
+        "; ".join("%s: %s, %d evals, %.0f s" % (label, pct(r["int8_top1"]), r["evaluations"],
+                                                r["wall_s"]) for label, r in driven) or "—",
+        gap, mode or "—", goal_cell(ours, driven))
+
+
+def markdown(results):
+    meta = results.get("meta", {})
+    out = [BEGIN, "", "## Accuracy and search table (generated)", "",
+           "Generated by `%s` on %s (%s). Every figure below comes from that run's JSON; "
+           "rerun the command to regenerate this section." % (
+               meta.get("command", "bench/run accuracy --markdown"), meta.get("date", "?"),
+               meta.get("machine", "?")), ""]
+    out += SETUP_TEXT.strip().splitlines() + [""]
+    if meta.get("limit"):
+        out += ["**Limited run:** the test split was cut to the first %d samples (`--limit`)."
+                % meta["limit"], ""]
+    out += ["### Summary", "",
+            "Drops are in top-1 points from each pipeline's own fp32. autocalib's result is "
+            "its fast mode when that met the budget, else its auto mode. \"gap\" = "
+            "autocalib's drop minus the best peer's drop (negative: autocalib loses less). "
+            "The goal: within the budget, with fewer evaluations and less wall time than the "
+            "accuracy-driven peers (NNCF, INC).", "",
+            "| model | fp32 top-1 % (autocalib / Python) | autocalib fast | autocalib auto "
+            "| auto cost | best peer (drop) | accuracy-driven peers | gap (pts) | goal |",
+            "|---|---|---|---|---:|---|---|---|---|"]
+    for name, entry in results["models"].items():
+        out.append(summary_line(name, entry))
+    for name, entry in results["models"].items():
+        out += ["", "### %s" % name, "",
+                "`%s`, %d calibration / %d test samples, fp32 top-1 %s %% (onnxruntime, "
+                "Python loader)." % (entry["file"], entry["n_calib"], entry["n_test"],
+                                     pct(entry["fp32_top1"])), "",
+                "| tool | method / plan | int8 top-1 % | drop (pts) | within 0.5 | evaluations "
+                "(subset) | rounds / wall s | notes |",
+                "|---|---|---:|---:|---|---:|---|---|"]
+        out += autocalib_lines(entry, "autocalib fast", "fast")
+        out += autocalib_lines(entry, "autocalib auto", "auto")
+        if "autocalib auto" not in entry["rows"]:
+            out.append("| autocalib auto | — | — | — | — | — | — | not run in this "
+                       "regeneration, %s |"
+                       % skip_reason(results, name))
+        out += peer_lines(entry)
+    out += ["", "### Not run", ""]
+    for name, why in NOT_RUN.items():
+        out.append("- %s: %s." % (name, why))
+    for name, why in results.get("skipped", {}).items():
+        out.append("- %s: %s." % (name, why))
+    out += ["", END]
+    return "\n".join(out) + "\n"
+
+
+SETUP_TEXT = """
+**Budget:** 0.005 top-1 (half a point) absolute, for every tool. **Data:** Fashion-MNIST:
+the first 300 training images calibrate, the 10 000 test images test; ImageNet: the zoo's
+`val1300/dataset_1001.txt`, the first 300 lines calibrate, the other 1000 test. Scores are
+top-1 against the labels.
+
+**Tools:**
+- autocalib: `autocalib quantize --accept_int8_decay 0.005 --workers 2` (fast mode) and
+  the same with `--auto_calib`; BM1684 int8 emulation. Fast-mode rows list every round-1
+  candidate (the baseline is KL, per-tensor, all int8); the bold rows are the chosen plans.
+  "evaluations" are full-test-set candidate evaluations (subset: the sensitivity probes),
+  the fp32 pass not counted; "wall s" is the whole command. The fp32 figure in the notes
+  is autocalib's own: its JPEG decoder and resize are not Pillow's, and MobileNetV1-0.25 at
+  128 px is sensitive to that, so compare drops, each from its own pipeline's fp32.
+- ONNX Runtime `quantize_static`: QDQ format, int8 activations and weights, both
+  symmetric (`ActivationSymmetric`, `WeightSymmetric`: zero point 0, the closest to
+  BM1684), Softmax excluded; one evaluation each.
+- PyTorch FX PTQ: `bench/peer_torch_ptq.py`'s scheme (HistogramObserver activations,
+  symmetric per-tensor or per-channel weights).
+- NNCF `quantize_with_accuracy_control`, ONNX backend, `max_drop=0.005`, absolute,
+  defaults otherwise (symmetric int8, per-channel weights), Softmax ignored. Evaluations:
+  full-set int8 evaluations (subset: its ranking passes), fp32 not counted.
+- INC: ONNX Neural Compressor `autotune` (Intel Neural Compressor's ONNX Runtime package;
+  the `neural-compressor` 3.x wheel holds only torch, TensorFlow and JAX back ends): QDQ,
+  MinMax / Entropy / Percentile x per-tensor / per-channel symmetric int8 weights as its
+  config set, tried in that order, stopping at the first within the budget. Its
+  activations are its default uint8 asymmetric ones: with symmetric int8 activations
+  it loses far more than `quantize_static` with the same settings (the "check, not
+  tuned" row of each model). `tolerable_loss` is relative only, so it is set to
+  0.005 / fp32 top-1, i.e. 0.5 points absolute. This package's autotune only walks the
+  config set it is given (no per-layer fp32 fallback of its own), so at most six
+  evaluations.
+The peers' seconds are wall time of calibration + their evaluations in Python on the same
+CPUs.
+"""
+
+
+def skip_reason(results, name):
+    reasons = results.get("skip_auto_reason", {})
+    if name in reasons or "all" in reasons:
+        return "`--skip-auto`: " + (reasons.get(name) or reasons["all"])
+    return "no result in the JSON (the run was stopped before it)"
+
+
+def write_markdown(results, doc):
+    with open(doc) as f:
+        text = f.read()
+    section = markdown(results)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(doc, "w") as f:
+        f.write(text)
+
+
+# ------------------------------------------------------------------ main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    build = os.environ.get("AC_BUILD_DIR", "build")
+    p.add_argument("--models", default=",".join(CLASSIFIERS),
+                   help="comma-separated subset of: %s" % ", ".join(CLASSIFIERS))
+    p.add_argument("--skip-auto", default="",
+                   help="models (or 'all') whose auto mode is not run, e.g. for time")
+    p.add_argument("--skip-auto-reason", default="its run time on these CPUs",
+                   help="the reason written into the doc for --skip-auto")
+    p.add_argument("--rerun", default="", help="models whose cached results are dropped first")
+    p.add_argument("--limit", type=int, default=0, help="test on the first N samples only")
+    p.add_argument("--build", default=build, help="autocalib build folder (default %(default)s)")
+    p.add_argument("--json", help="results cache (default BUILD/bench-work/accuracy.json)")
+    p.add_argument("--markdown", nargs="?", const=DOC,
+                   help="write the generated section into this doc (default docs/accuracy.md)")
+    p.add_argument("--markdown-only", action="store_true",
+                   help="regenerate the doc from the JSON without running anything")
+    p.add_argument("--workers", type=int, default=2, help="autocalib embedded-cluster workers")
+    p.add_argument("--peer-timeout", type=int, default=1800,
+                   help="seconds one peer may take on one model (0: no limit)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--nncf-child", help=argparse.SUPPRESS)  # see peer_nncf_child
+    args = p.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.skip_auto = [m for m in args.skip_auto.split(",") if m]
+    args.rerun = [m for m in args.rerun.split(",") if m]
+    unknown = [m for m in args.models + args.rerun if m not in CLASSIFIERS]
+    if unknown:
+        p.error("unknown model(s) %s; known: %s" % (", ".join(unknown), ", ".join(CLASSIFIERS)))
+    args.work = os.path.join(os.path.abspath(args.build), "bench-work", "accuracy")
+    args.json = args.json or os.path.join(args.work, "accuracy.json")
+    args.autocalib = os.path.join(os.path.abspath(args.build), "cli", "autocalib")
+    return args
+
+
+def command_line(argv):
+    """How this run was started, as bench/run's user types it (bench/run passes --build)."""
+    words, build = [], "build"
+    it = iter(argv)
+    for w in it:
+        if w == "--build":
+            build = next(it, build)
+        elif w.startswith("--build="):
+            build = w.split("=", 1)[1]
+        else:
+            words.append(w)
+    prefix = "" if build == "build" else "AC_BUILD_DIR=%s " % build
+    return prefix + "bench/run accuracy " + " ".join(words)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    if args.nncf_child:
+        return nncf_child_main(args.nncf_child, args)
+    results = load(args.json)
+    if not args.markdown_only:
+        for name in args.rerun:
+            results["models"].pop(name, None)
+        results["meta"] = {
+            "command": command_line(argv),
+            "date": datetime.date.today().isoformat(), "machine": ptq.machine(),
+            "limit": args.limit}
+        for name in args.skip_auto:
+            results.setdefault("skip_auto_reason", {})[name] = args.skip_auto_reason
+        for name in args.models:
+            try:
+                run_model(name, args, results)
+            except ptq.Skip as e:
+                results.setdefault("skipped", {})[name] = str(e)
+                log("%s: skipped: %s" % (name, e))
+            save(args.json, results)
+    if args.markdown:
+        write_markdown(results, args.markdown)
+        log("wrote %s" % args.markdown)
+    else:
+        print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

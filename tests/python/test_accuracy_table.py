@@ -1,0 +1,72 @@
+"""bench/accuracy_table.py's doc writer: the generated section of docs/accuracy.md comes
+from the results JSON alone, replaces the previous one in place (the hand-written sections
+around it stay), and judges the goal from the figures."""
+
+import importlib.util
+import os
+
+import conftest as h
+
+spec = importlib.util.spec_from_file_location(
+    "accuracy_table", os.path.join(h.REPO, "bench", "accuracy_table.py"))
+at = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(at)
+
+
+def autocalib_row(score, met, evals, wall):
+    return {"tool": "autocalib", "fp32_top1": 0.90, "int8_top1": score, "met_budget": met,
+            "estimated_cost": 1.0, "fp32_layers": 0, "search_fp32_layers": 0,
+            "chosen": "KL+per_channel", "evaluations": evals, "subset_evaluations": 0,
+            "rounds": 1, "wall_s": wall,
+            "candidates": [{"name": "baseline (KL, per-tensor)", "round": 1,
+                            "int8_score": 0.88, "decided": "fail", "cost": 1.0,
+                            "fp32_layers": 0},
+                           {"name": "KL+per_channel", "round": 1, "int8_score": score,
+                            "decided": "pass", "cost": 1.0, "fp32_layers": 0}]}
+
+
+def results():
+    peer = {"tool": "onnxruntime quantize_static", "method": "MinMax per-channel",
+            "int8_top1": 0.898, "evaluations": 1, "wall_s": 2.0}
+    nncf = {"tool": "NNCF 3.4.0", "method": "quantize_with_accuracy_control",
+            "int8_top1": 0.897, "met_budget": True, "evaluations": 3, "wall_s": 50.0}
+    check = {"tool": "check", "method": "m", "int8_top1": 0.999, "evaluations": 1,
+             "wall_s": 1.0, "check": True}
+    return {"meta": {"command": "bench/run accuracy", "date": "2026-01-01", "machine": "m"},
+            "models": {"net": {"file": "models/net.onnx", "n_calib": 300, "n_test": 1000,
+                               "fp32_top1": 0.90,
+                               "rows": {"autocalib fast": autocalib_row(0.899, True, 2, 10.0),
+                                        "ort MinMax per-channel": peer,
+                                        "nncf accuracy control": nncf,
+                                        "inc int8 symmetric check": check,
+                                        "inc autotune": {"tool": "inc autotune",
+                                                         "error": "SystemExit: 0"}}}}}
+
+
+def test_section_replaced_in_place(tmp_path):
+    doc = tmp_path / "accuracy.md"
+    doc.write_text("# Accuracy\n\nhand-written\n")
+    r = results()
+    at.write_markdown(r, str(doc))
+    first = doc.read_text()
+    at.write_markdown(r, str(doc))
+    assert doc.read_text() == first  # regenerating changes nothing
+    doc.write_text(first + "\n## Later section\n\nkept\n")
+    at.write_markdown(r, str(doc))
+    text = doc.read_text()
+    assert text.startswith("# Accuracy\n\nhand-written\n")
+    assert text.count(at.BEGIN) == 1 and text.count(at.END) == 1
+    assert text.endswith("## Later section\n\nkept\n")
+
+
+def test_summary_figures():
+    text = at.markdown(results())
+    summary = [line for line in text.splitlines() if line.startswith("| net |")]
+    assert len(summary) == 1
+    line = summary[0]
+    # the check row is not a peer result; the best peer is quantize_static at 0.2 pts
+    assert "onnxruntime quantize_static: MinMax per-channel (0.20 pts)" in line
+    assert "-0.10 (fast)" in line  # autocalib 0.1 pts lost, 0.1 less than the best peer
+    assert "budget met; vs NNCF: fewer evals, less time" in line
+    assert "could not run: SystemExit: 0" in text  # a failed peer is listed with its reason
+    assert "not run in this regeneration" in text  # auto mode absent
