@@ -180,11 +180,22 @@ static void describe(ac_candidate *c)
         snprintf(c->name + len, sizeof c->name - (size_t)len, "+%d fp32 layers", c->nfp32);
 }
 
-static int fast_round1(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
+/* Round 1: plain int8 alone. Every other candidate runs the same layers in
+ * int8 or more of them in fp32, so none is cheaper: when the baseline meets
+ * the budget it is the plan, and the options are never evaluated. */
+static int baseline_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
 {
     ac_candidate c = plain("baseline (KL, per-tensor)", AC_TH_KL);
     if (add_candidate(res, &c) < 0)
         return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+    return evaluate_round(o, ev, res, 0, ROUND_SCORES, err);
+}
+
+/* Round 2 (the baseline missed the budget): every single-option variant at once. */
+static int options_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
+{
+    int first = res->ncands;
+    ac_candidate c = plain("", AC_TH_KL);
     c.per_channel = true;
     describe(&c);
     add_candidate(res, &c);
@@ -204,11 +215,11 @@ static int fast_round1(const ac_search_options *o, const ac_evaluator *ev, ac_se
     describe(&c);
     if (add_candidate(res, &c) < 0)
         return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
-    return evaluate_round(o, ev, res, 0, ROUND_SCORES, err);
+    return evaluate_round(o, ev, res, first, ROUND_SCORES, err);
 }
 
-/* Round 2: the options that beat the baseline, combined, with cheaper subsets. */
-static int fast_round2(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
+/* Round 3: the options that beat the baseline, combined, with cheaper subsets. */
+static int combination_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
 {
     const ac_candidate *base = &res->cands[0];
     if (!base->evaluated || base->failed)
@@ -243,7 +254,7 @@ static int fast_round2(const ac_search_options *o, const ac_evaluator *ev, ac_se
         if (find_same(res, &c) < 0 && add_candidate(res, &c) < 0)
             return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
     }
-    logf_(o, "round 2: %d combination(s) of the helpful options", res->ncands - first);
+    logf_(o, "round %d: %d combination(s) of the helpful options", res->rounds + 1, res->ncands - first);
     return evaluate_round(o, ev, res, first, ROUND_SCORES, err);
 }
 
@@ -508,10 +519,13 @@ int ac_search_run(const ac_search_options *o, const ac_evaluator *ev, ac_search_
 {
     memset(res, 0, sizeof *res);
     res->best = -1;
-    if (fast_round1(o, ev, res, err))
+    if (baseline_round(o, ev, res, err))
         return -1;
     int best = cheapest_passing(o, res);
-    if (best < 0 && fast_round2(o, ev, res, err))
+    if (best < 0 && options_round(o, ev, res, err))
+        return -1;
+    best = cheapest_passing(o, res);
+    if (best < 0 && combination_round(o, ev, res, err))
         return -1;
     if (o->auto_mode) {
         /* Even when fast mode passed: a plan with a few fp32 layers may be

@@ -7,9 +7,11 @@
  * the cheapest wins, ties going to the lower index.
  *
  * Fast mode (default): round 1 evaluates the baseline (KL, per-tensor, all
- * int8) and every single-option variant at once: per_channel, each other
+ * int8) alone. Nothing is cheaper on the chip than plain int8, so when it
+ * meets the budget the search ends there, in auto mode too. Otherwise round 2
+ * evaluates every single-option variant at once: per_channel, each other
  * threshold method, accuracy_opt (depthwise in fp32), first_conv_fp32. If any
- * meets the budget the cheapest passing one is chosen. Otherwise round 2
+ * meets the budget the cheapest passing one is chosen. Otherwise round 3
  * combines the options that helped (the best threshold method among those
  * that beat the baseline, plus each boolean option that did), together with
  * the combination without each of its costly options (accuracy_opt,

@@ -120,7 +120,13 @@ static void test_baseline_passes(void)
         m.damage[i] = 0.0003;
     ac_search_result r = run(&m, false, 1);
     CHECK(r.met_budget && r.best == 0, "best %d (%s)", r.best, r.best >= 0 ? r.cands[r.best].name : "-");
-    CHECK(r.rounds == 1 && r.evaluations == 9, "rounds %d evaluations %d", r.rounds, r.evaluations);
+    /* nothing is cheaper than plain int8: the options are not evaluated */
+    CHECK(r.rounds == 1 && r.evaluations == 1 && r.ncands == 1, "rounds %d evaluations %d", r.rounds,
+          r.evaluations);
+    ac_search_result_free(&r);
+    r = run(&m, true, 1); /* auto mode too */
+    CHECK(r.met_budget && r.best == 0 && r.rounds == 1 && r.evaluations == 1 && r.subset_evaluations == 0,
+          "auto: best %d, rounds %d evaluations %d", r.best, r.rounds, r.evaluations);
     ac_search_result_free(&r);
 }
 
@@ -132,10 +138,13 @@ static void test_per_channel_rescues(void)
     ac_search_result r = run(&m, false, 1);
     CHECK(r.met_budget && r.best == 1 && r.cands[r.best].per_channel, "best %d (%s)", r.best,
           r.best >= 0 ? r.cands[r.best].name : "-");
+    /* the baseline alone, then the 8 single-option variants at once */
+    CHECK(r.rounds == 2 && r.evaluations == 9 && r.cands[1].round == 2, "rounds %d evaluations %d", r.rounds,
+          r.evaluations);
     ac_search_result_free(&r);
 }
 
-static void test_combination_in_round_two(void)
+static void test_combination_in_round_three(void)
 {
     model m = base_model();
     for (int i = 0; i < NL; i++)
@@ -146,7 +155,7 @@ static void test_combination_in_round_two(void)
     CHECK(r.met_budget, "combination should pass");
     const ac_candidate *b = &r.cands[r.best];
     CHECK(b->per_channel && b->method == AC_TH_MSE && !b->accuracy_opt, "best %s", b->name);
-    CHECK(r.rounds == 2, "rounds %d", r.rounds);
+    CHECK(r.rounds == 3, "rounds %d", r.rounds);
     ac_search_result_free(&r);
 }
 
@@ -365,7 +374,7 @@ int main(void)
 {
     test_baseline_passes();
     test_per_channel_rescues();
-    test_combination_in_round_two();
+    test_combination_in_round_three();
     test_auto_finds_fewest_fp32_layers();
     test_auto_improves_on_a_fast_pass();
     test_rerank_pair();
