@@ -63,37 +63,52 @@ static void fuzz_calib(const uint8_t *b, size_t n)
     free(enc);
 }
 
-/* Run payloads and run outputs (byte 0 = 2, 3): views inside the input, and
- * what decodes re-encodes to the same bytes. */
-static void fuzz_run(const uint8_t *b, size_t n, bool outputs)
+/* Encodes a decoded run payload (outputs: a decoded outputs list); false when
+ * that fails, which it must not for anything that decoded. */
+static bool encode_run(const ac_run_payload *p, const ac_run_output *o, int32_t k, uint8_t **enc, size_t *len)
 {
     ac_err err;
     ac_err_clear(&err);
-    uint8_t *enc = NULL;
-    size_t len = 0;
-    if (!outputs) {
-        ac_run_payload p;
-        if (ac_run_payload_decode(b, n, &p, &err) != AC_OK) {
-            if (err.code == AC_OK || !err.msg[0])
-                abort();
-            return;
-        }
-        if (p.data.data < b || p.data.data + p.data.len > b + n || p.eval.data < b || p.eval.data + p.eval.len > b + n)
-            abort();
-        if (ac_run_payload_encode(&p, &enc, &len, &err) != AC_OK || len != n || memcmp(enc, b, n))
-            abort(); /* the encoding is canonical */
-    } else {
-        ac_run_output o[4];
-        int32_t k;
-        if (ac_run_outputs_decode(b, n, o, 4, &k, &err) != AC_OK) {
-            if (err.code == AC_OK || !err.msg[0])
-                abort();
-            return;
-        }
-        if (ac_run_outputs_encode(o, k, &enc, &len, &err) != AC_OK || len != n || memcmp(enc, b, n))
-            abort();
+    return (p ? ac_run_payload_encode(p, enc, len, &err) : ac_run_outputs_encode(o, k, enc, len, &err)) == AC_OK;
+}
+
+/* Decodes b as a run payload (outputs: a run outputs list) and encodes the
+ * result again; returns the decoder's status, aborts when what decoded does
+ * not encode or a view lies outside the input. */
+static int recode_run(const uint8_t *b, size_t n, bool outputs, uint8_t **enc, size_t *len)
+{
+    ac_err err;
+    ac_err_clear(&err);
+    ac_run_payload p;
+    ac_run_output o[4];
+    int32_t k = 0;
+    int rc = outputs ? ac_run_outputs_decode(b, n, o, 4, &k, &err) : ac_run_payload_decode(b, n, &p, &err);
+    if (rc != AC_OK) {
+        if (err.code == AC_OK || !err.msg[0])
+            abort(); /* a failure must come with a status and a message */
+        return rc;
     }
+    if (!outputs &&
+        (p.data.data < b || p.data.data + p.data.len > b + n || p.eval.data < b || p.eval.data + p.eval.len > b + n))
+        abort(); /* the views lie inside the input */
+    if (!encode_run(outputs ? NULL : &p, o, k, enc, len))
+        abort(); /* whatever decodes is valid, so it encodes */
+    return AC_OK;
+}
+
+/* Run payloads and run outputs (byte 0 = 2, 3): the decoder accepts any valid
+ * msgpack (an integer need not use its shortest form); its encoding is
+ * canonical, so encoding what that decodes to gives the same bytes again. */
+static void fuzz_run(const uint8_t *b, size_t n, bool outputs)
+{
+    uint8_t *enc = NULL, *enc2 = NULL;
+    size_t len = 0, len2 = 0;
+    if (recode_run(b, n, outputs, &enc, &len) != AC_OK)
+        return;
+    if (recode_run(enc, len, outputs, &enc2, &len2) != AC_OK || len != len2 || memcmp(enc, enc2, len))
+        abort(); /* the canonical encoding is a fixed point */
     free(enc);
+    free(enc2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
