@@ -47,13 +47,15 @@ BEGIN = "<!-- accuracy_table.py: generated section begins; do not edit by hand -
 END = "<!-- accuracy_table.py: generated section ends -->"
 FMNIST_PREPROCESS = "mean_value=72.93,scale=0.011109"  # (x - 0.2860*255) / (0.3530*255)
 
-# Classifiers this script runs: kind, autocalib batch.
+# Classifiers this script runs: kind, autocalib batch. MobileNetV2 runs at batch 5: each
+# auto-mode worker keeps up to three prepared executors with every activation of a batch
+# (docs/accuracy.md, auto-mode section), 7.4 GB at batch 5 with two workers.
 CLASSIFIERS = {
     "fmnist_plain": ("fmnist", 100),
     "fmnist_resnet": ("fmnist", 100),
     "fmnist_mbv2": ("fmnist", 100),
     "mobilenet_v1_025": ("imagenet", 10),
-    "mobilenet_v2": ("imagenet", 10),
+    "mobilenet_v2": ("imagenet", 5),
 }
 # Zoo models the importers handle that this script does not run, and why.
 NOT_RUN = {
@@ -68,6 +70,7 @@ NOT_RUN = {
                         "does not have (the Yolo-Fastest section of this document has autocalib alone)",
 }
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
 
 class PeerTimeout(Exception):
@@ -166,6 +169,22 @@ def top1(logits, labels):
     return ptq.topk(logits, labels, 1)
 
 
+def named_copy(path, work):
+    """The model with every node named: the zoo's MobileNets have unnamed nodes, and the ORT
+    and Neural Compressor quantizers exclude nodes by name, so excluding the (unnamed)
+    Softmax would exclude every node. The names do not change what the graph computes."""
+    import onnx
+    model = onnx.load(path)
+    if all(n.name for n in model.graph.node):
+        return path
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = "%s_%d" % (n.op_type, i)
+    named = os.path.join(work, os.path.basename(path).replace(".onnx", ".named.onnx"))
+    onnx.save(model, named)
+    return named
+
+
 def softmax_nodes(model):
     # Every tool here keeps Softmax in fp32 (autocalib always does; an 8-bit probability
     # would create ties among the top classes), so the peers exclude it too.
@@ -214,6 +233,18 @@ def run_autocalib(name, path, data, mode, args):
     return summarize_report(report, wall, cmd)
 
 
+def refresh_autocalib_rows(name, rows, args):
+    """Cached autocalib rows are summaries of report.json files kept in the work folder:
+    summarize them again so that fields added to summarize_report reach older runs."""
+    for mode in ("fast", "auto"):
+        row = rows.get("autocalib " + mode)
+        report = os.path.join(args.work, name, mode, "report.json")
+        if row and "error" not in row and os.path.exists(report):
+            with open(report) as f:
+                rows["autocalib " + mode] = summarize_report(json.load(f), row["wall_s"],
+                                                             row["command"])
+
+
 def summarize_report(report, wall, cmd):
     """What the table needs from report.json: scores, the chosen plan and every candidate."""
     search = report.get("search") or {}
@@ -223,6 +254,10 @@ def summarize_report(report, wall, cmd):
         "fp32_top1": report["fp32_score"], "int8_top1": report["int8_score"],
         "met_budget": report["met_budget"], "estimated_cost": report["estimated_cost"],
         "fp32_layers": len(report["fp32_layers"]),
+        # Conv/Gemm layers in fp32 out of all: the unit the peers' rows use.
+        "fp32_weight_layers": [sum(1 for l in report["layers"]
+                                   if l["op"] in WEIGHT_OPS and l["mode"] == "fp32"),
+                               sum(1 for l in report["layers"] if l["op"] in WEIGHT_OPS)],
         "search_fp32_layers": (len(report["candidates"][chosen]["fp32_layers"])
                                if chosen is not None else 0),
         "chosen": report["candidates"][chosen]["name"] if chosen is not None else None,
@@ -241,20 +276,29 @@ def summarize_report(report, wall, cmd):
 
 class OrtReader:
     """Calibration batches for onnxruntime.quantization (and the Neural Compressor, which
-    takes the same interface)."""
+    takes the same interface). __len__ and set_range let quantize_static calibrate in
+    chunks (CalibStridedMinMax)."""
 
     def __init__(self, name, x, batch):
-        self.name, self.x, self.batch, self.i = name, x, batch, 0
+        self.name, self.x, self.batch = name, x, batch
+        self.start, self.end = 0, len(self)
+        self.i = 0
+
+    def __len__(self):
+        return (len(self.x) + self.batch - 1) // self.batch
+
+    def set_range(self, start_index, end_index):
+        self.start, self.end, self.i = start_index, end_index, start_index
 
     def get_next(self):
-        if self.i >= len(self.x):
+        if self.i >= self.end:
             return None
-        item = {self.name: self.x[self.i:self.i + self.batch]}
-        self.i += self.batch
+        item = {self.name: self.x[self.i * self.batch:(self.i + 1) * self.batch]}
+        self.i += 1
         return item
 
     def rewind(self):
-        self.i = 0
+        self.i = self.start
 
 
 def ort_static_config(method, per_channel):
@@ -283,9 +327,16 @@ def peer_ort(path, model, data, work, args):
             method_name = "%s %s" % (method, "per-channel" if per_channel else "per-tensor")
             dst = os.path.join(work, "ort_%s_%d.onnx" % (method, per_channel))
             t0 = time.perf_counter()
-            quantize_static(path, dst, OrtReader(input_name(model), data.xc, data.batch),
-                            nodes_to_exclude=softmax_nodes(model),
-                            **ort_static_config(method, per_channel))
+            settings = ort_static_config(method, per_channel)
+            reader = OrtReader(input_name(model), data.xc, data.batch)
+            # Its histogram calibrators keep every activation they are fed: feed the
+            # calibration set in chunks of about 50 samples (the histograms merge).
+            settings["extra_options"]["CalibStridedMinMax"] = max(
+                1, min(len(reader), 50 // data.batch))
+            while len(reader) % settings["extra_options"]["CalibStridedMinMax"]:
+                settings["extra_options"]["CalibStridedMinMax"] -= 1
+            quantize_static(path, dst, reader, nodes_to_exclude=softmax_nodes(model),
+                            **settings)
             calib_s = time.perf_counter() - t0
             score = ort_top1(dst, data, args.threads)
             rows["ort " + method_name] = {
@@ -341,15 +392,31 @@ class CountingValidator:
         return float(np.mean(correct)), correct
 
 
-def peer_nncf_child(name, args):
-    """NNCF in a child process in which torch cannot be imported: NNCF 3.x loads its torch
-    tensor functions whenever torch imports, and they need torch >= 2 (torch.uint16), which
-    Debian's torch 1.13 (the PyTorch peer, already imported here) is not."""
-    out = os.path.join(args.work, name, "nncf.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--nncf-child", name, "--limit",
-           str(args.limit), "--build", args.build, "--threads", str(args.threads)]
-    with open(os.path.join(args.work, name, "nncf.log"), "w") as f:
-        child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+# Peers that run in a child process: NNCF, because NNCF 3.x loads its torch tensor
+# functions whenever torch imports and they need torch >= 2 (torch.uint16), which Debian's
+# torch 1.13 (the PyTorch peer, imported in this process) is not; the ONNX Runtime and
+# Neural Compressor calibrators, because their Entropy/Percentile calibrators hold every
+# activation of the calibration set in memory (about 10 GB on MobileNetV2) and a child
+# under an address-space limit fails alone instead of waking the OOM killer.
+CHILD_PEERS = ("ort", "nncf", "inc", "inc check")
+CHILD_MEMORY_BYTES = 14 << 30
+
+
+def peer_in_child(name, peer, fp32, args):
+    tag = peer.replace(" ", "_")
+    out = os.path.join(args.work, name, tag + ".json")
+    if os.path.exists(out):
+        os.remove(out)
+    cmd = [sys.executable, os.path.abspath(__file__), "--peer-child", "%s:%s" % (name, peer),
+           "--child-fp32", repr(fp32), "--limit", str(args.limit), "--build", args.build,
+           "--threads", str(args.threads)]
+
+    def limit_memory():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
+
+    with open(os.path.join(args.work, name, tag + ".log"), "w") as f:
+        child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, preexec_fn=limit_memory)
         try:
             rc = child.wait()
         finally:  # --peer-timeout fired: the child must not run on beside the next step
@@ -357,20 +424,38 @@ def peer_nncf_child(name, args):
                 child.kill()
                 child.wait()
     if rc != 0:
-        raise RuntimeError("NNCF child exited %d; see %s" % (rc, f.name))
+        raise RuntimeError("%s child exited %d (last line: %s); see %s"
+                           % (peer, rc, last_line(f.name), f.name))
     with open(out) as f:
         return json.load(f)
 
 
-def nncf_child_main(name, args):
-    sys.modules["torch"] = None  # import torch now raises ImportError, which NNCF skips
+def last_line(path):
+    with open(path, errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1][:200] if lines else "none"
+
+
+def peer_child_main(spec, args):
+    name, peer = spec.split(":", 1)
+    if peer == "nncf":
+        sys.modules["torch"] = None  # import torch now raises ImportError, which NNCF skips
     import onnx
     kind, batch = CLASSIFIERS[name]
-    path = ptq.model_path(name, ptq.ZOO)
-    data = Data(name, kind, batch, args.limit, os.path.join(args.work, name))
-    fp32 = ort_top1(path, data, args.threads)
-    rows = peer_nncf(onnx.load(path), data, fp32, args)
-    save(os.path.join(args.work, name, "nncf.json"), rows)
+    work = os.path.join(args.work, name)
+    path = named_copy(ptq.model_path(name, ptq.ZOO), work)
+    data = Data(name, kind, batch, args.limit, work)
+    model = onnx.load(path)
+    fp32 = args.child_fp32
+    if peer == "ort":
+        rows = peer_ort(path, model, data, work, args)
+    elif peer == "nncf":
+        rows = peer_nncf(model, data, fp32, args)
+    elif peer == "inc":
+        rows = peer_inc(path, model, data, fp32, work, args)
+    else:
+        rows = peer_inc_symmetric_check(path, model, data, args)
+    save(os.path.join(work, peer.replace(" ", "_") + ".json"), rows)
     return 0
 
 
@@ -386,12 +471,22 @@ def peer_nncf(model, data, fp32_top1, args):
         subset_size=len(data.xc), ignored_scope=nncf.IgnoredScope(types=["Softmax"], validate=False))
     wall = time.perf_counter() - t0
     score = ort_top1(q, data, args.threads)
+    kept, total = float_weight_layers(q)
     # NNCF's first full evaluation is the fp32 model's; the table counts int8 evaluations.
     return {"nncf accuracy control": {
         "tool": "NNCF %s" % nncf.__version__, "method": "quantize_with_accuracy_control",
         "int8_top1": score, "met_budget": fp32_top1 - score <= BUDGET,
         "evaluations": validate.full - 1, "subset_evaluations": validate.subset,
-        "validation_sizes": validate.sizes, "wall_s": wall}}
+        "validation_sizes": validate.sizes, "wall_s": wall,
+        "note": "%d of %d Conv/Gemm layers left in fp32" % (kept, total)}}
+
+
+def float_weight_layers(model):
+    """(Conv/Gemm nodes whose weight is not dequantized from int8, all Conv/Gemm nodes) of a
+    QDQ model: the layers an accuracy-driven peer left in fp32."""
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    layers = [n for n in model.graph.node if n.op_type in WEIGHT_OPS]
+    return sum(1 for n in layers if n.input[1] not in dequantized), len(layers)
 
 
 def peer_inc(path, model, data, fp32_top1, work, args):
@@ -404,7 +499,9 @@ def peer_inc(path, model, data, fp32_top1, work, args):
     # calibrator rejects). Activations stay in its default uint8 asymmetric form: with
     # symmetric int8 activations its QDQ models lose far more than quantize_static's with
     # the same settings (docs/accuracy.md, generated section).
+    # calibration_sampling_size: all of the calibration set (its default is 100 samples).
     configs = [config.StaticQuantConfig(nodes_to_exclude=softmax_nodes(model),
+                                        calibration_sampling_size=len(data.xc),
                                         **inc_static_config(method, per_channel))
                for method in ORT_METHODS for per_channel in (False, True)]
     scores = []
@@ -416,20 +513,28 @@ def peer_inc(path, model, data, fp32_top1, work, args):
     tune = tuning.TuningConfig(config_set=configs,
                                tolerable_loss=BUDGET / fp32_top1, max_trials=100)
     t0 = time.perf_counter()
-    met = True
+    met, note = True, None
     try:
         tuning.autotune(path, tune, evaluate,
                         calibration_data_reader=OrtReader(input_name(model), data.xc, data.batch))
     except SystemExit:
+        met, note = False, "no config within the budget: best trial shown"
+    except MemoryError:
+        # Its Entropy/Percentile calibration keeps every activation of the calibration set.
         met = False
+        note = ("stopped by MemoryError in trial %d (%s) under this child's %d GiB limit: "
+                "its Entropy/Percentile calibration keeps every activation of the %d "
+                "calibration samples; best earlier trial shown"
+                % (len(scores), configs[len(scores) - 1].calibrate_method
+                   if hasattr(configs[len(scores) - 1], "calibrate_method") else "?",
+                   CHILD_MEMORY_BYTES >> 30, len(data.xc)))
     wall = time.perf_counter() - t0
     trials = scores[1:]  # the first evaluation is the fp32 baseline
     return {"inc autotune": {
         "tool": "ONNX Neural Compressor %s" % getattr(onnx_neural_compressor, "__version__", "1.0"),
         "method": "autotune (6 static configs, uint8 asymmetric activations)",
         "int8_top1": trials[-1] if met else max(trials, default=None), "met_budget": met,
-        "evaluations": len(trials), "wall_s": wall,
-        "note": None if met else "no config within the budget: best trial shown"}}
+        "evaluations": len(trials), "wall_s": wall, "note": note}}
 
 
 def peer_inc_symmetric_check(path, model, data, args):
@@ -444,6 +549,7 @@ def peer_inc_symmetric_check(path, model, data, args):
         return scores[-1]
 
     one = config.StaticQuantConfig(nodes_to_exclude=softmax_nodes(model),
+                                   calibration_sampling_size=len(data.xc),
                                    **ort_static_config("MinMax", False))
     t0 = time.perf_counter()
     # tolerable_loss 1: the first (only) config is always accepted, so it returns the model.
@@ -472,24 +578,22 @@ def run_model(name, args, results):
     rows = entry["rows"]
     data = Data(name, kind, batch, args.limit, work)
     entry.update(n_calib=len(data.xc), n_test=len(data.xt))
-    import onnx
-    model = onnx.load(path)
     if "fp32_top1" not in entry:
         entry["fp32_top1"] = ort_top1(path, data, args.threads)
     fp32 = entry["fp32_top1"]
     log("== %s: %d calibration / %d test; fp32 top-1 (onnxruntime) %.4f"
         % (name, len(data.xc), len(data.xt), fp32))
 
+    refresh_autocalib_rows(name, rows, args)
     steps = [("autocalib fast", lambda: {"autocalib fast": run_autocalib(name, path, data, "fast", args)})]
     if not skipped_auto(name, args):
         steps.append(("autocalib auto",
                       lambda: {"autocalib auto": run_autocalib(name, path, data, "auto", args)}))
-    steps += [("ort MinMax per-tensor", lambda: peer_ort(path, model, data, work, args)),
+    steps += [("ort MinMax per-tensor", lambda: peer_in_child(name, "ort", fp32, args)),
               ("torch FX PTQ per-tensor", lambda: peer_torch(path, data, args)),
-              ("nncf accuracy control", lambda: peer_nncf_child(name, args)),
-              ("inc autotune", lambda: peer_inc(path, model, data, fp32, work, args)),
-              ("inc int8 symmetric check",
-               lambda: peer_inc_symmetric_check(path, model, data, args))]
+              ("nncf accuracy control", lambda: peer_in_child(name, "nncf", fp32, args)),
+              ("inc autotune", lambda: peer_in_child(name, "inc", fp32, args)),
+              ("inc int8 symmetric check", lambda: peer_in_child(name, "inc check", fp32, args))]
     for key, step in steps:
         if key in rows:
             continue  # cached in the JSON
@@ -552,19 +656,35 @@ def autocalib_lines(entry, key, mode_label):
                          % (c["round"], c["name"], pct(c["int8_score"]),
                             drop(fp32, c["int8_score"]), c["decided"], c["cost"] or 0))
     lines.append("| **autocalib %s** | %s | **%s** | %s | %s | %d (%d) | %.0f / %.0f | "
-                 "cost %.2f, %d fp32 layers (%d by the search)%s |"
+                 "cost %.2f, %d fp32 layers (%d by the search%s)%s |"
                  % (mode_label, r["chosen"], pct(r["int8_top1"]), drop(fp32, r["int8_top1"]),
                     "yes" if r["met_budget"] else "**no**", r["evaluations"],
                     r["subset_evaluations"], r["rounds"], r["wall_s"], r["estimated_cost"],
-                    r["fp32_layers"], r["search_fp32_layers"],
+                    r["fp32_layers"], r["search_fp32_layers"], weight_layers_text(r),
                     "; fp32 %s" % pct(fp32)))
     return lines
+
+
+PEER_ORDER = ("ort ", "torch ", "nncf", "inc autotune", "inc int8")
+
+
+def peer_order(key):
+    """Peers in a fixed order, whatever order the cache was filled in."""
+    return next((i for i, prefix in enumerate(PEER_ORDER) if key.startswith(prefix)),
+                len(PEER_ORDER))
+
+
+def weight_layers_text(r):
+    if "fp32_weight_layers" not in r:
+        return ""
+    return "; %d of %d Conv/Gemm layers" % tuple(r["fp32_weight_layers"])
 
 
 def peer_lines(entry):
     fp32 = entry["fp32_top1"]
     lines = []
-    for key, r in entry["rows"].items():
+    for key in sorted(entry["rows"], key=peer_order):  # stable: ORT rows keep their order
+        r = entry["rows"][key]
         if key.startswith("autocalib"):
             continue
         if "error" in r:
@@ -604,8 +724,13 @@ def run_cell(r):
         return "not run"
     if "error" in r:
         return "failed"
-    return "%s (%s pts, %d evals, %.0f s)" % (pct(r["int8_top1"]), drop(r["fp32_top1"], r["int8_top1"]),
-                                              r["evaluations"], r["wall_s"])
+    return "%s (%s pts, %s, %.0f s)" % (pct(r["int8_top1"]), drop(r["fp32_top1"], r["int8_top1"]),
+                                        evals_text(r), r["wall_s"])
+
+
+def evals_text(r):
+    subset = r.get("subset_evaluations") or 0
+    return "%d evals" % r["evaluations"] + (" + %d on a subset" % subset if subset else "")
 
 
 def goal_cell(ours, driven):
@@ -638,15 +763,17 @@ def summary_line(name, entry):
         "%.2f" % auto["estimated_cost"] if auto and "error" not in auto else "—",
         peer["tool"] if peer else "—", peer["method"] if peer else "",
         drop(entry["fp32_top1"], peer["int8_top1"]) if peer else "—",
-        "; ".join("%s: %s, %d evals, %.0f s" % (label, pct(r["int8_top1"]), r["evaluations"],
-                                                r["wall_s"]) for label, r in driven) or "—",
+        "; ".join("%s: %s, %s, %.0f s" % (label, pct(r["int8_top1"]), evals_text(r), r["wall_s"])
+                  for label, r in driven) or "—",
         gap, mode or "—", goal_cell(ours, driven))
 
 
 def markdown(results):
     meta = results.get("meta", {})
     out = [BEGIN, "", "## Accuracy and search table (generated)", "",
-           "Generated by `%s` on %s (%s). Every figure below comes from that run's JSON; "
+           "Generated by `%s` on %s (%s). Every figure below comes from the script's JSON "
+           "cache, which this command fills (it reuses rows that earlier invocations on the "
+           "same build folder measured, and `--rerun MODEL` measures a model again); "
            "rerun the command to regenerate this section." % (
                meta.get("command", "bench/run accuracy --markdown"), meta.get("date", "?"),
                meta.get("machine", "?")), ""]
@@ -659,7 +786,9 @@ def markdown(results):
             "its fast mode when that met the budget, else its auto mode. \"gap\" = "
             "autocalib's drop minus the best peer's drop (negative: autocalib loses less). "
             "The goal: within the budget, with fewer evaluations and less wall time than the "
-            "accuracy-driven peers (NNCF, INC).", "",
+            "accuracy-driven peers (NNCF, INC); evaluations compare full-test-set ones (the "
+            "subset ones, NNCF's ranking on 300 samples and autocalib's sensitivity probes on "
+            "256, are listed beside them and are in the wall time).", "",
             "| model | fp32 top-1 % (autocalib / Python) | autocalib fast | autocalib auto "
             "| auto cost | best peer (drop) | accuracy-driven peers | gap (pts) | goal |",
             "|---|---|---|---|---:|---|---|---|---|"]
@@ -770,7 +899,8 @@ def parse_args(argv):
     p.add_argument("--peer-timeout", type=int, default=1800,
                    help="seconds one peer may take on one model (0: no limit)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--nncf-child", help=argparse.SUPPRESS)  # see peer_nncf_child
+    p.add_argument("--peer-child", help=argparse.SUPPRESS)  # MODEL:PEER, see peer_in_child
+    p.add_argument("--child-fp32", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.skip_auto = [m for m in args.skip_auto.split(",") if m]
@@ -803,8 +933,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
-    if args.nncf_child:
-        return nncf_child_main(args.nncf_child, args)
+    if args.peer_child:
+        return peer_child_main(args.peer_child, args)
     results = load(args.json)
     if not args.markdown_only:
         for name in args.rerun:
@@ -813,8 +943,8 @@ def main(argv=None):
             "command": command_line(argv),
             "date": datetime.date.today().isoformat(), "machine": ptq.machine(),
             "limit": args.limit}
-        for name in args.skip_auto:
-            results.setdefault("skip_auto_reason", {})[name] = args.skip_auto_reason
+        # Only this invocation's --skip-auto: a model whose auto mode ran since is not skipped.
+        results["skip_auto_reason"] = {name: args.skip_auto_reason for name in args.skip_auto}
         for name in args.models:
             try:
                 run_model(name, args, results)
