@@ -127,7 +127,9 @@ static int evaluate_round(const ac_search_options *o, const ac_evaluator *ev, ac
     return 0;
 }
 
-/* The cheapest passing full-set candidate, ties to the lower index; -1 if none. */
+/* The cheapest passing full-set candidate; among equally cheap ones the
+ * highest score (the budget is a floor, not a target), then the lower index;
+ * -1 if none. Passing candidates always carry their full score. */
 static int cheapest_passing(const ac_search_options *o, const ac_search_result *res)
 {
     int best = -1;
@@ -135,7 +137,10 @@ static int cheapest_passing(const ac_search_options *o, const ac_search_result *
         const ac_candidate *c = &res->cands[i];
         if (!cand_passes(o, c))
             continue;
-        if (best < 0 || c->cost < res->cands[best].cost - SCORE_EPS)
+        const ac_candidate *b = best >= 0 ? &res->cands[best] : NULL;
+        bool cheaper = !b || c->cost < b->cost - SCORE_EPS;
+        bool as_cheap = b && c->cost <= b->cost + SCORE_EPS;
+        if (cheaper || (as_cheap && c->score > b->score + SCORE_EPS))
             best = i;
     }
     return best;

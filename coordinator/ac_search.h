@@ -4,7 +4,8 @@
  * whole test set or on a subset) and estimates each candidate's cost on the
  * chip; the search decides which candidates to try next. Decisions depend only
  * on the scores and costs (never on arrival order): among passing candidates
- * the cheapest wins, ties going to the lower index.
+ * the cheapest wins; among equally cheap ones the highest score, then the
+ * lower index.
  *
  * Fast mode (default): round 1 evaluates the baseline (KL, per-tensor, all
  * int8) alone. Nothing is cheaper on the chip than plain int8, so when it

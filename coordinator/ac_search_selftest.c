@@ -144,6 +144,18 @@ static void test_per_channel_rescues(void)
     ac_search_result_free(&r);
 }
 
+/* Two equally cheap candidates pass: the higher score wins, not the earlier one. */
+static void test_equal_cost_prefers_higher_score(void)
+{
+    model m = base_model();
+    m.pc_factor = 0.4;                /* 0.0048: passes, per_channel comes first */
+    m.method_factor[AC_TH_MSE] = 0.2; /* 0.0024: passes with a higher score */
+    ac_search_result r = run(&m, false, 1);
+    CHECK(r.met_budget && r.best >= 0 && r.cands[r.best].method == AC_TH_MSE && !r.cands[r.best].per_channel,
+          "best %s", r.best >= 0 ? r.cands[r.best].name : "-");
+    ac_search_result_free(&r);
+}
+
 static void test_combination_in_round_three(void)
 {
     model m = base_model();
@@ -374,6 +386,7 @@ int main(void)
 {
     test_baseline_passes();
     test_per_channel_rescues();
+    test_equal_cost_prefers_higher_score();
     test_combination_in_round_three();
     test_auto_finds_fewest_fp32_layers();
     test_auto_improves_on_a_fast_pass();
