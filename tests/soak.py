@@ -7,7 +7,7 @@ kill -9s, SIGSTOPs (longer than the liveness) and restarts random workers, and r
 the broker once. Every search must report the plan and scores of its fault-free run
 (computed first, on a quiet farm). At the end it prints tasks run, requeues, failed
 tasks, worker kills and stops survived, broker restarts survived, and the peak resident
-memory of the broker and the workers with their trend (first vs last quarter of the run),
+memory of the broker and the workers with their trend (second vs last quarter of the last process life),
 and exits non-zero when a search differed, failed, or memory kept growing.
 
     .venv/bin/python tests/soak.py [--minutes 20] [--seed 1] [--bin build/cli/autocalib]
@@ -139,14 +139,17 @@ class Soak:
         t0 = time.monotonic()
         while not self.stop.is_set():
             procs = [("broker", self.broker)] + [("workers", w) for w in self.workers.values()]
-            total = {}
+            total, life = {}, {}
             for role, p in procs:
                 kb = rss_kb(p.p.pid) if p and p.alive() else None
                 if kb:
                     total[role] = max(total.get(role, 0), kb)
+                    # the broker's process life (it is restarted once); the workers are
+                    # measured as a fleet (max over them), one "life"
+                    life[role] = p.p.pid if role == "broker" else 0
             with self.lock:
                 for role, kb in total.items():
-                    self.memory.setdefault(role, []).append((time.monotonic() - t0, kb))
+                    self.memory.setdefault(role, []).append((time.monotonic() - t0, kb, life[role]))
             time.sleep(0.5)
 
     # -- the run
@@ -207,13 +210,18 @@ class Soak:
 
 
 def trend(samples):
-    """(peak kB, mean of the first quarter, mean of the last quarter)."""
-    if len(samples) < 8:
-        return (max((kb for _, kb in samples), default=0), None, None)
-    q = len(samples) // 4
-    first = sum(kb for _, kb in samples[:q]) / q
-    last = sum(kb for _, kb in samples[-q:]) / q
-    return max(kb for _, kb in samples), first, last
+    """(peak kB over the run, early mean, late mean). The trend is read within the last
+    process life (a restarted broker starts empty, so a mean across the restart says
+    nothing) and after its warm-up: its first quarter, while the searches' blobs and
+    plans are still arriving, is left out; early is the second quarter, late the last."""
+    peak = max((kb for _, kb, _ in samples), default=0)
+    life = [kb for _, kb, pid in samples if pid == samples[-1][2]] if samples else []
+    if len(life) < 8:
+        return (peak, None, None)
+    q = len(life) // 4
+    early = sum(life[q:2 * q]) / q
+    late = sum(life[-q:]) / q
+    return peak, early, late
 
 
 def main():
@@ -245,9 +253,9 @@ def main():
         if first is None:
             print("soak: peak RSS %s %.1f MB (too few samples for a trend)" % (role, peak / 1024))
             continue
-        print("soak: peak RSS %s %.1f MB; mean first quarter %.1f MB, last quarter %.1f MB" % (
+        print("soak: peak RSS %s %.1f MB; mean of its last life's second quarter %.1f MB, last quarter %.1f MB" % (
             role, peak / 1024, first / 1024, last / 1024))
-        # Restarted processes start small, so only a clear rise of the late mean counts.
+        # Only a clear rise of the late mean over the early one counts.
         if last > first * 1.5 + 10 * 1024:
             growing.append(role)
     for m in mismatches:
