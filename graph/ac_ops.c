@@ -11,6 +11,7 @@
 
 #include "ac_conv_f32.h"
 #include "ac_ref_f32.h"
+#include "ac_unary_pool_fast.h"
 
 #include <float.h>
 #include <math.h>
@@ -461,7 +462,7 @@ static int run_unary(const ac_graph *g, const ac_node *n, const void *const *in,
         u.alpha = *(const float *)in[1];
     if (p->max_input)
         u.beta = *(const float *)in[2];
-    ac_unary_f32__ref(&u, in[0], out[0], in_numel(g, n, 0), ith, nth);
+    ac_unary_f32(&u, in[0], out[0], in_numel(g, n, 0), ith, nth);
     return 0;
 }
 
@@ -1130,9 +1131,9 @@ static int run_pool(const ac_graph *g, const ac_node *n, const void *const *in, 
                     void *scratch, int ith, int nth)
 {
     if (n->op == AC_OP_MAXPOOL)
-        ac_maxpool_f32__ref(n->params, in[0], out[0], ith, nth);
+        ac_maxpool_f32(n->params, in[0], out[0], ith, nth);
     else
-        ac_avgpool_f32__ref(n->params, in[0], out[0], ith, nth);
+        ac_avgpool_f32(n->params, in[0], out[0], ith, nth);
     return 0;
 }
 

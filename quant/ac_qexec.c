@@ -8,6 +8,7 @@
 #include "ac_int8_fast.h"
 #include "ac_mem_plan.h"
 #include "ac_ops.h"
+#include "ac_unary_pool_fast.h"
 
 struct ac_qexec {
     const ac_plan *p;
@@ -344,9 +345,9 @@ static int run_int8(const ac_qexec *e, const ac_node *n, const ac_node_plan *np,
                           out[0], ith, nth);
         return 0;
     case AC_Q8_MAXPOOL:
-        ac_maxpool_q8__ref(&np->u.maxpool, x->is_signed, in[0], out[0], ith, nth);
+        ac_maxpool_q8(&np->u.maxpool, x->is_signed, in[0], out[0], ith, nth);
         return 0;
-    case AC_Q8_AVGPOOL: ac_avgpool_q8__ref(&np->u.avgpool, in[0], out[0], ith, nth); return 0;
+    case AC_Q8_AVGPOOL: ac_avgpool_q8(&np->u.avgpool, in[0], out[0], ith, nth); return 0;
     case AC_Q8_GLOBAL_AVGPOOL: ac_global_avgpool_q8__ref(&np->u.gavg, in[0], out[0], ith, nth); return 0;
     case AC_Q8_GLOBAL_MAXPOOL:
         ac_global_maxpool_q8__ref(np->u.gmax.rows, np->u.gmax.len, x->is_signed, in[0], out[0],
