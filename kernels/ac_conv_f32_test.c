@@ -17,36 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_failures = 0;
+#include "ac_check.h"
+#include "ac_kernel_test_util.h"
+
 static int g_conv_cases = 0, g_gemm_cases = 0;
-static uint64_t g_rng = 0x2545F4914F6CDD1DULL;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            g_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fprintf(stderr, "\n");                                                            \
-        }                                                                                     \
-    } while (0)
-
-static uint32_t rng_next(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-
-static int rng_int(int lo, int hi) /* inclusive */
-{
-    return lo + (int)(rng_next() % (uint32_t)(hi - lo + 1));
-}
 
 static float *rand_floats(size_t count)
 {
-    float *p = malloc((count ? count : 1) * sizeof(float));
+    float *p = xmalloc((count ? count : 1) * sizeof(float));
     for (size_t i = 0; i < count; i++)
         p[i] = (float)((int)(rng_next() % 20001) - 10000) / 10000.0f;
     return p;
@@ -54,7 +32,7 @@ static float *rand_floats(size_t count)
 
 static float *abs_copy(const float *p, size_t count)
 {
-    float *q = malloc((count ? count : 1) * sizeof(float));
+    float *q = xmalloc((count ? count : 1) * sizeof(float));
     for (size_t i = 0; i < count; i++)
         q[i] = fabsf(p[i]);
     return q;
@@ -62,7 +40,7 @@ static float *abs_copy(const float *p, size_t count)
 
 static float *nan_floats(size_t count)
 {
-    float *p = malloc((count ? count : 1) * sizeof(float));
+    float *p = xmalloc((count ? count : 1) * sizeof(float));
     for (size_t i = 0; i < count; i++)
         p[i] = NAN;
     return p;
@@ -123,7 +101,7 @@ static void run_conv_fast(const ac_conv2d_shape *s, const float *x, const float 
                           const float *b, float *y, int nth, ac_conv_isa isa)
 {
     const size_t bytes = ac_conv2d_f32_scratch_bytes(s, nth);
-    void *scratch = bytes ? malloc(bytes) : NULL;
+    void *scratch = bytes ? xmalloc(bytes) : NULL;
     for (int ith = 0; ith < nth; ith++)
         ac_conv2d_f32_isa(s, x, w, b, y, scratch, ith, nth, isa);
     free(scratch);
@@ -263,7 +241,7 @@ static void run_gemm_fast(const ac_gemm_shape *s, const float *a, const float *b
                           float *y, int nth, ac_conv_isa isa)
 {
     const size_t bytes = ac_gemm_f32_scratch_bytes(s, nth);
-    void *scratch = bytes ? malloc(bytes) : NULL;
+    void *scratch = bytes ? xmalloc(bytes) : NULL;
     for (int ith = 0; ith < nth; ith++)
         ac_gemm_f32_isa(s, a, b, c, y, scratch, ith, nth, isa);
     free(scratch);
@@ -354,7 +332,7 @@ static void test_force_ref(void)
     float *ref = nan_floats(ny), *y = nan_floats(ny);
     ac_conv2d_f32__ref(&s, x, w, NULL, ref, 0, 1);
     const size_t bytes = ac_conv2d_f32_scratch_bytes(&s, 1);
-    void *scratch = malloc(bytes);
+    void *scratch = xmalloc(bytes);
 
     const bool was = ac_kernels_ref_forced();
     ac_kernels_force_ref(true);
@@ -364,7 +342,7 @@ static void test_force_ref(void)
 
     ac_gemm_shape gs = {.m = 20, .n = 81, .k = 40, .alpha = 1.0f, .beta = 1.0f};
     float *gy = nan_floats(ny), *gref = nan_floats(ny);
-    void *gscratch = malloc(ac_gemm_f32_scratch_bytes(&gs, 1));
+    void *gscratch = xmalloc(ac_gemm_f32_scratch_bytes(&gs, 1));
     ac_gemm_f32__ref(&gs, w, x, NULL, gref, 0, 1);
     ac_gemm_f32(&gs, w, x, NULL, gy, gscratch, 0, 1);
     CHECK(memcmp(gy, gref, ny * sizeof(float)) == 0, "forced gemm is not bit-identical to __ref");
@@ -382,14 +360,15 @@ static void test_force_ref(void)
 
 int main(void)
 {
+    rng_seed(0x2545F4914F6CDD1DULL); /* this test's cases were drawn from this seed */
     printf("conv_f32_test: avx2+fma %s, avx512f %s\n", ac_conv_isa_avx2_available() ? "yes" : "no",
            ac_conv_isa_avx512_available() ? "yes" : "no");
     test_conv_fixed();
     test_conv_random();
     test_gemm();
     test_force_ref();
-    if (g_failures) {
-        fprintf(stderr, "conv_f32_test: %d failure(s)\n", g_failures);
+    if (failures) {
+        fprintf(stderr, "conv_f32_test: %d failure(s)\n", failures);
         return 1;
     }
     printf("conv_f32_test: all passed (%d conv cases, %d gemm cases)\n", g_conv_cases,

@@ -19,45 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_check.h"
 #include "ac_conv_f32.h"
+#include "ac_kernel_test_util.h"
 
 enum { GUARD = 64, SENTINEL = 0xA5 };
 
-static int g_failures = 0, g_cases = 0;
-static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            g_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fprintf(stderr, "\n");                                                            \
-        }                                                                                     \
-    } while (0)
-
-static uint32_t rng_next(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-
-static int rng_int(int lo, int hi) /* inclusive */
-{
-    return lo + (int)(rng_next() % (uint32_t)(hi - lo + 1));
-}
-
-static uint8_t *xmalloc(size_t n)
-{
-    uint8_t *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+static int g_cases = 0;
 
 /* All 256 codes in order from a random start, then random codes. */
 static void fill_codes(uint8_t *p, int64_t n)
@@ -339,7 +307,7 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc)
-            g_rng = strtoull(argv[++i], NULL, 0) | 1;
+            rng_seed(strtoull(argv[++i], NULL, 0));
         else {
             fprintf(stderr, "usage: %s [--seed N]\n", argv[0]);
             return 2;
@@ -349,6 +317,6 @@ int main(int argc, char **argv)
     test_clamp();
     test_add();
     test_forced();
-    printf("int8_eltwise_test: %d cases, %d failures\n", g_cases, g_failures);
-    return g_failures ? 1 : 0;
+    printf("int8_eltwise_test: %d cases, %d failures\n", g_cases, failures);
+    return failures ? 1 : 0;
 }

@@ -26,42 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_failures = 0;
+#include "ac_check.h"
+#include "ac_kernel_test_util.h"
+
 static int g_conv_cases = 0, g_fc_cases = 0, g_runs = 0;
-static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            g_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fprintf(stderr, "\n");                                                            \
-        }                                                                                     \
-    } while (0)
-
-static uint32_t rng_next(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-
-static int rng_int(int lo, int hi) /* inclusive */
-{
-    return lo + (int)(rng_next() % (uint32_t)(hi - lo + 1));
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
 
 static void fill_bytes(uint8_t *p, size_t n)
 {
@@ -556,7 +524,7 @@ int main(int argc, char **argv)
     int random_convs = 300, random_fcs = 60;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc)
-            g_rng = strtoull(argv[++i], NULL, 0) | 1;
+            rng_seed(strtoull(argv[++i], NULL, 0));
         else if (!strcmp(argv[i], "--random") && i + 1 < argc)
             random_convs = atoi(argv[++i]);
     }
@@ -570,6 +538,6 @@ int main(int argc, char **argv)
     test_conv_random(random_convs);
     test_fc_cases(random_fcs);
     printf("int8_fast_test: %d conv cases, %d fc cases, %d fast runs compared, %d failures\n",
-           g_conv_cases, g_fc_cases, g_runs, g_failures);
-    return g_failures ? 1 : 0;
+           g_conv_cases, g_fc_cases, g_runs, failures);
+    return failures ? 1 : 0;
 }
