@@ -31,7 +31,7 @@
 /* The file stores enum values by these names, not by number, so reordering
  * ac_plan.h's enums cannot silently change a file's meaning. Adding a value
  * there must add its name here (the asserts fail otherwise). */
-_Static_assert(AC_WHY_COUNT == 16, "add the new ac_fp32_reason to reason_ids");
+_Static_assert(AC_WHY_COUNT == 17, "add the new ac_fp32_reason to reason_ids");
 _Static_assert(AC_Q8_MOVE == 13, "add the new ac_q8_kind to kind_ids");
 
 static const char *const reason_ids[AC_WHY_COUNT] = {
@@ -51,6 +51,7 @@ static const char *const reason_ids[AC_WHY_COUNT] = {
     [AC_WHY_NOT_ACTIVATION] = "not_activation",
     [AC_WHY_RANGE] = "range",
     [AC_WHY_FOLLOWS_FP32] = "follows_fp32",
+    [AC_WHY_FUSED_ACT] = "fused_activation",
 };
 
 static const char *const kind_ids[AC_Q8_MOVE + 1] = {

@@ -35,6 +35,7 @@ const char *ac_fp32_reason_name(ac_fp32_reason why)
         [AC_WHY_NOT_ACTIVATION] = "operands are not float activations",
         [AC_WHY_RANGE] = "input and output ranges differ",
         [AC_WHY_FOLLOWS_FP32] = "moves the output of an fp32 layer",
+        [AC_WHY_FUSED_ACT] = "activation fused with an fp32 conv/FC",
     };
     return why >= 0 && why < AC_WHY_COUNT && names[why] ? names[why] : "?";
 }
@@ -1034,6 +1035,49 @@ static void moves_follow_fp32(ac_plan *p)
     }
 }
 
+static bool is_conv_or_fc(const ac_node *n)
+{
+    return n->op == AC_OP_CONV || n->op == AC_OP_CONV_TRANSPOSE || n->op == AC_OP_GEMM || n->op == AC_OP_MATMUL;
+}
+
+/* A ReLU / ReLU6 / Clip whose input is an fp32 conv or FC, and that is that
+ * output's only consumer, stays in fp32 with it: the chip's compiler fuses
+ * the activation into the conv (tpu-mlir's do_relu), so an fp32 conv in the
+ * quantize table keeps its activation in fp32 too. Quantizing in between
+ * would round the pre-activation values, which the chip never does, and
+ * would make a conv kept in fp32 by the search lose most of what it gains. */
+int ac_plan_fused_producer(const ac_plan *p, int node)
+{
+    const ac_graph *g = p->g;
+    const ac_node *n = &g->nodes[node];
+    const ac_node_plan *np = &p->nodes[node];
+    bool clamp = np->kind == AC_Q8_CLAMP || (np->mode == AC_MODE_FP32 && np->why == AC_WHY_FUSED_ACT);
+    if (!clamp || n->ninputs < 1 || n->inputs[0] < 0)
+        return -1;
+    int t = n->inputs[0];
+    int producer = g->tensors[t].producer;
+    if (producer < 0 || !is_conv_or_fc(&g->nodes[producer]))
+        return -1;
+    int consumers = 0;
+    for (int k = 0; k < g->nnodes; k++)
+        for (int j = 0; j < g->nodes[k].ninputs; j++)
+            consumers += g->nodes[k].inputs[j] == t;
+    return consumers == 1 ? producer : -1;
+}
+
+static void activations_follow_fp32(ac_plan *p)
+{
+    const ac_graph *g = p->g;
+    for (int i = 0; i < g->nnodes; i++) {
+        ac_node_plan *np = &p->nodes[i];
+        if (np->mode != AC_MODE_INT8)
+            continue;
+        int producer = ac_plan_fused_producer(p, i);
+        if (producer >= 0 && p->nodes[producer].mode == AC_MODE_FP32)
+            go_fp32(np, AC_WHY_FUSED_ACT, "activation of fp32 layer '%s'", g->nodes[producer].name);
+    }
+}
+
 /* Where each tensor lives: codes, float, or both (§6). */
 static void tensor_storage(ac_plan *p)
 {
@@ -1100,6 +1144,7 @@ ac_plan *ac_plan_build(const ac_graph *g, const ac_calib_table *table, const ac_
         if (lower_node(&c, i))
             goto fail;
     }
+    activations_follow_fp32(p);
     moves_follow_fp32(p);
     tensor_storage(p);
     for (int i = 0; i < g->nnodes; i++) {

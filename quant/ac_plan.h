@@ -49,6 +49,7 @@ typedef enum {
     AC_WHY_NOT_ACTIVATION,/* operands that are not float activations (shape arithmetic, constant operands, run-time parameters) */
     AC_WHY_RANGE,         /* code-moving op whose input and output ranges differ */
     AC_WHY_FOLLOWS_FP32,  /* code-moving op whose data input an fp32 layer produces */
+    AC_WHY_FUSED_ACT,     /* ReLU/Clip, the only consumer of an fp32 conv/FC (fused with it) */
     AC_WHY_COUNT
 } ac_fp32_reason;
 
@@ -143,5 +144,10 @@ int ac_plan_write_qtable(const ac_plan *p, const char *path, ac_err *err);
 /* A one-line summary per node ("conv1 Conv int8 per-tensor r=7" / "fp32 (r<0: ...)")
  * written to f; for logs and the CLI. */
 void ac_plan_print(const ac_plan *p, FILE *f);
+
+/* The conv or FC a ReLU / ReLU6 / Clip node is fused with (it is that
+ * output's only consumer), or -1: such an activation runs in the mode of its
+ * conv (fp32 with it, reason AC_WHY_FUSED_ACT). */
+int ac_plan_fused_producer(const ac_plan *p, int node);
 
 #endif
