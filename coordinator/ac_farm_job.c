@@ -1092,14 +1092,13 @@ typedef struct {
     ac_exec *fp32;
     ac_qexec *int8;
     int batch;
-    float *tmp;
     ac_progress *progress;
 } layer_ctx;
 
 static int after_batch(void *ctx, int64_t first, int n, ac_err *err)
 {
     layer_ctx *c = ctx;
-    ac_layer_acc_add(c->acc, c->plan, c->fp32, c->int8, c->batch, n, c->tmp);
+    ac_layer_acc_add(c->acc, c->plan, c->fp32, c->int8, c->batch, n);
     ac_progress_update(c->progress, first + n);
     (void)err;
     return 0;
@@ -1108,18 +1107,13 @@ static int after_batch(void *ctx, int64_t first, int n, ac_err *err)
 /* Per-layer cosine/SQNR of the chosen plan on the sensitivity subset, here. */
 static int layer_statistics(fjob *j, const ac_plan *plan, ac_layer_acc *acc, ac_err *err)
 {
-    int64_t maxnumel = 0;
-    for (int t = 0; t < j->g->ntensors; t++)
-        if (ac_tensor_numel(&j->g->tensors[t]) > maxnumel)
-            maxnumel = ac_tensor_numel(&j->g->tensors[t]);
-    layer_ctx lc = {.acc = acc, .plan = plan, .batch = j->batch,
-                    .tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1))};
+    layer_ctx lc = {.acc = acc, .plan = plan, .batch = j->batch};
     ac_runner *r = ac_runner_new(j->g, j->input, j->test, err);
     lc.fp32 = r ? ac_exec_new(j->g, err) : NULL;
     lc.int8 = lc.fp32 ? ac_qexec_new(plan, err) : NULL;
     ac_metric_partial *pa = lc.int8 ? ac_metric_partial_new(j->metric, err) : NULL;
     int rc = -1;
-    if (!lc.tmp || !pa)
+    if (!pa)
         goto done;
     ac_exec_set_threads(lc.fp32, j->o->q.threads);
     ac_qexec_set_threads(lc.int8, j->o->q.threads);
@@ -1133,7 +1127,6 @@ done:
     ac_qexec_destroy(&lc.int8);
     ac_exec_destroy(&lc.fp32);
     ac_runner_destroy(&r);
-    free(lc.tmp);
     return rc;
 }
 

@@ -16,47 +16,42 @@
 #include "ac_qexec.h"
 #include "ac_report_html.h"
 
-/* The int8 run's value of tensor t as float: its float buffer, or its codes dequantized. */
-static const float *int8_value(const ac_plan *plan, const ac_qexec *e, int t, float *tmp, int64_t n)
+/* Adds one tensor's n values: the int8 run's floats f, or its codes
+ * dequantized, against the fp32 reference. An unsigned tensor drops
+ * negatives by design (a ReLU consumes it, spec §2), so the reference is
+ * compared from 0 up. */
+static void acc_tensor(ac_layer_acc *a, const ac_tensor_plan *tp, const float *ref, const float *f, const void *codes,
+                       int64_t n)
 {
-    const float *f = ac_qexec_tensor_float(e, t);
-    if (f)
-        return f;
-    const void *codes = ac_qexec_tensor_codes(e, t);
-    if (!codes)
-        return NULL;
-    const ac_tensor_plan *tp = &plan->tensors[t];
-    for (int64_t i = 0; i < n; i++) {
-        int q = tp->is_signed ? ((const int8_t *)codes)[i] : ((const uint8_t *)codes)[i];
-        tmp[i] = (float)(q * tp->scale);
+    bool clamp0 = tp->has_range && !tp->is_signed;
+    for (int64_t k = 0; k < n; k++) {
+        float qv = f ? f[k]
+                     : (float)((tp->is_signed ? ((const int8_t *)codes)[k] : ((const uint8_t *)codes)[k]) * tp->scale);
+        double r = clamp0 && ref[k] < 0 ? 0.0 : ref[k], v = qv, d = r - v;
+        a->dot += r * v;
+        a->ref_sq += r * r;
+        a->q_sq += v * v;
+        a->err_sq += d * d;
     }
-    return tmp;
 }
 
 void ac_layer_acc_add(ac_layer_acc *acc, const ac_plan *plan, const ac_exec *fp32, const ac_qexec *int8, int batch,
-                      int nreal, float *tmp)
+                      int nreal)
 {
     const ac_graph *g = plan->g;
+    /* One tensor per iteration, each summed in order by one thread: the
+     * sums do not depend on the thread count. */
+#pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < g->nnodes; i++) {
         int t = g->nodes[i].outputs[0];
         if (t < 0 || !plan->tensors[t].activation)
             continue;
         int64_t n = ac_tensor_numel(&g->tensors[t]) / batch * nreal;
         const float *ref = ac_exec_tensor(fp32, t);
-        const float *q = int8_value(plan, int8, t, tmp, ac_tensor_numel(&g->tensors[t]));
-        if (!ref || !q)
-            continue;
-        ac_layer_acc *a = &acc[t];
-        /* An unsigned tensor drops negatives by design (a ReLU consumes it,
-         * spec §2), so the reference is compared from 0 up. */
-        bool clamp0 = plan->tensors[t].has_range && !plan->tensors[t].is_signed;
-        for (int64_t k = 0; k < n; k++) {
-            double r = clamp0 && ref[k] < 0 ? 0.0 : ref[k], v = q[k], d = r - v;
-            a->dot += r * v;
-            a->ref_sq += r * r;
-            a->q_sq += v * v;
-            a->err_sq += d * d;
-        }
+        const float *f = ac_qexec_tensor_float(int8, t);
+        const void *codes = f ? NULL : ac_qexec_tensor_codes(int8, t);
+        if (ref && (f || codes))
+            acc_tensor(&acc[t], &plan->tensors[t], ref, f, codes, n);
     }
 }
 

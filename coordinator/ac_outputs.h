@@ -23,11 +23,11 @@ typedef struct {
 } ac_layer_acc;
 
 /* Adds one batch's agreement (its first nreal samples) of every node output
- * the plan quantizes. tmp holds the largest tensor's element count. */
+ * the plan quantizes, tensors shared among OpenMP threads. */
 struct ac_exec;
 struct ac_qexec;
 void ac_layer_acc_add(ac_layer_acc *acc, const ac_plan *plan, const struct ac_exec *fp32,
-                      const struct ac_qexec *int8, int batch, int nreal, float *tmp);
+                      const struct ac_qexec *int8, int batch, int nreal);
 
 /* The cosine and SQNR (dB) that the reports give for one tensor; false when
  * it has no statistics. Identical values give an SQNR of 200 dB. */
@@ -59,7 +59,7 @@ typedef enum {
     AC_VERDICT_PASS,          /* scored on the full test set, within the budget */
     AC_VERDICT_FAIL,          /* scored on the full test set, outside it */
     AC_VERDICT_DECIDED_FAIL,  /* pass/fail round: fails the budget, no score reported */
-    AC_VERDICT_SUBSET,        /* a sensitivity probe scored on the subset (no verdict) */
+    AC_VERDICT_SUBSET,        /* a probe scored on the subset (no verdict) */
     AC_VERDICT_ERROR          /* not evaluated, or its evaluation failed (error says why) */
 } ac_verdict;
 

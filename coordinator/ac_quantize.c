@@ -182,16 +182,10 @@ static int make_metric(job *j, ac_err *err)
     return j->fp32_part && j->int8_part ? 0 : -1;
 }
 
-static void accumulate_layers(job *j, int nreal, float *tmp)
-{
-    ac_layer_acc_add(j->acc, j->plan, j->fp32, j->int8, j->batch, nreal, tmp);
-}
-
 /* After each test batch: the per-layer agreement of its real samples (when
  * the fp32 model runs too), and the progress. */
 typedef struct {
     job *j;
-    float *tmp;
     bool layers;
     ac_progress *progress;
 } layer_ctx;
@@ -200,7 +194,7 @@ static int after_test_batch(void *ctx, int64_t first, int n, ac_err *err)
 {
     layer_ctx *c = ctx;
     if (c->layers)
-        accumulate_layers(c->j, n, c->tmp);
+        ac_layer_acc_add(c->j->acc, c->j->plan, c->j->fp32, c->j->int8, c->j->batch, n);
     ac_progress_update(c->progress, first + n);
     (void)err;
     return 0;
@@ -209,19 +203,10 @@ static int after_test_batch(void *ctx, int64_t first, int n, ac_err *err)
 static int evaluate(job *j, ac_err *err)
 {
     double t = ac_job_now();
-    const ac_graph *g = j->g;
     j->n_test = ac_dataset_limit(ac_dataset_count(j->test), j->o->test_iterations, j->batch);
     bool need_fp32 = j->o->fp32_score <= 0 || ac_metric_get_kind(j->metric) != AC_METRIC_CLASSIFY;
-    int64_t maxnumel = 0;
-    for (int t = 0; t < g->ntensors; t++)
-        if (ac_tensor_numel(&g->tensors[t]) > maxnumel)
-            maxnumel = ac_tensor_numel(&g->tensors[t]);
-    layer_ctx lc = {.j = j, .tmp = malloc(sizeof(float) * (size_t)(maxnumel > 0 ? maxnumel : 1)), .layers = need_fp32};
+    layer_ctx lc = {.j = j, .layers = need_fp32};
     int rc = -1;
-    if (!lc.tmp) {
-        ac_err_set(err, AC_E_NOMEM, "out of memory for scoring");
-        goto done;
-    }
     ac_job_say(j->o, j->t0, "scoring: %lld test samples of %s (%s)", (long long)j->n_test, ac_dataset_source_name(j->test),
         ac_metric_kind_name(ac_metric_get_kind(j->metric)));
     /* The loop the workers run too (runner/ac_runner.h): the same batches,
@@ -244,7 +229,6 @@ static int evaluate(job *j, ac_err *err)
     j->t_test = ac_job_now() - t;
     rc = 0;
 done:
-    free(lc.tmp);
     return rc;
 }
 
