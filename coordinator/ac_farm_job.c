@@ -67,6 +67,11 @@ typedef struct {
     double t_calib, t_test;
     ac_metric *metric;
     ac_metric_options mopt;
+    /* Subset rounds (the screen, the sensitivity ranking) score by the mean
+     * cosine of every output against the fp32 model's: a continuous measure
+     * that tells apart candidates a few hundred samples of top-1 cannot. */
+    ac_metric *rank_metric;
+    ac_metric_options rank_mopt;
     ac_metric_result fp32_res;
     bool have_fp32_res;
     double fp32_score;
@@ -220,6 +225,18 @@ static void shard_range(const fjob *j, int64_t n, int s, int64_t *b, int64_t *e)
     int64_t per = (int64_t)(j->o->shard_batches > 0 ? j->o->shard_batches : 8) * j->batch;
     *b = s * per;
     *e = *b + per < n ? *b + per : n;
+}
+
+/* How many candidates the farm can evaluate side by side without slowing
+ * each other: workers beyond one full-set candidate's shards. Each split
+ * point of a search round is a candidate, and one more costs a whole
+ * evaluation when the shards of one already keep every worker busy. */
+static int side_by_side(const fjob *j)
+{
+    int workers = j->o->workers > 0 ? j->o->workers : 1;
+    int shards = shard_count(j, j->n_test);
+    int n = shards > 0 ? workers / shards : workers;
+    return n > 1 ? n : 1;
 }
 
 static double time_left(const fjob *j)
@@ -432,20 +449,34 @@ static int make_metric(fjob *j, ac_err *err)
         return -1;
     j->mopt.output = j->out_index;
     j->metric = ac_metric_new(&j->mopt, err);
-    return j->metric ? 0 : -1;
+    if (!j->metric)
+        return -1;
+    ac_metric_options_init(&j->rank_mopt, AC_METRIC_SIMILARITY);
+    j->rank_mopt.output = j->out_index;
+    j->rank_mopt.classifier = 0;
+    j->rank_metric = ac_metric_new(&j->rank_mopt, err);
+    return j->rank_metric ? 0 : -1;
 }
 
-/* Payload of one candidate (or of the fp32 reference when c is NULL). */
-static int eval_payload(const fjob *j, const ac_candidate *c, uint8_t **buf, size_t *len, ac_err *err)
+/* The metric of a round: the job's, or the ranking cosine on the subset. */
+static const ac_metric *round_metric(const fjob *j, bool subset)
 {
+    return subset && !j->remote ? j->rank_metric : j->metric;
+}
+
+/* Payload of one candidate (or of the fp32 reference when c is NULL),
+ * scored by the subset's ranking metric when subset. */
+static int eval_payload(const fjob *j, const ac_candidate *c, bool subset, uint8_t **buf, size_t *len, ac_err *err)
+{
+    const ac_metric_options *mo = subset ? &j->rank_mopt : &j->mopt;
     ac_eval_payload p;
     memset(&p, 0, sizeof p);
-    p.metric_kind = (int32_t)j->mopt.kind;
-    p.metric_output = j->mopt.output;
-    p.metric_topk = j->mopt.topk;
-    p.metric_classifier = j->mopt.classifier;
-    p.need_reference = j->mopt.kind != AC_METRIC_CLASSIFY;
-    if (j->mopt.kind == AC_METRIC_DETECT && j->o->q.detect_decoder)
+    p.metric_kind = (int32_t)mo->kind;
+    p.metric_output = mo->output;
+    p.metric_topk = mo->topk;
+    p.metric_classifier = mo->classifier;
+    p.need_reference = mo->kind != AC_METRIC_CLASSIFY;
+    if (mo->kind == AC_METRIC_DETECT && j->o->q.detect_decoder)
         snprintf(p.detect_preset, sizeof p.detect_preset, "%s", j->o->q.detect_decoder);
     ac_payload_range *ranges = NULL;
     const char **names = NULL;
@@ -505,11 +536,12 @@ static ac_plan *candidate_plan(const fjob *j, const ac_candidate *c, ac_err *err
 
 static void strategy_key(const fjob *j, const ac_candidate *c, bool subset, char *buf, size_t n)
 {
-    int len = snprintf(buf, n, "%s|%s|%d%d%d|", subset ? "subset" : "full", ac_th_method_name(c->method),
+    /* Built-in subset scores are cosines ("subset-cos"); a remote client's are its own. */
+    int len = snprintf(buf, n, "%s|%s|%d%d%d|", !subset ? "full" : j->remote ? "subset" : "subset-cos",
+                       ac_th_method_name(c->method),
                        c->per_channel, c->accuracy_opt, c->first_conv_fp32);
     for (int i = 0; i < c->nfp32 && len < (int)n - 12; i++)
         len += snprintf(buf + len, n - (size_t)len, "%s%d", i ? "," : "", c->fp32_nodes[i]);
-    (void)j;
 }
 
 static int journal_find(const fjob *j, const char *key)
@@ -710,7 +742,7 @@ static char *remote_strategy(const fjob *j, const ac_candidate *c, int64_t id, b
         for (int i = 0; i < c->nfp32; i++)
             ac_json_string(&js, j->g->nodes[c->fp32_nodes[i]].name);
         ac_json_array_end(&js);
-        /* a sensitivity probe of auto mode: the client may score it on part of its data */
+        /* a subset probe (fast-mode screen, auto-mode removal probe): the client may score it on part of its data */
         ac_json_key(&js, "subset");
         ac_json_bool(&js, subset);
     }
@@ -822,7 +854,7 @@ static int remote_score(fjob *j, const ac_candidate *c, bool subset, double *sco
     int rc = -1;
     if (!strategy) {
         ac_err_set(err, AC_E_NOMEM, "out of memory");
-    } else if (!eval_payload(j, c, &eval, &rr.eval_len, err)) {
+    } else if (!eval_payload(j, c, false, &eval, &rr.eval_len, err)) {
         rr.eval = eval;
         ac_remote_exec ex = {remote_run, &rr};
         ac_remote_candidate rc_ = {id, c ? c->name : "fp32", c ? "int8" : "fp32", strategy};
@@ -903,7 +935,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *
             continue;
         }
         size_t plen = 0;
-        if (eval_payload(j, c, &payloads[i], &plen, err))
+        if (eval_payload(j, c, subset, &payloads[i], &plen, err))
             goto done;
         uint32_t id = j->next_cand++;
         if (bounds_add(&bounds, i, ntasks, err))
@@ -940,7 +972,8 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *
             keep_info(j, first_index + i, nshards, elapsed, NULL);
             continue;
         }
-        ac_metric_partial *part = ac_metric_partial_new(j->metric, err);
+        const ac_metric *metric = round_metric(j, subset);
+        ac_metric_partial *part = ac_metric_partial_new(metric, err);
         if (!part)
             goto done;
         const char *why = NULL;
@@ -953,7 +986,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *
             }
             ac_metric_partial *sp = NULL;
             ac_err derr = {0};
-            if (ac_metric_partial_decode(j->metric, out[k].partial, out[k].partial_len, &sp, &derr) ||
+            if (ac_metric_partial_decode(metric, out[k].partial, out[k].partial_len, &sp, &derr) ||
                 ac_metric_partial_merge(part, sp, &derr))
                 why = "a worker returned a partial that does not decode or merge";
             ac_metric_partial_destroy(&sp);
@@ -997,8 +1030,9 @@ static int int8_layers(void *ctx, const ac_candidate *c, int *out, int cap)
     for (int i = 0; p && i < j->g->nnodes && n < cap; i++)
         /* Every layer whose int8 form changes values (conv/FC, but also Add, the
          * clamps, pools and tables: with all convs in fp32 their activations are
-         * still quantized); layers that only move codes add no error. */
-        if (p->nodes[i].mode == AC_MODE_INT8 && p->nodes[i].kind != AC_Q8_MOVE)
+         * still quantized); layers that only move codes add no error, and an
+         * activation fused with its conv goes to fp32 with the conv. */
+        if (p->nodes[i].mode == AC_MODE_INT8 && p->nodes[i].kind != AC_Q8_MOVE && ac_plan_fused_producer(p, i) < 0)
             out[n++] = i;
     ac_plan_destroy(&p);
     return n;
@@ -1033,7 +1067,7 @@ static int fp32_score(fjob *j, ac_err *err)
     }
     uint8_t *payload = NULL;
     size_t plen = 0;
-    if (eval_payload(j, NULL, &payload, &plen, err))
+    if (eval_payload(j, NULL, false, &payload, &plen, err))
         return -1;
     int n = shard_count(j, j->n_test);
     ac_task *tasks = calloc((size_t)n, sizeof *tasks);
@@ -1259,6 +1293,7 @@ static void job_free(fjob *j)
     for (int m = 0; m < AC_TH_METHOD_COUNT; m++)
         ac_calib_table_destroy(&j->tables[m]);
     ac_metric_destroy(&j->metric);
+    ac_metric_destroy(&j->rank_metric);
     ac_remote_destroy(&j->remote);
     ac_dataset_destroy(&j->calib);
     ac_dataset_destroy(&j->test);
@@ -1384,7 +1419,7 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     ac_search_options so = {.fp32_score = j.fp32_score,
                             .accept_decay = q->accept_int8_decay,
                             .auto_mode = o->auto_calib,
-                            .parallel = o->workers > 0 ? o->workers : 1,
+                            .parallel = side_by_side(&j),
                             .debug = o->calib_debug,
                             .log = q->log ? q->log : stdout};
     ac_evaluator ev = {evaluate, int8_layers, layer_name, &j};

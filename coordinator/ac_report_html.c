@@ -498,6 +498,14 @@ static bool has_score(ac_verdict v)
     return v == AC_VERDICT_PASS || v == AC_VERDICT_FAIL || v == AC_VERDICT_SUBSET;
 }
 
+/* Scores on the task's axis: full-set ones. A subset probe's score is a
+ * fidelity measure on a few samples (docs/search.md), not the task's score,
+ * so its mark sits in the band below the axis with its score in its title. */
+static bool on_axis(ac_verdict v)
+{
+    return v == AC_VERDICT_PASS || v == AC_VERDICT_FAIL;
+}
+
 /* A round step of about span/5: 1, 2 or 5 times a power of ten. */
 static double nice_tick(double span)
 {
@@ -510,7 +518,7 @@ static tl_scale tl_axes(const ac_outputs *o, double budget)
     tl_scale s = {.lo = budget < o->fp32_score ? budget : o->fp32_score, .hi = o->fp32_score > budget ? o->fp32_score : budget};
     for (int i = 0; i < o->ncands; i++) {
         const ac_outputs_candidate *c = &o->cands[i];
-        if (!has_score(ac_outputs_verdict(c)) || !isfinite(c->score))
+        if (!on_axis(ac_outputs_verdict(c)) || !isfinite(c->score))
             continue;
         s.lo = c->score < s.lo ? c->score : s.lo;
         s.hi = c->score > s.hi ? c->score : s.hi;
@@ -630,7 +638,7 @@ static void tl_marks(FILE *f, const ac_outputs *o, const tl_scale *s, const doub
         const ac_outputs_candidate *c = &o->cands[i];
         ac_verdict v = ac_outputs_verdict(c);
         bool chosen = i == o->chosen;
-        double y = has_score(v) && isfinite(c->score) ? tl_y(s, c->score) : band_y;
+        double y = on_axis(v) && isfinite(c->score) ? tl_y(s, c->score) : band_y;
         fprintf(f, "<g class=\"cand %s%s\" data-index=\"%d\" data-round=\"%d\" transform=\"translate(%.1f,%.1f)\">",
                 cls[v], chosen ? " chosen" : "", i, c->round, x[i], y);
         cand_title(f, c, i, v);
@@ -673,7 +681,7 @@ static void tl_legend(FILE *f, int y)
         {"<circle cx=\"6\" cy=\"-4\" r=\"5\" fill=\"#d9534f\" stroke=\"#7d1a16\"/>", "fails it"},
         {"<path d=\"M2,-8L10,0M2,0L10,-8\" stroke=\"#b3261e\" stroke-width=\"2\"/>", "decided fail (no score)"},
         {"<circle cx=\"6\" cy=\"-4\" r=\"4\" fill=\"#fff\" stroke=\"#4a78b0\" stroke-width=\"1.5\"/>",
-         "sensitivity probe (subset score)"},
+         "subset probe (below the axis)"},
         {"<path d=\"M6,-9L11,0L1,0Z\" fill=\"#777\" stroke=\"#333\"/>", "not evaluated / error"},
     };
     int x = TL_LEFT;
@@ -751,8 +759,9 @@ static void timeline(FILE *f, const ac_outputs *o)
     }
     fprintf(f, "<p class=\"note\">Every candidate the %s-mode search evaluated, in the order of its rounds: its score "
                "against the budget line (fp32 score minus %.4g). Candidates of pass/fail rounds that fail the budget "
-               "have no score (they may have been stopped early) and sit below the axis; sensitivity probes are "
-               "scored on the first %lld test samples only.</p>\n",
+               "have no score (they may have been stopped early) and sit below the axis, as do subset probes (the "
+               "screen of fast-mode options, auto mode's removal probes): those are scored on the first %lld test "
+               "samples by the mean cosine of their outputs against fp32, shown in their titles and the table.</p>\n",
             o->mode, o->accept_decay, (long long)o->layer_samples);
     if (o->ncands)
         timeline_chart(f, o);

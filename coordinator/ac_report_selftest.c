@@ -243,7 +243,7 @@ static void check_summary(const ac_outputs *o)
     CHECK(strstr(text, "search (auto mode): 7 candidate(s) in 3 round(s)") != NULL, "summary header:\n%s", text);
     CHECK(count(text, "<- chosen") == 1 && strstr(text, "KL+per_channel") < strstr(text, "<- chosen"),
           "chosen marked:\n%s", text);
-    CHECK(strstr(text, "2 sensitivity probe(s) scored on the subset (#4-#5") != NULL, "probes folded:\n%s", text);
+    CHECK(strstr(text, "2 probe(s) scored on the subset (#4-#5") != NULL, "probes folded:\n%s", text);
     CHECK(!strstr(text, "probe conv2"), "a probe listed one by one:\n%s", text);
     CHECK(strstr(text, "fail (decided)") && strstr(text, "error"), "decisions:\n%s", text);
     CHECK(strstr(text, "0.8800  fail") != NULL, "a score:\n%s", text);

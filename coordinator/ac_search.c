@@ -6,6 +6,8 @@
 
 #define SCORE_EPS 1e-12
 #define MAX_SPLITS 64 /* split points per k-ary round */
+#define FAST_TRIES 2  /* full evaluations of screened single options before combining them */
+#define AUTO_PASSES 2 /* passes of returning layers to int8 in auto mode */
 
 bool ac_search_passes(const ac_search_options *o, double score)
 {
@@ -196,11 +198,17 @@ static int baseline_round(const ac_search_options *o, const ac_evaluator *ev, ac
     return evaluate_round(o, ev, res, 0, ROUND_SCORES, err);
 }
 
-/* Round 2 (the baseline missed the budget): every single-option variant at once. */
-static int options_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
+/* Round 2 (the baseline missed the budget), the screen: every single-option
+ * variant, and the baseline for reference, on the subset. The evaluator's
+ * subset score is a continuous fidelity measure (docs/search.md), so the
+ * screen orders the options by how much each repairs the baseline at a small
+ * fraction of a full evaluation's cost. Returns the index of the screened
+ * baseline; the variants follow it. */
+static int screen_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
 {
     int first = res->ncands;
-    ac_candidate c = plain("", AC_TH_KL);
+    ac_candidate c = plain("baseline (KL, per-tensor)", AC_TH_KL);
+    add_candidate(res, &c);
     c.per_channel = true;
     describe(&c);
     add_candidate(res, &c);
@@ -209,7 +217,7 @@ static int options_round(const ac_search_options *o, const ac_evaluator *ev, ac_
             continue;
         c = plain("", (ac_th_method)m);
         describe(&c);
-        add_candidate(res, &c);
+            add_candidate(res, &c);
     }
     c = plain("", AC_TH_KL);
     c.accuracy_opt = true;
@@ -220,20 +228,93 @@ static int options_round(const ac_search_options *o, const ac_evaluator *ev, ac_
     describe(&c);
     if (add_candidate(res, &c) < 0)
         return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+    if (evaluate_round(o, ev, res, first, ROUND_SUBSET, err))
+        return -1;
+    return first;
+}
+
+/* Whether screened candidate c repairs the baseline's fidelity on the subset. */
+static bool screen_helps(const ac_search_result *res, int screen_base, const ac_candidate *c)
+{
+    const ac_candidate *b = &res->cands[screen_base];
+    return c->evaluated && !c->failed && b->evaluated && !b->failed && c->score > b->score + SCORE_EPS;
+}
+
+typedef struct {
+    int index;
+    double cost, score;
+} screened;
+
+/* Cheapest first; among equally cheap ones the best screen score, then the lower index. */
+static int cmp_screened(const void *a, const void *b)
+{
+    const screened *x = a, *y = b;
+    if (x->cost < y->cost - SCORE_EPS)
+        return -1;
+    if (y->cost < x->cost - SCORE_EPS)
+        return 1;
+    if (x->score > y->score + SCORE_EPS)
+        return -1;
+    if (y->score > x->score + SCORE_EPS)
+        return 1;
+    return x->index - y->index;
+}
+
+/* Evaluates the full-set twin of screened candidate `index`, alone in its round. */
+static int full_twin_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, int index,
+                           ac_err *err)
+{
+    ac_candidate c = res->cands[index];
+    c.subset = false;
+    describe(&c);
+    if (find_same(res, &c) >= 0)
+        return 0;
+    int first = res->ncands;
+    if (add_candidate(res, &c) < 0)
+        return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
     return evaluate_round(o, ev, res, first, ROUND_SCORES, err);
 }
 
-/* Round 3: the options that beat the baseline, combined, with cheaper subsets. */
-static int combination_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
+/* Rounds 3..: the options that repair the baseline on the screen, one full
+ * evaluation per round, cheapest first (then best screen score), until one
+ * meets the budget or FAST_TRIES were tried. Because they go cheapest first,
+ * the first to pass is the cheapest that can pass among those tried. */
+static int single_option_rounds(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                                int screen_base, ac_err *err)
 {
-    const ac_candidate *base = &res->cands[0];
-    if (!base->evaluated || base->failed)
-        return 0;
+    screened order[AC_TH_METHOD_COUNT + 4];
+    int n = 0;
+    for (int i = screen_base + 1; i < res->ncands && n < (int)(sizeof order / sizeof order[0]); i++)
+        if (res->cands[i].subset && screen_helps(res, screen_base, &res->cands[i]))
+            order[n++] = (screened){i, res->cands[i].cost, res->cands[i].score};
+    qsort(order, (size_t)n, sizeof *order, cmp_screened);
+    /* Auto mode keeps its full evaluations for the layer search. */
+    int tries = o->auto_mode ? 1 : FAST_TRIES;
+    for (int t = 0; t < n && t < tries; t++) {
+        logf_(o, "round %d: %s, screen score %.6f", res->rounds + 1, res->cands[order[t].index].name,
+              order[t].score);
+        if (full_twin_round(o, ev, res, order[t].index, err))
+            return -1;
+        if (cheapest_passing(o, res) >= 0)
+            break;
+    }
+    return 0;
+}
+
+/* The options that repaired the baseline on the screen, combined: the
+ * best-screening threshold method other than KL, plus each boolean option
+ * that helped. Evaluated cheapest first: the combination without its costly
+ * options (accuracy_opt, first_conv_fp32), then with one of them, then the
+ * full combination; each step is one round and the search stops after a
+ * round where something passes. */
+static int combination_rounds(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                              int screen_base, ac_err *err)
+{
     ac_candidate combo = plain("", AC_TH_KL);
-    double best_method = base->score;
-    for (int i = 1; i < res->ncands; i++) {
+    double best_method = res->cands[screen_base].score;
+    for (int i = screen_base + 1; i < res->ncands; i++) {
         const ac_candidate *c = &res->cands[i];
-        if (!c->evaluated || c->failed || c->score <= base->score + SCORE_EPS)
+        if (!c->subset || !screen_helps(res, screen_base, c))
             continue;
         if (c->method != AC_TH_KL && c->score > best_method + SCORE_EPS) {
             best_method = c->score;
@@ -243,24 +324,33 @@ static int combination_round(const ac_search_options *o, const ac_evaluator *ev,
         combo.accuracy_opt |= c->accuracy_opt;
         combo.first_conv_fp32 |= c->first_conv_fp32;
     }
-    int first = res->ncands;
-    /* The full combination, then without each costly option, then without both. */
-    for (int drop = 0; drop < 4; drop++) {
-        ac_candidate c = combo;
-        if ((drop & 1) && !c.accuracy_opt)
+    /* Costly options kept: none, one, both (when the combination has them).
+     * Auto mode only needs the all-int8 combination, a base for its layer
+     * search, which finds cheaper fp32 sets than whole options. */
+    int max_costly = o->auto_mode ? 0 : 2;
+    for (int costly = 0; costly <= max_costly; costly++) {
+        int first = res->ncands;
+        for (int keep = 0; keep < 4; keep++) {
+            bool ao = keep & 1, fc = keep & 2;
+            if ((ao && !combo.accuracy_opt) || (fc && !combo.first_conv_fp32) || ao + fc != costly)
+                continue;
+            ac_candidate c = combo;
+            c.accuracy_opt = ao;
+            c.first_conv_fp32 = fc;
+            describe(&c);
+            if (find_same(res, &c) < 0 && add_candidate(res, &c) < 0)
+                return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+        }
+        if (res->ncands == first)
             continue;
-        if ((drop & 2) && !c.first_conv_fp32)
-            continue;
-        if (drop & 1)
-            c.accuracy_opt = false;
-        if (drop & 2)
-            c.first_conv_fp32 = false;
-        describe(&c);
-        if (find_same(res, &c) < 0 && add_candidate(res, &c) < 0)
-            return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+        logf_(o, "round %d: %d combination(s) of the helpful options with %d costly option(s)", res->rounds + 1,
+              res->ncands - first, costly);
+        if (evaluate_round(o, ev, res, first, ROUND_SCORES, err))
+            return -1;
+        if (cheapest_passing(o, res) >= 0)
+            break;
     }
-    logf_(o, "round %d: %d combination(s) of the helpful options", res->rounds + 1, res->ncands - first);
-    return evaluate_round(o, ev, res, first, ROUND_SCORES, err);
+    return 0;
 }
 
 typedef struct {
@@ -268,33 +358,31 @@ typedef struct {
     double score;
 } ranked;
 
-static int cmp_ranked(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->score > y->score + SCORE_EPS)
-        return -1;
-    if (y->score > x->score + SCORE_EPS)
-        return 1;
-    return x->node - y->node;
-}
-
 static int cmp_int(const void *a, const void *b)
 {
     return *(const int *)a - *(const int *)b;
 }
 
-/* base + the first k ranked layers in fp32 (the list sorted by node index). */
-static int add_with_fp32(ac_search_result *res, const ac_candidate *base, const ranked *rank, int k, int *tmp)
+/* base with its fp32 layers and layers[0..k) in fp32, the list (in tmp)
+ * sorted by node index. */
+static ac_candidate with_fp32(const ac_candidate *base, const ranked *layers, int k, int *tmp)
 {
     ac_candidate c = *base;
     int n = 0;
     for (int i = 0; i < base->nfp32; i++)
         tmp[n++] = base->fp32_nodes[i];
     for (int i = 0; i < k; i++)
-        tmp[n++] = rank[i].node;
+        tmp[n++] = layers[i].node;
     qsort(tmp, (size_t)n, sizeof(int), cmp_int);
     c.fp32_nodes = tmp;
     c.nfp32 = n;
+    return c;
+}
+
+/* base + the first k ranked layers in fp32, unless already evaluated. */
+static int add_with_fp32(ac_search_result *res, const ac_candidate *base, const ranked *rank, int k, int *tmp)
+{
+    ac_candidate c = with_fp32(base, rank, k, tmp);
     describe(&c);
     int same = find_same(res, &c);
     return same >= 0 ? same : add_candidate(res, &c);
@@ -338,56 +426,80 @@ static int cmp_removable(const void *a, const void *b)
     return x->pos - y->pos;
 }
 
+/* keep[0..kept) without the layers of R[0..m), in keep's order, into out
+ * (which may be keep itself); returns the count. */
+static int keep_without(const ranked *keep, int kept, const removable *R, int m, ranked *out)
+{
+    int n = 0;
+    for (int q = 0; q < kept; q++) {
+        bool removed = false;
+        for (int r = 0; r < m && !removed; r++)
+            removed = R[r].node == keep[q].node;
+        if (!removed)
+            out[n++] = keep[q];
+    }
+    return n;
+}
+
 /* base + keep[0..kept) in fp32 without the first m layers of R (by node). */
 static int add_without(ac_search_result *res, const ac_candidate *base, const ranked *keep, int kept,
                        const removable *R, int m, ranked *scratch, int *tmp)
 {
-    int n = 0;
-    for (int q = 0; q < kept; q++) {
-        bool out = false;
-        for (int r = 0; r < m && !out; r++)
-            out = R[r].node == keep[q].node;
-        if (!out)
-            scratch[n++] = keep[q];
-    }
-    return add_with_fp32(res, base, scratch, n, tmp);
+    return add_with_fp32(res, base, scratch, keep_without(keep, kept, R, m, scratch), tmp);
 }
 
-/* The re-rank (see ac_search.h): one round of single removals from the kept
- * set, then a k-ary search for the largest removable prefix of R. */
-static int rerank(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
-                  const ac_candidate *base, const ranked *keep, int kept, int *tmp, ac_err *err)
+/* base + keep[0..kept) in fp32 without keep[i], on the subset: how much
+ * keep[i] costs back in int8 with the others in fp32. Returns its index or -1. */
+static int add_removal_probe(const ac_evaluator *ev, ac_search_result *res, const ac_candidate *base,
+                             const ranked *keep, int kept, int i, ranked *scratch, int *tmp)
 {
-    if (kept < 1)
-        return 0;
-    int rc = -1, nr = 0;
-    int *idx = malloc(sizeof(int) * (size_t)kept);
+    int n = 0;
+    for (int q = 0; q < kept; q++)
+        if (q != i)
+            scratch[n++] = keep[q];
+    ac_candidate c = with_fp32(base, scratch, n, tmp);
+    c.subset = true;
+    snprintf(c.name, sizeof c.name, "fp32 set without %s", ev->layer_name(ev->ctx, keep[i].node));
+    return add_candidate(res, &c);
+}
+
+/* One pass of returning layers to int8 (see ac_search.h): a subset round
+ * scores the kept set without each kept layer, and R orders the kept layers
+ * by that score (the removal that costs least first). A k-ary search with
+ * full-set pass/fail rounds then finds the largest m such that the kept set
+ * without R[0..m) passes: m = 0 (the kept set) is known to pass, m = kept (the
+ * base) to fail. keep[0..*kept) becomes what stays in fp32; returns the
+ * number of layers returned to int8, or -1. */
+static int return_to_int8(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                          const ac_candidate *base, ranked *keep, int *kept_io, int *tmp, ac_err *err)
+{
+    int kept = *kept_io;
+    if (kept < 2)
+        return 0; /* without its only layer the kept set is the base, which fails */
+    int rc = -1;
     removable *R = malloc(sizeof(removable) * (size_t)kept);
     ranked *scratch = malloc(sizeof(ranked) * (size_t)kept);
-    if (!idx || !R || !scratch) {
+    if (!R || !scratch) {
         ac_err_set(err, AC_E_NOMEM, "search: out of memory");
         goto done;
     }
     int start = res->ncands;
-    for (int i = 0; i < kept; i++) {
-        removable one = {keep[i].node, 0, i};
-        idx[i] = add_without(res, base, keep, kept, &one, 1, scratch, tmp);
-        if (idx[i] < 0) {
+    for (int i = 0; i < kept; i++)
+        if (add_removal_probe(ev, res, base, keep, kept, i, scratch, tmp) != start + i) {
             ac_err_set(err, AC_E_NOMEM, "search: out of memory");
             goto done;
         }
-    }
-    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+    if (evaluate_round(o, ev, res, start, ROUND_SUBSET, err))
         goto done;
-    for (int i = 0; i < kept; i++)
-        if (cand_passes(o, &res->cands[idx[i]]))
-            R[nr++] = (removable){keep[i].node, res->cands[idx[i]].score, i};
-    qsort(R, (size_t)nr, sizeof *R, cmp_removable);
-    for (int i = 0; i < nr; i++)
-        logf_(o, "auto: re-rank: %s can go back to int8 alone (score %.6f without it)",
+    for (int i = 0; i < kept; i++) {
+        const ac_candidate *c = &res->cands[start + i];
+        R[i] = (removable){keep[i].node, c->failed ? -1.0 : c->score, i};
+    }
+    qsort(R, (size_t)kept, sizeof *R, cmp_removable);
+    for (int i = 0; i < kept && o->debug; i++)
+        logf_(o, "auto: int8 order %d: %s (subset score %.6f with it in int8)", i + 1,
               ev->layer_name(ev->ctx, R[i].node), R[i].score);
-    /* The largest m in [1, nr] whose prefix R[0..m) can go together: m = 1 passes, nr + 1 is the sentinel. */
-    int lo = nr ? 1 : 0, hi = nr + 1, P = max_split_points(o);
+    int lo = 0, hi = kept, P = max_split_points(o);
     while (hi - lo > 1) {
         int ms[MAX_SPLITS], ids[MAX_SPLITS];
         int nm = split_points(lo, hi, P, ms);
@@ -408,14 +520,16 @@ static int rerank(const ac_search_options *o, const ac_evaluator *ev, ac_search_
         for (int i = 0; i < nm; i++)
             if (!cand_passes(o, &res->cands[ids[i]]) && ms[i] > new_lo && ms[i] < new_hi)
                 new_hi = ms[i];
-        logf_(o, "auto: re-rank: removable prefix [%d, %d) -> [%d, %d)", lo, hi, new_lo, new_hi);
+        logf_(o, "auto: layers back to int8: (%d, %d) -> (%d, %d) of %d", lo, hi, new_lo, new_hi, kept);
         lo = new_lo;
         hi = new_hi;
     }
-    logf_(o, "auto: re-rank returns %d of %d kept layer(s) to int8: %d kept in fp32", lo, kept, kept - lo);
-    rc = 0;
+    /* What stays in fp32: keep without R[0..lo). */
+    int n = keep_without(keep, kept, R, lo, keep);
+    *kept_io = n;
+    logf_(o, "auto: %d of %d layer(s) back to int8: %d kept in fp32", lo, kept, n);
+    rc = lo;
 done:
-    free(idx);
     free(R);
     free(scratch);
     return rc;
@@ -428,95 +542,52 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
     int cap = 4096;
     int *layers = malloc(sizeof(int) * (size_t)cap);
     int *tmp = malloc(sizeof(int) * (size_t)cap * 2);
-    ranked *rank = malloc(sizeof(ranked) * (size_t)cap);
-    if (!layers || !tmp || !rank) {
+    ranked *keep = malloc(sizeof(ranked) * (size_t)cap);
+    if (!layers || !tmp || !keep) {
         ac_err_set(err, AC_E_NOMEM, "search: out of memory");
         goto done;
     }
     ac_candidate base = res->cands[base_i];
     int nl = ev->int8_layers(ev->ctx, &base, layers, cap);
-    logf_(o, "auto: base '%s', ranking %d int8 layers by sensitivity", base.name, nl);
-    /* Sensitivity on the subset: the base itself, then the base + each layer in fp32. */
-    int first = res->ncands;
-    ac_candidate sub = base;
-    snprintf(sub.name, sizeof sub.name, "sensitivity base");
-    sub.subset = true; /* kept apart from the full-set base by find_same */
-    if (add_candidate(res, &sub) < 0)
-        goto nomem;
-    for (int i = 0; i < nl; i++) {
-        int idx = res->ncands;
-        ac_candidate c = base;
-        c.subset = true;
-        int n = 0;
-        for (int q = 0; q < base.nfp32; q++)
-            tmp[n++] = base.fp32_nodes[q];
-        tmp[n++] = layers[i];
-        qsort(tmp, (size_t)n, sizeof(int), cmp_int);
-        c.fp32_nodes = tmp;
-        c.nfp32 = n;
-        snprintf(c.name, sizeof c.name, "sensitivity %s", ev->layer_name(ev->ctx, layers[i]));
-        if (add_candidate(res, &c) != idx)
-            goto nomem;
-    }
-    if (evaluate_round(o, ev, res, first, ROUND_SUBSET, err))
-        goto done;
-    for (int i = 0; i < nl; i++) {
-        rank[i].node = layers[i];
-        const ac_candidate *c = &res->cands[first + 1 + i];
-        rank[i].score = c->failed ? -1.0 : c->score;
-    }
-    qsort(rank, (size_t)nl, sizeof(ranked), cmp_ranked);
-    for (int i = 0; i < nl && o->debug; i++)
-        logf_(o, "auto: rank %d %s (subset score %.6f in fp32)", i + 1, ev->layer_name(ev->ctx, rank[i].node),
-              rank[i].score);
-
-    /* k-ary search for the smallest passing k in (lo, hi]. k = 0 is the base (fails). */
-    int lo = 0, hi = -1;
-    {
-        int start = res->ncands;
-        int all = add_with_fp32(res, &base, rank, nl, tmp);
-        if (all < 0)
-            goto nomem;
-        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
-            goto done;
-        if (cand_passes(o, &res->cands[all]))
-            hi = nl;
-    }
-    if (hi < 0) {
-        logf_(o, "auto: even with all %d ranked layers in fp32 the budget is not met", nl);
+    if (nl < 1) {
+        logf_(o, "auto: base '%s' has no int8 layer left to keep in fp32", base.name);
         rc = 0;
         goto done;
     }
-    int P = max_split_points(o);
-    while (hi - lo > 1) {
-        int kidx[MAX_SPLITS], idx[MAX_SPLITS];
-        int start = res->ncands, nk = split_points(lo, hi, P, kidx);
-        for (int i = 0; i < nk; i++) {
-            idx[i] = add_with_fp32(res, &base, rank, kidx[i], tmp);
-            if (idx[i] < 0)
-                goto nomem;
-        }
-        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
-            goto done;
-        int new_lo = lo, new_hi = hi;
-        for (int i = 0; i < nk; i++)
-            if (cand_passes(o, &res->cands[idx[i]]) && kidx[i] < new_hi)
-                new_hi = kidx[i];
-        for (int i = 0; i < nk; i++)
-            if (!cand_passes(o, &res->cands[idx[i]]) && kidx[i] > new_lo && kidx[i] < new_hi)
-                new_lo = kidx[i];
-        logf_(o, "auto: bisection (%d, %d] -> (%d, %d]", lo, hi, new_lo, new_hi);
-        lo = new_lo;
-        hi = new_hi;
+    for (int i = 0; i < nl; i++)
+        keep[i] = (ranked){layers[i], 0};
+    /* Every layer in fp32 first: if that misses the budget nothing will pass. */
+    logf_(o, "auto: base '%s', %d int8 layer(s) to keep in fp32 or not", base.name, nl);
+    int start = res->ncands;
+    int all = add_with_fp32(res, &base, keep, nl, tmp);
+    if (all < 0)
+        goto nomem;
+    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+        goto done;
+    if (!cand_passes(o, &res->cands[all])) {
+        logf_(o, "auto: even with all %d layers in fp32 the budget is not met", nl);
+        rc = 0;
+        goto done;
     }
-    rc = rerank(o, ev, res, &base, rank, hi, tmp, err);
+    /* Return layers to int8 from there, then once more from what stays (the
+     * first pass's order was measured with every other layer in fp32; the
+     * second measures each in the company of the kept set only). */
+    int kept = nl;
+    for (int pass = 0; pass < AUTO_PASSES; pass++) {
+        int back = return_to_int8(o, ev, res, &base, keep, &kept, tmp, err);
+        if (back < 0)
+            goto done;
+        if (back == 0)
+            break;
+    }
+    rc = 0;
     goto done;
 nomem:
     ac_err_set(err, AC_E_NOMEM, "search: out of memory");
 done:
     free(layers);
     free(tmp);
-    free(rank);
+    free(keep);
     return rc;
 }
 
@@ -527,11 +598,13 @@ int ac_search_run(const ac_search_options *o, const ac_evaluator *ev, ac_search_
     if (baseline_round(o, ev, res, err))
         return -1;
     int best = cheapest_passing(o, res);
-    if (best < 0 && options_round(o, ev, res, err))
-        return -1;
-    best = cheapest_passing(o, res);
-    if (best < 0 && combination_round(o, ev, res, err))
-        return -1;
+    if (best < 0) {
+        int screen_base = screen_round(o, ev, res, err);
+        if (screen_base < 0 || single_option_rounds(o, ev, res, screen_base, err))
+            return -1;
+        if (cheapest_passing(o, res) < 0 && combination_rounds(o, ev, res, screen_base, err))
+            return -1;
+    }
     if (o->auto_mode) {
         /* Even when fast mode passed: a plan with a few fp32 layers may be
          * cheaper than accuracy_opt or first_conv_fp32. */

@@ -1,58 +1,57 @@
 /* ac_search: the strategy search, independent of how candidates are evaluated.
  *
  * The caller supplies an evaluator that scores a list of candidates (on the
- * whole test set or on a subset) and estimates each candidate's cost on the
- * chip; the search decides which candidates to try next. Decisions depend only
- * on the scores and costs (never on arrival order): among passing candidates
- * the cheapest wins; among equally cheap ones the highest score, then the
- * lower index.
+ * whole test set, or on a subset with a continuous fidelity score such as
+ * the mean cosine of the outputs against fp32) and estimates each
+ * candidate's cost on the chip; the search decides which candidates to try
+ * next. Decisions depend only on the scores and costs (never on arrival
+ * order). Full-set evaluations are what a search spends, so it screens on the
+ * subset first and evaluates in full only what the screen puts first.
  *
  * Fast mode (default): round 1 evaluates the baseline (KL, per-tensor, all
  * int8) alone. Nothing is cheaper on the chip than plain int8, so when it
  * meets the budget the search ends there, in auto mode too. Otherwise round 2
- * evaluates every single-option variant at once: per_channel, each other
- * threshold method, accuracy_opt (depthwise in fp32), first_conv_fp32. If any
- * meets the budget the cheapest passing one is chosen. Otherwise round 3
- * combines the options that helped (the best threshold method among those
- * that beat the baseline, plus each boolean option that did), together with
- * the combination without each of its costly options (accuracy_opt,
- * first_conv_fp32), and picks the cheapest passing one.
+ * screens the baseline and every single-option variant on the subset:
+ * per_channel, each other threshold method, accuracy_opt (depthwise in fp32),
+ * first_conv_fp32. The variants that beat the baseline's screen score get a
+ * full evaluation, one per round, cheapest first and then by screen score,
+ * until one passes or FAST_TRIES (2; 1 in auto mode) were tried: the first to
+ * pass is the cheapest that can, among those tried. If none passes, the
+ * helpful options are combined (the best-screening threshold method other
+ * than KL, plus each helpful boolean option) and evaluated cheapest first:
+ * without the costly options (accuracy_opt, first_conv_fp32), then with one,
+ * then both (auto mode only the first), stopping after a round where
+ * something passes. Among passing candidates the cheapest wins; among
+ * equally cheap ones the highest score, then the lower index.
  *
  * Auto mode (--auto_calib) looks for the plan with the fewest fp32 layers
- * even when fast mode passed. After the fast rounds it starts from the base:
+ * even when fast mode passed with a costly option. It starts from the base:
  * the highest-scoring full-set candidate that keeps no layer in fp32 by option
  * (accuracy_opt and first_conv_fp32 off; per_channel and any threshold method
- * allowed). Unless the base already passes, it ranks the layers that still run
- * in int8 by sensitivity (the score gained when that layer alone stays in fp32,
- * on a subset), checks that the base with every ranked layer in fp32 passes,
- * then searches the number k of most sensitive layers kept in fp32: each round
- * tests up to `parallel` split points between the largest failing and the
- * smallest passing k (k-ary search), so rounds shrink as workers grow.
- *
- * Re-rank, in a bounded number of rounds: the subset ranking may have put
- * layers among the k kept ones that the full test set does not need. One round
- * evaluates, all at once, the kept set without layer i for every kept layer i.
- * The layers whose removal alone still passes form R, ordered by the score of
- * that candidate (highest first, ties in rank order). If R has two layers or
- * more, a k-ary search like the bisection's (up to `parallel` split points per
- * round) finds the largest m such that the kept set without R[0..m) passes
- * (m = 1 is known to pass); those m layers return to int8. Two layers that are
- * each removable alone need not be removable together, which is why the prefix
- * is searched rather than all of R removed. Rounds: 1 + about
- * log_(parallel+1) |R|.
+ * allowed). Unless the base passes, it evaluates the base with every layer
+ * that still runs in int8 (the evaluator's int8_layers) in fp32; if that
+ * misses the budget nothing can pass. Otherwise it returns layers to int8:
+ * one subset round scores the kept set without each kept layer (how much that
+ * layer costs back in int8 with the others in fp32), the kept layers are
+ * ordered by that score (the cheapest to return first), and a k-ary search
+ * with full-set pass/fail rounds finds the largest m such that the kept set
+ * without the first m passes (up to `parallel` split points per round, so
+ * rounds shrink as the farm can run more candidates side by side). A second
+ * pass does the same from what stays in fp32, whose costs are then measured
+ * in the company of the kept set only. Full evaluations: 1 + about
+ * log_(parallel+1) n per pass.
  *
  * The plan chosen in auto mode is the cheapest passing candidate over
  * everything evaluated, fast rounds included.
  *
- * Pass/fail rounds: in the check with every ranked layer in fp32, the
- * bisection and the re-rank, only whether a candidate meets the budget
- * matters (fast rounds are not: their scores choose round 2 and the base). The
- * evaluator is told so (ac_eval_round.pass_fail) and may stop a candidate once
- * an upper bound of its final score fails the budget (early_stopped). So that
- * nothing reported depends on whether, or when, that happened, every
- * candidate of such a round that does not pass is marked decided_fail and its
- * score is dropped (0, reported as null); passing candidates always have their
- * full score. */
+ * Pass/fail rounds: in the all-in-fp32 check and the k-ary searches, only
+ * whether a candidate meets the budget matters (fast rounds are not: their
+ * scores choose the base). The evaluator is told so
+ * (ac_eval_round.pass_fail) and may stop a candidate once an upper bound of
+ * its final score fails the budget (early_stopped). So that nothing reported
+ * depends on whether, or when, that happened, every candidate of such a round
+ * that does not pass is marked decided_fail and its score is dropped (0,
+ * reported as null); passing candidates always have their full score. */
 #ifndef AC_SEARCH_H
 #define AC_SEARCH_H
 
@@ -73,7 +72,7 @@ typedef struct {
     int *fp32_nodes;      /* owned by the search */
     /* filled by the evaluator */
     bool evaluated, failed;
-    bool subset;          /* scored on the sensitivity subset only (not comparable) */
+    bool subset;          /* scored on the subset only (a fidelity score, not comparable) */
     bool pass_fail;       /* evaluated in a pass/fail round */
     bool early_stopped;   /* stopped by the evaluator from a bound (depends on timing) */
     bool decided_fail;    /* pass/fail round, does not meet the budget: score dropped (set by the search) */
@@ -86,7 +85,7 @@ struct ac_search_options;
 
 /* What a round asks of the evaluator. */
 typedef struct {
-    bool subset;     /* score on the sensitivity subset */
+    bool subset;     /* score on the subset (a fidelity score) */
     bool pass_fail;  /* only whether each candidate meets the budget matters: a
                       * candidate whose final score cannot pass
                       * (!ac_search_passes(search, upper bound)) may be stopped
@@ -95,13 +94,13 @@ typedef struct {
 } ac_eval_round;
 
 typedef struct {
-    /* Score cands[0..n) on the test set (subset: the sensitivity subset).
+    /* Score cands[0..n) on the test set (subset: the first samples, by a fidelity score).
      * Sets evaluated/failed/score/cost of each (and early_stopped, see
      * ac_eval_round). Returns 0, or non-zero when nothing could be evaluated
      * (err filled). */
     int (*evaluate)(void *ctx, ac_candidate *cands, int n, const ac_eval_round *round, ac_err *err);
-    /* Layers (node indices) that run in int8 under candidate c, in graph order,
-     * for sensitivity ranking. Returns the count written to out (cap). */
+    /* Layers (node indices) that run in int8 under candidate c, in graph order:
+     * those auto mode may keep in fp32. Returns the count written to out (cap). */
     int (*int8_layers)(void *ctx, const ac_candidate *c, int *out, int cap);
     /* The name of a node, for logs and reports. */
     const char *(*layer_name)(void *ctx, int node);
@@ -112,7 +111,7 @@ typedef struct ac_search_options {
     double fp32_score;
     double accept_decay;     /* a candidate passes when fp32_score - score <= accept_decay */
     bool auto_mode;
-    int parallel;            /* split points per bisection round (>= 1; e.g. the worker count) */
+    int parallel;            /* split points per k-ary round (>= 1): candidates the farm runs side by side */
     bool debug;              /* log every step */
     FILE *log;
 } ac_search_options;
@@ -122,7 +121,7 @@ typedef struct {
     int ncands, cap;
     int rounds;
     int evaluations;         /* candidate evaluations on the full test set */
-    int subset_evaluations;  /* sensitivity evaluations on the subset */
+    int subset_evaluations;  /* screen and removal-probe evaluations on the subset */
     int early_stopped;       /* candidates the evaluator stopped from a bound (depends on timing) */
     int best;                /* index of the chosen candidate (-1 if none was evaluated) */
     bool met_budget;

@@ -18,7 +18,7 @@
 
 typedef struct {
     double damage[NL];      /* accuracy lost by layer i in int8 (per-tensor, KL) */
-    double sub_damage[NL];  /* on the subset, when non-zero (a misleading ranking) */
+    double sub_damage[NL];  /* on the subset, when non-zero: a misleading subset */
     int early_stop;         /* stop failing candidates of pass/fail rounds early */
     int pass_fail_rounds;
     double pc_factor;       /* per_channel multiplies damage by this */
@@ -104,7 +104,7 @@ static model base_model(void)
 
 static ac_search_result run(model *m, bool auto_mode, int parallel)
 {
-    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = auto_mode, .parallel = parallel};
+    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = auto_mode, .parallel = parallel, .debug = getenv("SEARCH_DEBUG") != NULL};
     ac_evaluator ev = {evaluate, int8_layers, layer_name, m};
     ac_search_result r;
     ac_err err = {0};
@@ -136,15 +136,43 @@ static void test_per_channel_rescues(void)
     m.pc_factor = 0.2; /* 0.012 * 0.2 = 0.0024 <= 0.005 */
     m.method_factor[AC_TH_MAX] = 0.8;
     ac_search_result r = run(&m, false, 1);
-    CHECK(r.met_budget && r.best == 1 && r.cands[r.best].per_channel, "best %d (%s)", r.best,
-          r.best >= 0 ? r.cands[r.best].name : "-");
-    /* the baseline alone, then the 8 single-option variants at once */
-    CHECK(r.rounds == 2 && r.evaluations == 9 && r.cands[1].round == 2, "rounds %d evaluations %d", r.rounds,
-          r.evaluations);
+    CHECK(r.met_budget && r.best >= 0 && r.cands[r.best].per_channel && !r.cands[r.best].subset, "best %d (%s)",
+          r.best, r.best >= 0 ? r.cands[r.best].name : "-");
+    /* the baseline alone, the screen of the baseline and the 8 single-option
+     * variants on the subset, then per_channel (the best screen) alone */
+    CHECK(r.rounds == 3 && r.evaluations == 2 && r.subset_evaluations == 9 && r.cands[1].round == 2 &&
+              r.cands[r.best].round == 3,
+          "rounds %d evaluations %d subset %d", r.rounds, r.evaluations, r.subset_evaluations);
     ac_search_result_free(&r);
 }
 
-/* Two equally cheap candidates pass: the higher score wins, not the earlier one. */
+/* Options that do not repair the baseline on the screen get no full
+ * evaluation; of those that do, at most two are tried before combining. */
+static void test_screen_skips_useless_options(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.002;              /* 0.024 lost */
+    m.method_factor[AC_TH_MSE] = 0.15;    /* 0.0036: passes */
+    m.method_factor[AC_TH_MAX] = 1.5;     /* worse than the baseline */
+    ac_search_result r = run(&m, false, 1);
+    CHECK(r.met_budget && r.cands[r.best].method == AC_TH_MSE && r.evaluations == 2, "best %s, %d evaluations",
+          r.best >= 0 ? r.cands[r.best].name : "-", r.evaluations);
+    ac_search_result_free(&r);
+    m.method_factor[AC_TH_MSE] = 1.0; /* nothing helps: no full evaluation beyond the baseline */
+    for (int k = 0; k < AC_TH_METHOD_COUNT; k++)
+        m.method_factor[k] = k == AC_TH_KL ? 1.0 : 1.5;
+    m.pc_factor = 1.5;
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = i == 0 || i % 4 == 1 ? 0.0 : 0.002; /* fp32 options gain nothing */
+    r = run(&m, false, 1);
+    CHECK(!r.met_budget && r.evaluations == 1 && r.subset_evaluations == 9, "%d evaluations, %d on the subset",
+          r.evaluations, r.subset_evaluations);
+    ac_search_result_free(&r);
+}
+
+/* Two equally cheap options pass: the better screen goes first and is chosen,
+ * whatever the order of the options in the screen. */
 static void test_equal_cost_prefers_higher_score(void)
 {
     model m = base_model();
@@ -167,7 +195,8 @@ static void test_combination_in_round_three(void)
     CHECK(r.met_budget, "combination should pass");
     const ac_candidate *b = &r.cands[r.best];
     CHECK(b->per_channel && b->method == AC_TH_MSE && !b->accuracy_opt, "best %s", b->name);
-    CHECK(r.rounds == 3, "rounds %d", r.rounds);
+    /* baseline, screen, two single options, then the combination without costly options */
+    CHECK(r.rounds == 5 && r.evaluations == 4, "rounds %d evaluations %d", r.rounds, r.evaluations);
     ac_search_result_free(&r);
 }
 
@@ -187,7 +216,9 @@ static void test_auto_finds_fewest_fp32_layers(void)
             const ac_candidate *b = &r.cands[r.best];
             CHECK(b->nfp32 == 2 && b->fp32_nodes[0] == 3 && b->fp32_nodes[1] == 7,
                   "parallel %d shuffle %d: best %s (%d fp32)", parallel, shuffle, b->name, b->nfp32);
-            CHECK(r.subset_evaluations == 1 + NL, "subset evaluations %d", r.subset_evaluations);
+            /* the screen (9), one removal probe per layer from the all-fp32
+             * set, then two from the kept pair */
+            CHECK(r.subset_evaluations == 9 + NL + 2, "subset evaluations %d", r.subset_evaluations);
             printf("search_selftest: auto, %d split point(s) per round: %d rounds, %d evaluations\n", parallel,
                    r.rounds, r.evaluations);
             ac_search_result_free(&r);
@@ -291,12 +322,11 @@ static void test_auto_improves_on_a_fast_pass(void)
     ac_search_result_free(&r);
 }
 
-/* The subset ranks layers 5 and 9 first, but on the test set each costs
- * little: the bisection keeps {5, 9, 7, 3}. Each of 5 and 9 can go back to
- * int8 alone, not both (0.002 + 0.002 + 0.0016 > 0.005): the re-rank returns
- * one, the first of R (equal scores: rank order, so 5). With 0.001 each both
- * go. */
-static void test_rerank_pair(void)
+/* Two layers that matter (3, 7) and two that each cost 0.002 (5, 9): with
+ * the eight others (0.0016 in all) one of 5 and 9 can return to int8, not
+ * both (0.0056 > 0.005); 5 goes, as equal scores keep node order. With 0.001
+ * each both go. The k-ary search needs few full evaluations. */
+static void test_return_to_int8_pair(void)
 {
     for (int both = 0; both < 2; both++) {
         model m = base_model();
@@ -305,68 +335,80 @@ static void test_rerank_pair(void)
         m.damage[7] = 0.03;
         m.damage[3] = 0.02;
         m.damage[5] = m.damage[9] = both ? 0.001 : 0.002;
-        m.sub_damage[5] = 0.05;
-        m.sub_damage[9] = 0.04;
-        ac_search_result r = run_auto_everywhere(&m, both ? "re-rank, a removable pair" : "re-rank, one of a pair");
+        ac_search_result r = run_auto_everywhere(&m, both ? "a pair back to int8" : "one of a pair back to int8");
         const ac_candidate *b = &r.cands[r.best];
         int one[3] = {3, 7, 9}, two[2] = {3, 7};
         CHECK(r.met_budget && (both ? fp32_set_is(b, two, 2) : fp32_set_is(b, one, 3)), "both %d: best %s", both,
               b->name);
-        /* the single removals of 5 and 9 were evaluated and passed */
-        int passing_singles = 0;
+        int probes = 0, decided_fail = 0;
         for (int i = 0; i < r.ncands; i++) {
-            const ac_candidate *c = &r.cands[i];
-            int s5[3] = {3, 7, 9}, s9[3] = {3, 5, 7};
-            passing_singles += (fp32_set_is(c, s5, 3) || fp32_set_is(c, s9, 3)) && !c->decided_fail;
-        }
-        CHECK(passing_singles == 2, "both %d: %d passing single removals", both, passing_singles);
-        int decided_fail = 0;
-        for (int i = 0; i < r.ncands; i++)
+            probes += r.cands[i].subset && !strncmp(r.cands[i].name, "fp32 set without", 16);
             decided_fail += r.cands[i].decided_fail;
+        }
+        /* removal probes: 12 from the all-fp32 set, then one per kept layer */
+        CHECK(probes == NL + (both ? 2 : 3), "both %d: %d removal probes", both, probes);
+        /* full: baseline, one screened option, the all-fp32 set, 4 k-ary
+         * steps over 12 layers and at most 2 over the kept ones */
+        CHECK(r.evaluations <= 3 + 4 + 2, "both %d: %d evaluations", both, r.evaluations);
         CHECK(decided_fail > 0, "both %d: no candidate to stop early", both);
         ac_search_result_free(&r);
     }
 }
 
-/* Round of the re-rank's single removals: the first with two candidates of
- * `kept - 1` fp32 layers (a bisection round holds one of each size). */
-static int singles_round(const ac_search_result *r, int kept)
-{
-    for (int round = 1; round <= r->rounds; round++) {
-        int n = 0;
-        for (int i = 0; i < r->ncands; i++)
-            n += r->cands[i].round == round && !r->cands[i].subset && r->cands[i].nfp32 == kept - 1;
-        if (n >= 2)
-            return round;
-    }
-    return -1;
-}
-
-/* Eight layers look sensitive on the subset but are not: the bisection keeps
- * them with the two that matter (10 layers); the re-rank returns all eight in
- * 1 + 3 rounds with one split point per round (sequentially it took 10) and
- * 1 + 2 with four. */
-static void test_rerank_rounds(void)
+/* A misleading subset: layers 5 and 9 look harmful on it but cost little on
+ * the test set. They are returned to int8 last, so the plan keeps them with
+ * the two layers that matter: it still meets the budget, only dearer. */
+static void test_misleading_subset(void)
 {
     model m = base_model();
     for (int i = 0; i < NL; i++)
         m.damage[i] = 0.0002;
-    for (int i = 0; i < 8; i++) {
+    m.damage[7] = 0.03;
+    m.damage[3] = 0.02;
+    m.sub_damage[5] = 0.05;
+    m.sub_damage[9] = 0.04;
+    ac_search_result r = run_auto_everywhere(&m, "misleading subset");
+    const ac_candidate *b = &r.cands[r.best];
+    int want[4] = {3, 5, 7, 9};
+    CHECK(r.met_budget && fp32_set_is(b, want, 4), "best %s", b->name);
+    ac_search_result_free(&r);
+}
+
+/* The round of the re-rank's removal probes, or -1. */
+static int removal_round(const ac_search_result *r)
+{
+    for (int i = 0; i < r->ncands; i++)
+        if (r->cands[i].subset && !strncmp(r->cands[i].name, "fp32 set without", 16))
+            return r->cands[i].round;
+    return -1;
+}
+
+/* Eight layers of 0.0004 and two of 0.0002 can return to int8 together,
+ * two (10, 11) cannot: the first pass's k-ary search over m in (0, 12)
+ * takes 4 rounds with one split point (6, 9, 10, 11) and 2 with four
+ * (2 4 7 9, then 10 11); each pass starts with its round of removal probes,
+ * and the second pass (over the kept pair) needs no full round: its one
+ * split point, the kept set without its first layer, was evaluated (and
+ * failed) in the first pass. */
+static void test_return_rounds(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0002;
+    for (int i = 0; i < 8; i++)
         m.damage[i] = 0.0004;
-        m.sub_damage[i] = 0.1 - 0.001 * i;
-    }
     m.damage[10] = 0.03;
     m.damage[11] = 0.02;
-    ac_search_result r1 = run_auto_everywhere(&m, "re-rank of eight");
+    ac_search_result r1 = run_auto_everywhere(&m, "ten back to int8");
     const ac_candidate *b = &r1.cands[r1.best];
     int want[2] = {10, 11};
     CHECK(r1.met_budget && fp32_set_is(b, want, 2), "best %s", b->name);
-    int s1 = singles_round(&r1, 10);
-    CHECK(s1 > 0 && r1.rounds - s1 + 1 == 4, "1 split point: re-rank from round %d of %d", s1, r1.rounds);
+    int s1 = removal_round(&r1);
+    CHECK(s1 > 0 && r1.rounds - s1 + 1 == 1 + 4 + 1, "1 split point: from round %d of %d", s1, r1.rounds);
     ac_search_result r4 = run(&m, true, 4);
-    int s4 = singles_round(&r4, 10);
-    CHECK(s4 > 0 && r4.rounds - s4 + 1 == 3, "4 split points: re-rank from round %d of %d", s4, r4.rounds);
-    printf("search_selftest: re-rank of 8 removable layers: %d round(s) with 1 split point, %d with 4\n",
+    int s4 = removal_round(&r4);
+    CHECK(s4 > 0 && r4.rounds - s4 + 1 == 1 + 2 + 1, "4 split points: from round %d of %d", s4, r4.rounds);
+    printf("search_selftest: 10 of 12 layers back to int8: %d round(s) with 1 split point, %d with 4\n",
            r1.rounds - s1 + 1, r4.rounds - s4 + 1);
     ac_search_result_free(&r1);
     ac_search_result_free(&r4);
@@ -387,11 +429,13 @@ int main(void)
     test_baseline_passes();
     test_per_channel_rescues();
     test_equal_cost_prefers_higher_score();
+    test_screen_skips_useless_options();
     test_combination_in_round_three();
     test_auto_finds_fewest_fp32_layers();
     test_auto_improves_on_a_fast_pass();
-    test_rerank_pair();
-    test_rerank_rounds();
+    test_return_to_int8_pair();
+    test_misleading_subset();
+    test_return_rounds();
     test_nothing_passes();
     if (failures) {
         fprintf(stderr, "search_selftest: %d failure(s)\n", failures);

@@ -24,7 +24,7 @@ static void candidate_line(FILE *f, const ac_outputs *o, int i)
     fputs(i == o->chosen ? "  <- chosen\n" : "\n", f);
 }
 
-/* The candidates, a round of sensitivity probes as one line. */
+/* The candidates, a round of subset probes as one line. */
 static void candidates(FILE *f, const ac_outputs *o)
 {
     fprintf(f, "search (%s mode): %d candidate(s) in %d round(s), %d evaluation(s) + %d on the subset, %d worker(s)\n",
@@ -38,7 +38,7 @@ static void candidates(FILE *f, const ac_outputs *o)
         int k = i;
         while (k < o->ncands && o->cands[k].subset && o->cands[k].round == o->cands[i].round)
             k++;
-        fprintf(f, "  %4d  %5d  %d sensitivity probe(s) scored on the subset (#%d-#%d; scores in report.html)\n",
+        fprintf(f, "  %4d  %5d  %d probe(s) scored on the subset (#%d-#%d; scores in report.html)\n",
                 i + 1, o->cands[i].round, k - i, i + 1, k);
         i = k;
     }

@@ -1,7 +1,7 @@
 /* ac_summary: what a person reads on the terminal when a quantization job
  * ends (before the CLI's final line): for a search, a short table of its
  * candidates (number, round, name, score or decision, cost; the chosen one
- * marked; each round of sensitivity probes folded into one line), then where
+ * marked; each round of subset probes folded into one line), then where
  * each artefact is, report.html first. Fed from the ac_outputs that the
  * artefacts were written from. */
 #ifndef AC_SUMMARY_H

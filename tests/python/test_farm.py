@@ -508,10 +508,10 @@ def auto_on_1_then_2_workers(farm, tmp_path, model, *extra, **kw):
 
 
 def last_fast_round(rep):
-    """The fast rounds (the baseline, the single options, their combinations: as many as
-    the search needed) end where auto mode's sensitivity round on the subset starts."""
-    subset = [c["round"] for c in rep["candidates"] if "subset_score" in c]
-    return min(subset) - 1 if subset else rep["rounds"]
+    """The fast rounds (the baseline, the screen of the single options on the subset, their
+    full evaluations and combinations: as many as the search needed) hold the candidates
+    that keep no layer in fp32 by the search; every auto-mode candidate keeps some."""
+    return max(c["round"] for c in rep["candidates"] if not c["fp32_layers"])
 
 
 def check_pass_fail_reporting(rep):
@@ -553,8 +553,8 @@ def test_auto_early_stop_by_bound_keeps_results_identical(ac_bin, farm, tmp_path
 @pytest.mark.long
 def test_auto_mode_same_plan_and_scores_for_1_and_2_workers(ac_bin, farm, tmp_path):
     """Auto mode through every phase on fmnist_mbv2 scored by top-1 agreement with fp32 (no
-    labels) with a zero budget: no fast candidate agrees on all 512 samples, so the layer
-    bisection and the parallel re-rank choose the fp32 layers. 1 and 2 workers give the
+    labels) with a zero budget: no fast candidate agrees on all 512 samples, so the
+    all-fp32 check and the passes that return layers to int8 choose the fp32 layers. 1 and 2 workers give the
     same plan, candidates and reported scores, with candidates stopped early from their
     bound in the pass/fail rounds (how many may differ)."""
     one, two = auto_on_1_then_2_workers(farm, tmp_path, "fmnist_mbv2", "--shard_batches", "2",
@@ -948,9 +948,9 @@ def test_oversized_frames_and_a_flood_do_not_stop_service(ac_bin, farm, tmp_path
 @pytest.mark.long
 def test_resume_after_the_coordinator_is_killed(ac_bin, farm, tmp_path):
     """An fp32 score the int8 plans cannot reach (--fp32_score 0.95, zero budget) makes
-    the auto search go through every phase: round 1 (the baseline), round 2 (the 8
-    single options), round 3 (combinations), the sensitivity round on the subset, the k
-    search. Each round is
+    the auto search go through every phase: round 1 (the baseline), the screen of the
+    single options on the subset, their full evaluations and combination, the all-fp32
+    check, the removal probes on the subset and the k-ary searches. Each round is
     journaled as it ends. The coordinator is killed (-9) once round 1 is journaled;
     --resume takes those scores from the journal and finishes with the uninterrupted
     run's plan and scores, evaluating fewer candidates."""

@@ -126,16 +126,29 @@ def test_search_is_the_default_and_reports_candidates(ac_bin, tmp_path):
     assert all(c["shards"] >= 1 for c in rep["candidates"])
     assert rep["met_budget"] and rep["estimated_cost"] == 1.0
     assert not os.path.exists(out / "journal.acj")  # the finished search replaced the folder
-    # A baseline that misses the budget (a claimed fp32 score no int8 plan reaches): the
-    # single-option variants come next, then their combinations.
+    # A baseline that misses the budget (a claimed fp32 score no int8 plan reaches): round 2
+    # screens it and the 8 single-option variants on the subset (scored by output cosine
+    # against fp32); only those the screen says repair it are evaluated in full, at most
+    # two, then their combination(s).
     out2 = tmp_path / "missed"
     p = quantize(ac_bin, model, out2, "--fp32_score", "0.99", "--accept_int8_decay", "0")
     assert p.returncode == 0, p.stderr
     rep = json.load(open(out2 / "report.json"))
-    names = [c["name"] for c in rep["candidates"]]
-    assert names[0].startswith("baseline") and "KL+per_channel" in names and "MAX" in names, names
-    assert [c["round"] for c in rep["candidates"][:2]] == [1, 2], rep["candidates"][:2]
-    assert rep["evaluations"] == len(rep["candidates"]) >= 9 and rep["rounds"] >= 2
+    cands = rep["candidates"]
+    screen = [c for c in cands if c["round"] == 2]
+    assert cands[0]["name"].startswith("baseline") and cands[0]["round"] == 1, cands[0]
+    assert len(screen) == 9 and all("subset_score" in c and 0 < c["subset_score"] <= 1 for c in screen), screen
+    assert {"baseline (KL, per-tensor)", "KL+per_channel", "MAX"} <= {c["name"] for c in screen}
+    full = [c for c in cands if "subset_score" not in c]
+    helps = [c for c in screen[1:] if c["subset_score"] > screen[0]["subset_score"]]
+    # the baseline, then for each screened option that helps (at most two) one full evaluation
+    singles = [c for c in full[1:] if c["round"] in (3, 4)]
+    assert len(singles) == min(2, len(helps)), (singles, helps)
+    assert [c["round"] for c in singles] == [3, 4][:len(singles)]
+    best_helper = max(helps, key=lambda c: c["subset_score"]) if helps else None
+    if best_helper and best_helper["cost"] == 1:
+        assert singles[0]["name"] == best_helper["name"], (singles[0], best_helper)
+    assert rep["evaluations"] == len(full) and rep["search"]["subset_evaluations"] == 9
     assert not rep["met_budget"]
 
 
