@@ -8,6 +8,7 @@
 #define MAX_SPLITS 64 /* split points per k-ary round */
 #define FAST_TRIES 2  /* full evaluations of screened single options before combining them */
 #define AUTO_PASSES 2 /* passes of returning layers to int8 in auto mode */
+#define FORWARD_MAX 4 /* most layers auto mode's forward search keeps in fp32 before going backward */
 
 bool ac_search_passes(const ac_search_options *o, double score)
 {
@@ -535,6 +536,114 @@ done:
     return rc;
 }
 
+static int cmp_gain(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->score > y->score + SCORE_EPS)
+        return -1;
+    if (y->score > x->score + SCORE_EPS)
+        return 1;
+    return x->node - y->node;
+}
+
+/* k-ary search for the smallest passing k in (lo, hi] of base + rank[0..k)
+ * in fp32 (k = hi is known to pass); returns it, or -1. */
+static int smallest_prefix(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                           const ac_candidate *base, const ranked *rank, int lo, int hi, int *tmp, ac_err *err)
+{
+    int P = max_split_points(o);
+    while (hi - lo > 1) {
+        int kidx[MAX_SPLITS], idx[MAX_SPLITS];
+        int start = res->ncands, nk = split_points(lo, hi, P, kidx);
+        for (int i = 0; i < nk; i++)
+            if ((idx[i] = add_with_fp32(res, base, rank, kidx[i], tmp)) < 0)
+                return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+            return -1;
+        int new_lo = lo, new_hi = hi;
+        for (int i = 0; i < nk; i++)
+            if (cand_passes(o, &res->cands[idx[i]]) && kidx[i] < new_hi)
+                new_hi = kidx[i];
+        for (int i = 0; i < nk; i++)
+            if (!cand_passes(o, &res->cands[idx[i]]) && kidx[i] > new_lo && kidx[i] < new_hi)
+                new_lo = kidx[i];
+        logf_(o, "auto: forward: (%d, %d] -> (%d, %d]", lo, hi, new_lo, new_hi);
+        lo = new_lo;
+        hi = new_hi;
+    }
+    return hi;
+}
+
+/* Forward, for a base that misses the budget by little: a subset round
+ * scores the base with each layer alone in fp32, and the most helpful 1, 2,
+ * 4, ... FORWARD_MAX layers go to fp32 (one full pass/fail round each) until
+ * one passes; then the smallest passing count in between. keep[0..*kept)
+ * gets the layers kept in fp32. Returns 1 when a plan passed, 0 when none of
+ * up to FORWARD_MAX layers did, -1 on error. */
+static int forward_search(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                          const ac_candidate *base, const int *layers, int nl, ranked *keep, int *kept, int *tmp,
+                          ac_err *err)
+{
+    int first = res->ncands;
+    for (int i = 0; i < nl; i++) {
+        ranked one = {layers[i], 0};
+        ac_candidate c = with_fp32(base, &one, 1, tmp);
+        c.subset = true;
+        snprintf(c.name, sizeof c.name, "fp32 alone: %s", ev->layer_name(ev->ctx, layers[i]));
+        if (add_candidate(res, &c) != first + i)
+            return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+    }
+    if (evaluate_round(o, ev, res, first, ROUND_SUBSET, err))
+        return -1;
+    for (int i = 0; i < nl; i++) {
+        const ac_candidate *c = &res->cands[first + i];
+        keep[i] = (ranked){layers[i], c->failed ? -1.0 : c->score};
+    }
+    qsort(keep, (size_t)nl, sizeof *keep, cmp_gain);
+    for (int i = 0; i < nl && o->debug; i++)
+        logf_(o, "auto: forward rank %d: %s (subset score %.6f in fp32 alone)", i + 1,
+              ev->layer_name(ev->ctx, keep[i].node), keep[i].score);
+    int lo = 0, hi = -1;
+    for (int k = 1; k <= nl && k <= FORWARD_MAX && hi < 0; k *= 2) {
+        int start = res->ncands;
+        int idx = add_with_fp32(res, base, keep, k, tmp);
+        if (idx < 0)
+            return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+            return -1;
+        if (cand_passes(o, &res->cands[idx]))
+            hi = k;
+        else
+            lo = k;
+    }
+    if (hi < 0) {
+        logf_(o, "auto: forward: up to %d layer(s) in fp32 do not pass", lo);
+        return 0;
+    }
+    *kept = smallest_prefix(o, ev, res, base, keep, lo, hi, tmp, err);
+    return *kept < 0 ? -1 : 1;
+}
+
+/* Backward: the base with every int8 layer in fp32 must pass (else nothing
+ * will); keep[0..*kept) gets them all. Returns 1 when it passes, 0 when not. */
+static int all_fp32(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                    const ac_candidate *base, const int *layers, int nl, ranked *keep, int *kept, int *tmp, ac_err *err)
+{
+    for (int i = 0; i < nl; i++)
+        keep[i] = (ranked){layers[i], 0};
+    int start = res->ncands;
+    int all = add_with_fp32(res, base, keep, nl, tmp);
+    if (all < 0)
+        return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+        return -1;
+    *kept = nl;
+    if (cand_passes(o, &res->cands[all]))
+        return 1;
+    logf_(o, "auto: even with all %d layers in fp32 the budget is not met", nl);
+    return 0;
+}
+
 static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, int base_i,
                        ac_err *err)
 {
@@ -554,26 +663,21 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
         rc = 0;
         goto done;
     }
-    for (int i = 0; i < nl; i++)
-        keep[i] = (ranked){layers[i], 0};
-    /* Every layer in fp32 first: if that misses the budget nothing will pass. */
-    logf_(o, "auto: base '%s', %d int8 layer(s) to keep in fp32 or not", base.name, nl);
-    int start = res->ncands;
-    int all = add_with_fp32(res, &base, keep, nl, tmp);
-    if (all < 0)
-        goto nomem;
-    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+    /* A base that misses the budget by no more than the budget again needs
+     * few fp32 layers: look forward from it. Otherwise, or when a few layers
+     * do not do, come back from every layer in fp32. */
+    double miss = o->fp32_score - base.score - o->accept_decay;
+    bool near = miss <= o->accept_decay + SCORE_EPS;
+    logf_(o, "auto: base '%s' misses the budget by %.6f; %d int8 layer(s) to keep in fp32 or not, %s first",
+          base.name, miss, nl, near ? "forward" : "backward");
+    int kept = 0, found = 0;
+    if (near && (found = forward_search(o, ev, res, &base, layers, nl, keep, &kept, tmp, err)) < 0)
         goto done;
-    if (!cand_passes(o, &res->cands[all])) {
-        logf_(o, "auto: even with all %d layers in fp32 the budget is not met", nl);
-        rc = 0;
+    if (!found && (found = all_fp32(o, ev, res, &base, layers, nl, keep, &kept, tmp, err)) < 0)
         goto done;
-    }
-    /* Return layers to int8 from there, then once more from what stays (the
-     * first pass's order was measured with every other layer in fp32; the
-     * second measures each in the company of the kept set only). */
-    int kept = nl;
-    for (int pass = 0; pass < AUTO_PASSES; pass++) {
+    /* Return layers to int8 from what passes, twice at most: each pass
+     * measures every kept layer in the company of the others kept. */
+    for (int pass = 0; found && pass < AUTO_PASSES; pass++) {
         int back = return_to_int8(o, ev, res, &base, keep, &kept, tmp, err);
         if (back < 0)
             goto done;
@@ -581,9 +685,6 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
             break;
     }
     rc = 0;
-    goto done;
-nomem:
-    ac_err_set(err, AC_E_NOMEM, "search: out of memory");
 done:
     free(layers);
     free(tmp);

@@ -28,9 +28,18 @@
  * even when fast mode passed with a costly option. It starts from the base:
  * the highest-scoring full-set candidate that keeps no layer in fp32 by option
  * (accuracy_opt and first_conv_fp32 off; per_channel and any threshold method
- * allowed). Unless the base passes, it evaluates the base with every layer
- * that still runs in int8 (the evaluator's int8_layers) in fp32; if that
- * misses the budget nothing can pass. Otherwise it returns layers to int8:
+ * allowed). Unless the base passes, it finds a passing set of fp32 layers
+ * among those that still run in int8 (the evaluator's int8_layers), one of
+ * two ways:
+ *   - forward, when the base misses the budget by no more than the budget
+ *     again: a subset round scores the base with each layer alone in fp32,
+ *     and the most helpful 1, 2, 4 (FORWARD_MAX) layers go to fp32, one full
+ *     pass/fail round each, until one passes; then a k-ary search for the
+ *     smallest passing count in between;
+ *   - backward, otherwise or when FORWARD_MAX layers do not pass: the base
+ *     with every such layer in fp32 (if that misses the budget nothing can
+ *     pass).
+ * From the passing set it returns layers to int8:
  * one subset round scores the kept set without each kept layer (how much that
  * layer costs back in int8 with the others in fp32), the kept layers are
  * ordered by that score (the cheapest to return first), and a k-ary search

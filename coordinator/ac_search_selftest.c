@@ -414,6 +414,53 @@ static void test_return_rounds(void)
     ac_search_result_free(&r4);
 }
 
+static int count_named(const ac_search_result *r, const char *prefix)
+{
+    int n = 0;
+    for (int i = 0; i < r->ncands; i++)
+        n += !strncmp(r->cands[i].name, prefix, strlen(prefix));
+    return n;
+}
+
+/* A base that misses the budget by less than the budget again (0.0022 +
+ * 0.006 lost, 0.0032 over): the forward search ranks each layer alone in
+ * fp32 on the subset, and layer 7 alone passes: one full evaluation after the
+ * fast rounds, no all-fp32 plan. */
+static void test_forward_for_a_near_miss(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0002;
+    m.damage[7] = 0.006;
+    ac_search_result r = run_auto_everywhere(&m, "forward");
+    const ac_candidate *b = &r.cands[r.best];
+    int want[1] = {7};
+    CHECK(r.met_budget && fp32_set_is(b, want, 1), "best %s", b->name);
+    CHECK(count_named(&r, "fp32 alone: ") == NL && count_named(&r, "fp32 set without") == 0,
+          "%d forward probes, %d removal probes", count_named(&r, "fp32 alone: "), count_named(&r, "fp32 set without"));
+    int auto_full = 0;
+    for (int i = 0; i < r.ncands; i++)
+        auto_full += !r.cands[i].subset && r.cands[i].nfp32 > 0;
+    CHECK(auto_full == 1, "%d full evaluations in auto mode", auto_full);
+    ac_search_result_free(&r);
+}
+
+/* A near miss spread over every layer (12 x 0.0008): up to 4 layers in fp32
+ * do not pass, so the search comes back from all twelve in fp32 and returns
+ * six to int8 (6 x 0.0008 <= 0.005 < 7 x 0.0008). */
+static void test_forward_falls_back(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0008;
+    ac_search_result r = run_auto_everywhere(&m, "forward, then backward");
+    const ac_candidate *b = &r.cands[r.best];
+    CHECK(r.met_budget && b->nfp32 == 6, "best %s", b->name);
+    CHECK(count_named(&r, "fp32 alone: ") == NL && count_named(&r, "fp32 set without") >= NL, "probes %d, %d",
+          count_named(&r, "fp32 alone: "), count_named(&r, "fp32 set without"));
+    ac_search_result_free(&r);
+}
+
 static void test_nothing_passes(void)
 {
     model m = base_model();
@@ -436,6 +483,8 @@ int main(void)
     test_return_to_int8_pair();
     test_misleading_subset();
     test_return_rounds();
+    test_forward_for_a_near_miss();
+    test_forward_falls_back();
     test_nothing_passes();
     if (failures) {
         fprintf(stderr, "search_selftest: %d failure(s)\n", failures);
