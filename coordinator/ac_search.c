@@ -302,6 +302,28 @@ static int single_option_rounds(const ac_search_options *o, const ac_evaluator *
     return 0;
 }
 
+/* Whether candidate c, screened on the subset now, screens above every
+ * screened single option: auto mode's all-int8 combination only matters as
+ * a better base for the layer search. -1 on error. */
+static int screens_above_singles(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                                 int screen_base, const ac_candidate *c, ac_err *err)
+{
+    double best = res->cands[screen_base].score;
+    for (int i = screen_base + 1; i < res->ncands; i++)
+        if (res->cands[i].subset && res->cands[i].evaluated && !res->cands[i].failed && res->cands[i].score > best)
+            best = res->cands[i].score;
+    int first = res->ncands;
+    if (add_candidate(res, c) < 0)
+        return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+    if (evaluate_round(o, ev, res, first, ROUND_SUBSET, err))
+        return -1;
+    const ac_candidate *s = &res->cands[first];
+    bool above = s->evaluated && !s->failed && s->score > best + SCORE_EPS;
+    logf_(o, "auto: %s screens %.6f, the best single option %.6f: %s", s->name, s->score, best,
+          above ? "evaluated in full" : "not evaluated in full");
+    return above;
+}
+
 /* The options that repaired the baseline on the screen, combined: the
  * best-screening threshold method other than KL, plus each boolean option
  * that helped. Evaluated cheapest first: the combination without its costly
@@ -326,11 +348,13 @@ static int combination_rounds(const ac_search_options *o, const ac_evaluator *ev
         combo.first_conv_fp32 |= c->first_conv_fp32;
     }
     /* Costly options kept: none, one, both (when the combination has them).
-     * Auto mode only needs the all-int8 combination, a base for its layer
-     * search, which finds cheaper fp32 sets than whole options. */
+     * Auto mode only needs the all-int8 combination, as a better base for its
+     * layer search (which finds cheaper fp32 sets than whole options), so it
+     * screens that one first. */
     int max_costly = o->auto_mode ? 0 : 2;
     for (int costly = 0; costly <= max_costly; costly++) {
-        int first = res->ncands;
+        ac_candidate todo[4];
+        int n = 0;
         for (int keep = 0; keep < 4; keep++) {
             bool ao = keep & 1, fc = keep & 2;
             if ((ao && !combo.accuracy_opt) || (fc && !combo.first_conv_fp32) || ao + fc != costly)
@@ -339,13 +363,22 @@ static int combination_rounds(const ac_search_options *o, const ac_evaluator *ev
             c.accuracy_opt = ao;
             c.first_conv_fp32 = fc;
             describe(&c);
-            if (find_same(res, &c) < 0 && add_candidate(res, &c) < 0)
-                return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+            if (find_same(res, &c) < 0)
+                todo[n++] = c;
         }
-        if (res->ncands == first)
+        if (!n)
             continue;
-        logf_(o, "round %d: %d combination(s) of the helpful options with %d costly option(s)", res->rounds + 1,
-              res->ncands - first, costly);
+        if (o->auto_mode) {
+            int above = screens_above_singles(o, ev, res, screen_base, &todo[0], err);
+            if (above <= 0)
+                return above;
+        }
+        int first = res->ncands;
+        for (int i = 0; i < n; i++)
+            if (add_candidate(res, &todo[i]) < 0)
+                return ac_err_set(err, AC_E_NOMEM, "search: out of memory");
+        logf_(o, "round %d: %d combination(s) of the helpful options with %d costly option(s)", res->rounds + 1, n,
+              costly);
         if (evaluate_round(o, ev, res, first, ROUND_SCORES, err))
             return -1;
         if (cheapest_passing(o, res) >= 0)

@@ -20,8 +20,10 @@
  * helpful options are combined (the best-screening threshold method other
  * than KL, plus each helpful boolean option) and evaluated cheapest first:
  * without the costly options (accuracy_opt, first_conv_fp32), then with one,
- * then both (auto mode only the first), stopping after a round where
- * something passes. Among passing candidates the cheapest wins; among
+ * then both, stopping after a round where something passes. Auto mode only
+ * wants the first, as a better base for its layer search: it screens it on
+ * the subset and evaluates it in full only when it screens above every
+ * single option. Among passing candidates the cheapest wins; among
  * equally cheap ones the highest score, then the lower index.
  *
  * Auto mode (--auto_calib) looks for the plan with the fewest fp32 layers

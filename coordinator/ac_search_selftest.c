@@ -198,6 +198,19 @@ static void test_combination_in_round_three(void)
     /* baseline, screen, two single options, then the combination without costly options */
     CHECK(r.rounds == 5 && r.evaluations == 4, "rounds %d evaluations %d", r.rounds, r.evaluations);
     ac_search_result_free(&r);
+    /* Auto mode tries one single option, then screens the combination on the
+     * subset (it screens above per_channel) before its full evaluation. */
+    r = run(&m, true, 1);
+    b = &r.cands[r.best];
+    int screened = 0, full = 0;
+    for (int i = 0; i < r.ncands; i++) {
+        bool combo = r.cands[i].per_channel && r.cands[i].method == AC_TH_MSE && !r.cands[i].nfp32;
+        screened += combo && r.cands[i].subset;
+        full += combo && !r.cands[i].subset;
+    }
+    CHECK(r.met_budget && b->per_channel && b->method == AC_TH_MSE && screened == 1 && full == 1 && r.evaluations == 3,
+          "auto: best %s, combination screened %d, in full %d, %d evaluations", b->name, screened, full, r.evaluations);
+    ac_search_result_free(&r);
 }
 
 /* Auto mode: two very sensitive layers; everything else is harmless. */
