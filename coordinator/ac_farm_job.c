@@ -67,7 +67,7 @@ typedef struct {
     double t_calib, t_test;
     ac_metric *metric;
     ac_metric_options mopt;
-    /* Subset rounds (the screen, the sensitivity ranking) score by the mean
+    /* Subset rounds (the screen, auto mode's probes) score by the mean
      * cosine of every output against the fp32 model's: a continuous measure
      * that tells apart candidates a few hundred samples of top-1 cannot. */
     ac_metric *rank_metric;
@@ -1138,7 +1138,7 @@ static int after_batch(void *ctx, int64_t first, int n, ac_err *err)
     return 0;
 }
 
-/* Per-layer cosine/SQNR of the chosen plan on the sensitivity subset, here. */
+/* Per-layer cosine/SQNR of the chosen plan on the search's subset, here. */
 static int layer_statistics(fjob *j, const ac_plan *plan, ac_layer_acc *acc, ac_err *err)
 {
     layer_ctx lc = {.acc = acc, .plan = plan, .batch = j->batch};

@@ -443,11 +443,11 @@ static int max_split_points(const ac_search_options *o)
     return o->parallel > 0 ? (o->parallel > MAX_SPLITS ? MAX_SPLITS : o->parallel) : 1;
 }
 
-/* A layer whose removal alone from the kept set still passes. */
+/* A kept layer and the subset score of the kept set without it. */
 typedef struct {
     int node;
     double score; /* of the kept set without it */
-    int pos;      /* in rank order */
+    int pos;      /* in the kept set's order (ties keep it) */
 } removable;
 
 static int cmp_removable(const void *a, const void *b)
