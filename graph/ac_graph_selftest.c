@@ -1,5 +1,6 @@
 /* Selftest of the IR, the topological sort, the passes and the executor. */
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -166,6 +167,38 @@ static void test_arena(void)
     CHECK(a == NULL, "destroy sets NULL");
 }
 
+/* Random blocks with random lifetimes: n of them, from the seed *s. */
+static size_t random_blocks(ac_mem_block *b, int n, uint32_t *s)
+{
+    size_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        *s = *s * 1664525u + 1013904223u;
+        int first = (int)(*s >> 27) - 1; /* -1..30 */
+        *s = *s * 1664525u + 1013904223u;
+        int len = (int)(*s >> 29);
+        *s = *s * 1664525u + 1013904223u;
+        b[i] = (ac_mem_block){.bytes = (*s >> 20) % 5000, .first = first, .last = first + len};
+        sum += (b[i].bytes + AC_MEM_ALIGN - 1) / AC_MEM_ALIGN * AC_MEM_ALIGN + (b[i].bytes ? 0 : AC_MEM_ALIGN);
+    }
+    return sum;
+}
+
+/* Blocks that live at the same node and share memory, or lie outside the arena. */
+static int misplaced_blocks(const ac_mem_block *b, int n, size_t total)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        bad += !(b[i].offset % AC_MEM_ALIGN == 0 && b[i].offset + b[i].bytes <= total);
+        for (int k = i + 1; k < n; k++) {
+            bool time = b[i].first <= b[k].last && b[k].first <= b[i].last;
+            bool mem = b[i].offset < b[k].offset + (b[k].bytes ? b[k].bytes : 1) &&
+                       b[k].offset < b[i].offset + (b[i].bytes ? b[i].bytes : 1);
+            bad += time && mem;
+        }
+    }
+    return bad;
+}
+
 /* The memory plan: blocks alive at the same node never overlap in memory,
  * offsets are aligned, and the arena is no larger than all blocks end to end
  * (and smaller when lifetimes allow sharing). Random lifetimes, seeded. */
@@ -175,37 +208,58 @@ static void test_mem_plan(void)
     for (int round = 0; round < 200; round++) {
         ac_mem_block b[40];
         int n = 1 + round % 40;
-        size_t sum = 0;
-        for (int i = 0; i < n; i++) {
-            s = s * 1664525u + 1013904223u;
-            int first = (int)(s >> 27) - 1; /* -1..30 */
-            s = s * 1664525u + 1013904223u;
-            int len = (int)(s >> 29);
-            s = s * 1664525u + 1013904223u;
-            b[i] = (ac_mem_block){.bytes = (s >> 20) % 5000, .first = first, .last = first + len};
-            sum += (b[i].bytes + AC_MEM_ALIGN - 1) / AC_MEM_ALIGN * AC_MEM_ALIGN + (b[i].bytes ? 0 : AC_MEM_ALIGN);
-        }
+        size_t sum = random_blocks(b, n, &s);
         size_t total = ac_mem_plan(b, n);
         CHECK(total <= sum, "round %d: arena %zu > %zu end to end", round, total, sum);
-        for (int i = 0; i < n; i++) {
-            CHECK(b[i].offset % AC_MEM_ALIGN == 0 && b[i].offset + b[i].bytes <= total, "block %d placement", i);
-            for (int k = i + 1; k < n; k++) {
-                bool time = b[i].first <= b[k].last && b[k].first <= b[i].last;
-                bool mem = b[i].offset < b[k].offset + (b[k].bytes ? b[k].bytes : 1) &&
-                           b[k].offset < b[i].offset + (b[i].bytes ? b[i].bytes : 1);
-                CHECK(!(time && mem), "round %d: blocks %d and %d live together and overlap", round, i, k);
-            }
-        }
+        CHECK(misplaced_blocks(b, n, total) == 0, "round %d: blocks misplaced", round);
     }
     /* a chain a -> b -> c -> d: a and c may share, b and d may share */
     ac_mem_block chain[4] = {{1000, -1, 0, 0}, {1000, 0, 1, 0}, {1000, 1, 2, 0}, {1000, 2, 3, 0}};
     CHECK(ac_mem_plan(chain, 4) == 2 * 1024, "chain of 4 in two buffers");
 }
 
+/* Several threads plan at once: the embedded cluster's workers prepare their
+ * executors at the same time in one process. Each thread's plans must be as
+ * sound as when planned alone (a planner with shared state gives overlapping
+ * blocks here). */
+typedef struct {
+    uint32_t seed;
+    int misplaced;
+} plan_thread_arg;
+
+static void *plan_many(void *argp)
+{
+    plan_thread_arg *a = argp;
+    for (int round = 0; round < 3000; round++) {
+        ac_mem_block b[200];
+        int n = 100 + round % 100;
+        random_blocks(b, n, &a->seed);
+        a->misplaced += misplaced_blocks(b, n, ac_mem_plan(b, n));
+    }
+    return NULL;
+}
+
+static void test_mem_plan_concurrent(void)
+{
+    enum { NT = 4 };
+    pthread_t th[NT];
+    plan_thread_arg args[NT];
+    for (int i = 0; i < NT; i++) {
+        args[i] = (plan_thread_arg){.seed = 1000u + (uint32_t)i};
+        CHECK(pthread_create(&th[i], NULL, plan_many, &args[i]) == 0, "pthread_create");
+    }
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].misplaced == 0, "thread %d: %d misplaced blocks when planning alongside others", i,
+              args[i].misplaced);
+    }
+}
+
 int main(void)
 {
     test_arena();
     test_mem_plan();
+    test_mem_plan_concurrent();
     test_toposort_errors();
     test_unknown_op_is_an_error();
     test_passes_keep_values();

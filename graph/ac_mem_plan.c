@@ -7,22 +7,30 @@ static size_t align_up(size_t x)
     return (x + AC_MEM_ALIGN - 1) / AC_MEM_ALIGN * AC_MEM_ALIGN;
 }
 
-static const ac_mem_block *sort_base;
+/* A block's index with the key it is sorted by. The key travels with the
+ * index, so the comparators need no shared state: executors are planned on
+ * several threads at once (the embedded cluster's workers share a process). */
+typedef struct {
+    size_t key;
+    int index;
+} keyed;
 
-static int by_size_desc(const void *a, const void *b)
+/* Largest first, ties by index. */
+static int by_key_desc(const void *a, const void *b)
 {
-    int i = *(const int *)a, j = *(const int *)b;
-    size_t si = sort_base[i].bytes, sj = sort_base[j].bytes;
-    if (si != sj)
-        return si > sj ? -1 : 1;
-    return i - j;
+    const keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key > y->key ? -1 : 1;
+    return x->index - y->index;
 }
 
-static int by_offset(const void *a, const void *b)
+/* Lowest first, ties by index. */
+static int by_key_asc(const void *a, const void *b)
 {
-    int i = *(const int *)a, j = *(const int *)b;
-    size_t oi = sort_base[i].offset, oj = sort_base[j].offset;
-    return oi < oj ? -1 : oi > oj ? 1 : i - j;
+    const keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->index - y->index;
 }
 
 static int overlaps(const ac_mem_block *a, const ac_mem_block *b)
@@ -32,8 +40,8 @@ static int overlaps(const ac_mem_block *a, const ac_mem_block *b)
 
 size_t ac_mem_plan(ac_mem_block *b, int n)
 {
-    int *order = malloc(sizeof(int) * (size_t)(n ? n : 1));
-    int *live = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    keyed *order = malloc(sizeof(keyed) * (size_t)(n ? n : 1));
+    keyed *live = malloc(sizeof(keyed) * (size_t)(n ? n : 1));
     if (!order || !live) { /* no memory to plan with: blocks laid end to end */
         size_t at = 0;
         for (int i = 0; i < n; i++) {
@@ -45,23 +53,21 @@ size_t ac_mem_plan(ac_mem_block *b, int n)
         return at;
     }
     for (int i = 0; i < n; i++)
-        order[i] = i;
-    sort_base = b;
-    qsort(order, (size_t)n, sizeof(int), by_size_desc);
+        order[i] = (keyed){b[i].bytes, i};
+    qsort(order, (size_t)n, sizeof *order, by_key_desc);
     size_t total = 0;
     for (int k = 0; k < n; k++) {
-        ac_mem_block *x = &b[order[k]];
+        ac_mem_block *x = &b[order[k].index];
         size_t need = align_up(x->bytes ? x->bytes : 1);
         /* the placed blocks that share a node with x, by offset */
         int nl = 0;
         for (int q = 0; q < k; q++)
-            if (overlaps(&b[order[q]], x))
-                live[nl++] = order[q];
-        sort_base = b;
-        qsort(live, (size_t)nl, sizeof(int), by_offset);
+            if (overlaps(&b[order[q].index], x))
+                live[nl++] = (keyed){b[order[q].index].offset, order[q].index};
+        qsort(live, (size_t)nl, sizeof *live, by_key_asc);
         size_t at = 0;
         for (int q = 0; q < nl; q++) {
-            const ac_mem_block *y = &b[live[q]];
+            const ac_mem_block *y = &b[live[q].index];
             if (y->offset >= at + need)
                 break; /* the gap before y fits */
             size_t end = y->offset + align_up(y->bytes ? y->bytes : 1);
