@@ -66,10 +66,33 @@ static int nomem(tl *L) { return node_err(L, AC_E_NOMEM, "out of memory"); }
 
 /* ---- lookup and attributes ---------------------------------------------------------------- */
 
-static const Actf__GraphDef *sort_gd;
+/* A node's index with its name: the comparator needs no shared state, so
+ * graphs can be imported on several threads at once. */
+typedef struct {
+    const char *name;
+    int index;
+} named_node;
+
 static int cmp_node(const void *a, const void *b)
 {
-    return strcmp(sort_gd->node[*(const int *)a]->name, sort_gd->node[*(const int *)b]->name);
+    const named_node *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->index - y->index;
+}
+
+/* L->order: node indices sorted by name. */
+static int sort_by_name(tl *L)
+{
+    named_node *tmp = malloc(sizeof *tmp * (size_t)(L->n > 0 ? L->n : 1));
+    if (!tmp)
+        return ac_err_set(L->err, AC_E_NOMEM, "out of memory");
+    for (int i = 0; i < L->n; i++)
+        tmp[i] = (named_node){L->gd->node[i]->name, i};
+    qsort(tmp, (size_t)L->n, sizeof *tmp, cmp_node);
+    for (int i = 0; i < L->n; i++)
+        L->order[i] = tmp[i].index;
+    free(tmp);
+    return 0;
 }
 
 /* Node index of an input reference "name", "name:0"; -1 when absent. *port
@@ -1342,9 +1365,9 @@ static int build(tl *L)
             L->val[i].t = -1;
             L->val[i].nchw = false;
         }
-        sort_gd = L->gd;
-        qsort(L->order, (size_t)L->n, sizeof(int), cmp_node);
-        rc = mark_consumed(L);
+        rc = sort_by_name(L);
+        if (!rc)
+            rc = mark_consumed(L);
     }
     if (!rc)
         rc = set_outputs(L, stack);
