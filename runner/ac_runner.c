@@ -15,6 +15,10 @@ struct ac_runner {
     ac_metric_tensor *outs, *refs; /* [g->noutputs] */
     ac_runner_batch_fn fn;
     void *ctx;
+    ac_ref_cache *ref_cache;  /* fp32 outputs of earlier batches, or NULL */
+    uint64_t ref_key;
+    const float **ref_ptrs;   /* [g->noutputs]: this batch's fp32 outputs */
+    size_t *ref_elems;        /* [g->noutputs]: floats per sample of each output */
 };
 
 ac_dataset_opts ac_runner_data_opts(const ac_graph *g, int input, const char *preprocess, int nthreads)
@@ -77,12 +81,24 @@ ac_runner *ac_runner_new(const ac_graph *g, int input, ac_dataset *ds, ac_err *e
     r->lab = calloc((size_t)r->batch, sizeof *r->lab);
     r->outs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->outs);
     r->refs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->refs);
-    if (!r->x || !r->lab || !r->outs || !r->refs) {
+    r->ref_ptrs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->ref_ptrs);
+    r->ref_elems = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *r->ref_elems);
+    if (!r->x || !r->lab || !r->outs || !r->refs || !r->ref_ptrs || !r->ref_elems) {
         ac_runner_destroy(&r);
         ac_err_set(err, AC_E_NOMEM, "out of memory for a batch of %d", (int)in->dims[0]);
         return NULL;
     }
+    for (int o = 0; o < g->noutputs; o++) {
+        const ac_tensor *t = &g->tensors[g->outputs[o]];
+        r->ref_elems[o] = t->ndim && t->dims[0] > 0 ? (size_t)(ac_tensor_numel(t) / t->dims[0]) : 0;
+    }
     return r;
+}
+
+void ac_runner_set_ref_cache(ac_runner *r, ac_ref_cache *c, uint64_t key)
+{
+    r->ref_cache = c;
+    r->ref_key = key;
 }
 
 void ac_runner_destroy(ac_runner **p)
@@ -94,6 +110,8 @@ void ac_runner_destroy(ac_runner **p)
     free(r->lab);
     free(r->outs);
     free(r->refs);
+    free(r->ref_ptrs);
+    free(r->ref_elems);
     free(r);
     *p = NULL;
 }
@@ -240,13 +258,15 @@ int ac_runner_score(ac_runner *r, const ac_runner_exec *cand, const ac_runner_ex
             return -1;
         if (cand && cand->run(cand->ctx, in, err))
             return -1;
-        if (ref && ref->run(ref->ctx, in, err))
+        const float *const *cached = ref && r->ref_cache ? ac_ref_cache_get(r->ref_cache, r->ref_key, first, n) : NULL;
+        if (ref && !cached && ref->run(ref->ctx, in, err))
             return -1;
         int has_labels = fill_labels(r, first, n);
         for (int o = 0; o < g->noutputs; o++) {
             int t = g->outputs[o];
             const float *cv = cand ? cand->output(cand->ctx, t) : NULL;
-            const float *rv = ref ? ref->output(ref->ctx, t) : NULL;
+            const float *rv = cached ? cached[o] : ref ? ref->output(ref->ctx, t) : NULL;
+            r->ref_ptrs[o] = rv;
             if ((cand && !cv) || (ref && !rv))
                 return ac_err_set(err, AC_E_INTERNAL, "output '%s': no float value after the run",
                                   g->tensors[t].name);
@@ -255,6 +275,9 @@ int ac_runner_score(ac_runner *r, const ac_runner_exec *cand, const ac_runner_ex
             if (ref)
                 tensor_view(g, t, rv, n, &r->refs[o]);
         }
+        /* Not kept (no room, or out of memory) only costs a later rerun. */
+        if (ref && !cached && r->ref_cache)
+            (void)ac_ref_cache_put(r->ref_cache, r->ref_key, first, n, g->noutputs, r->ref_ptrs, r->ref_elems);
         if (cand && ac_metric_partial_add(cand_part, first, n, r->outs, g->noutputs, ref ? r->refs : NULL,
                                           ref ? g->noutputs : 0, has_labels ? r->lab : NULL, err))
             return -1;

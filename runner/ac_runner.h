@@ -23,6 +23,7 @@
 #include "ac_exec.h"
 #include "ac_metric.h"
 #include "ac_qexec.h"
+#include "ac_ref_cache.h"
 
 /* Called after each batch with the samples [first, first + n) it covered; a
  * non-zero return stops the loop, which returns it (fill err). */
@@ -69,6 +70,11 @@ typedef struct {
 /* Views of the CPU executors (no allocation; the executor must outlive them). */
 ac_runner_exec ac_runner_exec_int8(ac_qexec *e);
 ac_runner_exec ac_runner_exec_fp32(ac_exec *e);
+
+/* Lets ac_runner_score take the fp32 reference's outputs of a batch from c
+ * (under key: the caller's name for the graph, data and batch) instead of
+ * running ref, and keep those it runs. NULL turns it off. */
+void ac_runner_set_ref_cache(ac_runner *r, ac_ref_cache *c, uint64_t key);
 
 /* Scores samples [begin, end) in batches from begin (the last one padded).
  *   cand (may be NULL): the candidate; its outputs go to cand_part, with the

@@ -16,6 +16,12 @@
  * candidate whose shards are running, and one more for interleaved shards. */
 #define PLAN_SLOTS 3
 
+/* The fp32 reference's outputs kept across tasks (ac_ref_cache): enough for
+ * the search's sensitivity subset of any zoo model, and a whole test set of
+ * a classifier, so that candidates scored against the fp32 model do not run
+ * it again. */
+#define REF_CACHE_BYTES ((size_t)96 << 20)
+
 /* A prepared candidate (or the fp32 model) of one loaded graph. */
 typedef struct {
     bool used;
@@ -37,6 +43,7 @@ struct ac_worker_eval {
     /* fp32 executor for calibration, of one graph */
     uint64_t calib_graph;
     ac_exec *calib_exec;
+    ac_ref_cache *ref_cache;
 };
 
 static double now_s(void)
@@ -68,6 +75,8 @@ static void on_graph_evicted(void *ctx, uint64_t graph_id)
         ac_exec_destroy(&w->calib_exec);
         w->calib_graph = 0;
     }
+    /* Its keys hash graph ids, which the cache may give out again. */
+    ac_ref_cache_clear(w->ref_cache);
 }
 
 ac_worker_eval *ac_worker_eval_new(ac_worker_cache *cache, ac_backend *backend, int threads, ac_err *err)
@@ -80,6 +89,12 @@ ac_worker_eval *ac_worker_eval_new(ac_worker_cache *cache, ac_backend *backend, 
     w->cache = cache;
     w->backend = backend;
     w->threads = threads;
+    w->ref_cache = ac_ref_cache_new(REF_CACHE_BYTES);
+    if (!w->ref_cache) {
+        free(w);
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        return NULL;
+    }
     ac_worker_cache_set_evict_hook(cache, on_graph_evicted, w);
     return w;
 }
@@ -93,6 +108,7 @@ void ac_worker_eval_destroy(ac_worker_eval **p)
     for (int i = 0; i < PLAN_SLOTS; i++)
         slot_free(w, &w->slots[i]);
     ac_exec_destroy(&w->calib_exec);
+    ac_ref_cache_destroy(&w->ref_cache);
     free(w);
     *p = NULL;
 }
@@ -280,6 +296,24 @@ done:
     return rc;
 }
 
+/* FNV-1a over bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *bytes, size_t n)
+{
+    const unsigned char *b = bytes;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* What decides the fp32 outputs of a batch: the graph (model and input
+ * shapes, so the batch), the dataset and its preprocessing. */
+static uint64_t ref_key(const ac_task *t, const task_data *d)
+{
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, &d->graph_id, sizeof d->graph_id);
+    h = fnv1a(h, t->data_hash, sizeof t->data_hash);
+    return fnv1a(h, t->preprocess, strlen(t->preprocess));
+}
+
 static int run_eval(ac_worker_eval *w, const ac_task *t, const task_data *d, ac_runner *r, batch_ctx *bc,
                     uint8_t **partial, size_t *plen, ac_err *err)
 {
@@ -328,6 +362,7 @@ static int run_eval(ac_worker_eval *w, const ac_task *t, const task_data *d, ac_
     /* fp32_model may have been evicted by candidate's slot choice: look again. */
     if (ref && !(ref = find_slot(w, d->graph_id, 0, true)) && !(ref = fp32_model(w, d->g, d->graph_id, err)))
         goto done;
+    ac_runner_set_ref_cache(r, ref ? w->ref_cache : NULL, ref ? ref_key(t, d) : 0);
     ac_runner_exec ce = cand ? ac_backend_exec(&cand->pair) : (ac_runner_exec){0};
     ac_runner_exec re = ref ? ac_backend_exec(&ref->pair) : (ac_runner_exec){0};
     if (p.fp32_reference)
