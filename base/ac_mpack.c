@@ -85,7 +85,7 @@ ac_mpack_type ac_mpack_peek(const ac_mpack_reader *r)
 
 const char *ac_mpack_type_name(ac_mpack_type t)
 {
-    static const char *names[] = {"end of data", "nil", "bool", "integer", "float32", "float64",
+    static const char *const names[] = {"end of data", "nil", "bool", "integer", "float32", "float64",
                                   "string", "binary", "array", "map", "extension",
                                   "reserved byte 0xc1"};
     return t >= AC_MPACK_END && t <= AC_MPACK_RESERVED ? names[t] : "?";

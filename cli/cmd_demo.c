@@ -18,7 +18,7 @@
 #define DEMO_DATA "/usr/share/datasets/fashion-mnist"
 #define DEMO_BATCH 16
 
-static const char *demo_models[] = {"fmnist_plain", "fmnist_resnet", "fmnist_mbv2"};
+static const char *const demo_models[] = {"fmnist_plain", "fmnist_resnet", "fmnist_mbv2"};
 
 /* The models folder of the source tree: <exe>/../../models (build/cli/autocalib).
  * out must hold PATH_MAX bytes. */

@@ -34,7 +34,7 @@ struct ac_dataset {
     uint8_t hash[32];
 };
 
-static const char *source_names[] = {"image folder", "image list", "lmdb (autocalib tensors)", "lmdb (caffe datum)",
+static const char *const source_names[] = {"image folder", "image list", "lmdb (autocalib tensors)", "lmdb (caffe datum)",
                                      "idx"};
 
 ac_dataset_source ac_dataset_source_kind(const ac_dataset *ds) { return ds->src; }

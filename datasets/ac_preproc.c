@@ -156,7 +156,7 @@ static int parse_list(const pctx *c, span name, span v, float *vals, int *n)
 
 static int parse_bool(const pctx *c, span v, int *out)
 {
-    static const char *yes[] = {"True", "true", "TRUE", "1"}, *no[] = {"False", "false", "FALSE", "0"};
+    static const char *const yes[] = {"True", "true", "TRUE", "1"}, *const no[] = {"False", "false", "FALSE", "0"};
     for (int i = 0; i < 4; i++) {
         if (strlen(yes[i]) == v.n && !memcmp(v.s, yes[i], v.n))
             return *out = 1, 0;

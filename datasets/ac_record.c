@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *dt_names[] = {"float32", "float64", "float16", "uint8", "int8", "int16", "int32", "int64"};
+static const char *const dt_names[] = {"float32", "float64", "float16", "uint8", "int8", "int16", "int32", "int64"};
 static const size_t dt_sizes[] = {4, 8, 2, 1, 1, 2, 4, 8};
 
 const char *ac_rec_dtype_name(ac_rec_dtype dt) { return (unsigned)dt < 8 ? dt_names[dt] : "?"; }

@@ -366,7 +366,7 @@ static int unpack_checked(const ProtobufCMessageDescriptor *d, const void *buf, 
 
 static const char *onnx_dtype_name(int32_t t)
 {
-    static const char *names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16",
+    static const char *const names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16",
                                   "INT32", "INT64", "STRING", "BOOL", "FLOAT16", "DOUBLE",
                                   "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
     if (t >= 0 && t < (int32_t)(sizeof names / sizeof names[0]))
@@ -705,7 +705,7 @@ static int add_initializers(loader *L)
 
 static int is_batch_name(const char *p)
 {
-    static const char *names[] = {"n", "batch", "batch_size", "batchsize", "bs", "?"};
+    static const char *const names[] = {"n", "batch", "batch_size", "batchsize", "bs", "?"};
     if (!p || !*p)
         return 1;
     if (strncmp(p, "unk__", 5) == 0)

@@ -189,7 +189,7 @@ static uint32_t peek_nfp32(const ac_mpack_reader *r, uint32_t nranges)
 int ac_eval_payload_decode(const uint8_t *buf, size_t len, ac_eval_payload *out, ac_payload_storage *storage,
                            ac_err *err)
 {
-    static const char *what = "eval payload";
+    static const char *const what = "eval payload";
     memset(out, 0, sizeof *out);
     memset(storage, 0, sizeof *storage);
     ac_mpack_reader r;
@@ -301,7 +301,7 @@ fail:
 
 int ac_calib_payload_decode(const uint8_t *buf, size_t len, ac_calib_payload *out, ac_err *err)
 {
-    static const char *what = "calib payload";
+    static const char *const what = "calib payload";
     memset(out, 0, sizeof *out);
     ac_mpack_reader r;
     ac_mpack_reader_init(&r, buf, len);
@@ -405,7 +405,7 @@ int ac_run_payload_encode(const ac_run_payload *p, uint8_t **buf, size_t *len, a
 
 int ac_run_payload_decode(const uint8_t *buf, size_t len, ac_run_payload *out, ac_err *err)
 {
-    static const char *what = "run payload";
+    static const char *const what = "run payload";
     memset(out, 0, sizeof *out);
     ac_mpack_reader r;
     ac_mpack_reader_init(&r, buf, len);
@@ -444,7 +444,7 @@ int ac_run_outputs_encode(const ac_run_output *outs, int32_t n, uint8_t **buf, s
 int ac_run_outputs_decode(const uint8_t *buf, size_t len, ac_run_output *outs, int32_t cap, int32_t *n,
                           ac_err *err)
 {
-    static const char *what = "run outputs";
+    static const char *const what = "run outputs";
     ac_mpack_reader r;
     ac_mpack_reader_init(&r, buf, len);
     uint32_t count;

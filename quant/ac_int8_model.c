@@ -86,7 +86,7 @@ typedef enum { F_NIL, F_BOOL, F_INT, F_INTS, F_BIN } ftype;
 
 static const char *ftype_name(ftype t)
 {
-    static const char *names[] = {"nil", "bool", "integer", "integer array", "binary"};
+    static const char *const names[] = {"nil", "bool", "integer", "integer array", "binary"};
     return names[t];
 }
 

@@ -18,7 +18,7 @@
 
 const char *ac_fp32_reason_name(ac_fp32_reason why)
 {
-    static const char *names[AC_WHY_COUNT] = {
+    static const char *const names[AC_WHY_COUNT] = {
         [AC_WHY_NONE] = "none",
         [AC_WHY_FORCED] = "forced by --fp32_layers",
         [AC_WHY_ACCURACY_OPT] = "depthwise conv kept in fp32 by --accuracy_opt",
@@ -42,7 +42,7 @@ const char *ac_fp32_reason_name(ac_fp32_reason why)
 
 const char *ac_q8_kind_name(ac_q8_kind k)
 {
-    static const char *names[] = {"fp32", "conv", "fc", "add", "mul", "concat", "maxpool",
+    static const char *const names[] = {"fp32", "conv", "fc", "add", "mul", "concat", "maxpool",
                                   "avgpool", "global_avgpool", "global_maxpool", "clamp",
                                   "prelu", "lut", "move"};
     return k >= 0 && k <= AC_Q8_MOVE ? names[k] : "?";
