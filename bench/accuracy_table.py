@@ -20,6 +20,10 @@ For each classifier (the Fashion-MNIST nets, ImageNet MobileNetV1-0.25 and Mobil
 All peers score top-1 against the labels of the same test split, in Python; autocalib scores
 with its own loader and the same preprocessing (docs/accuracy.md says where they differ).
 
+For each detector (UltraFace RFB-320): autocalib's fast and auto modes, scored by mAP@[.5:.95]
+against the fp32 model's own detections (the zoo has no labels); the peers are listed with the
+reason they do not run.
+
 Results go to --json (default $AC_BUILD_DIR/bench-work/accuracy.json) as they come, one
 entry per model and tool; a later run reuses them (--rerun drops a model's entries).
 --markdown regenerates the generated section of docs/accuracy.md from that JSON alone.
@@ -58,14 +62,24 @@ CLASSIFIERS = {
     "mobilenet_v2": ("imagenet", 5),
 }
 # Zoo models the importers handle that this script does not run, and why.
+# Detectors: zoo path, images (calibration and test alike: the zoo has no other face
+# images), preprocessing, autocalib decoder. The zoo has no labels for them, so every tool is
+# scored against the fp32 model's own detections (autocalib's no-label detect score).
+DETECTORS = {
+    "ultraface_rfb320": ("faces/ulfd_version-RFB-320.onnx", "faces/imgs",
+                         "resize_h=240,resize_w=320;mean_value=127:127:127,scale=0.0078125,"
+                         "bgr2rgb=True", "ultraface"),
+}
+DETECTOR_PEERS_WHY = (
+    "the peers need autocalib's detection score (UltraFace decoding, NMS, mAP@[.5:.95] "
+    "against the fp32 detections; metrics/ in C) in this Python script, which it does not "
+    "have yet")
+# Zoo models the importers handle that this script does not run, and why.
 NOT_RUN = {
-    "ultraface_rfb320": "detector without labels in the zoo: the peers would need autocalib's "
-                        "detection score (decoder, NMS, mAP against the fp32 detections; "
-                        "metrics/ in C) rebuilt in Python, which this script does not have yet",
-    "yunet_n_320": "same as UltraFace (detector without labels; 12 outputs, decoder not in "
-                   "autocalib's metric either)",
-    "blazeface_front_128": "same as UltraFace (detector without labels; decoder not in "
-                           "autocalib's metric either)",
+    "yunet_n_320": "a detector without labels in the zoo whose decoder (12 outputs) is not in "
+                   "autocalib's detection metric, so nothing can score it but the output cosine",
+    "blazeface_front_128": "as YuNet: no labels, and its decoder is not in autocalib's "
+                           "detection metric",
     "yolo_fastest_1.1": "a Darknet model: the ONNX peers need an ONNX file, which the zoo "
                         "does not have (the Yolo-Fastest section of this document has autocalib alone)",
 }
@@ -100,6 +114,15 @@ class Data:
 
     def __init__(self, name, kind, batch, limit, work):
         self.kind, self.batch = kind, batch
+        if kind == "detect":
+            model, images, self.preprocess, self.decoder = DETECTORS[name]
+            self.images = os.path.join(ptq.ZOO, images)
+            if not os.path.isdir(self.images):
+                raise ptq.Skip("%s is absent" % self.images)
+            self.n_test = self.test_iterations = len(
+                [f for f in os.listdir(self.images) if f.lower().endswith((".jpg", ".jpeg", ".png"))])
+            self.xc = self.xt = self.yt = ()
+            return
         if kind == "fmnist":
             n_test = 10000
         else:
@@ -119,6 +142,11 @@ class Data:
             self.lists = write_imagenet_lists(work, self.n_test)
 
     def autocalib_args(self):
+        if self.kind == "detect":
+            return ["--calib_image_source", self.images, "--calib_iterations", str(self.n_test),
+                    "--test_image_source", self.images, "--test_iterations", str(self.n_test),
+                    "--data_preproccess_str", self.preprocess,
+                    "--task", "detect", "--detect_decoder", self.decoder]
         if self.kind == "fmnist":
             f = ptq.FMNIST_DIR
             return ["--calib_idx_images", f + "/train-images-idx3-ubyte.gz",
@@ -267,6 +295,7 @@ def summarize_report(report, wall, cmd):
         "elapsed_s": report["elapsed_s"], "wall_s": wall,
         "candidates": [{"name": c["name"], "round": c["round"],
                         "int8_score": c.get("int8_score"), "decided": c.get("decided"),
+                        "subset_score": c.get("subset_score"),
                         "cost": c.get("cost"), "fp32_layers": len(c.get("fp32_layers") or [])}
                        for c in report["candidates"]],
     }
@@ -608,6 +637,35 @@ def run_model(name, args, results):
         save(args.json, results)
 
 
+def run_detector(name, args, results):
+    """A detector: autocalib's fast and auto modes, scored against the fp32 detections; the
+    peers are listed with the reason they do not run."""
+    path = os.path.join(ptq.ZOO, DETECTORS[name][0])
+    if not os.path.exists(path):
+        raise ptq.Skip("%s is absent" % path)
+    work = os.path.join(args.work, name)
+    os.makedirs(work, exist_ok=True)
+    entry = results["models"].setdefault(name, {"rows": {}})
+    data = Data(name, "detect", 1, 0, work)
+    entry.update(kind="detect", file=os.path.relpath(path, REPO), n_calib=data.n_test,
+                 n_test=data.n_test, peers_why=DETECTOR_PEERS_WHY)
+    log("== %s: %d images calibrate and test" % (name, data.n_test))
+    rows = entry["rows"]
+    refresh_autocalib_rows(name, rows, args)
+    modes = ["fast"] + ([] if skipped_auto(name, args) else ["auto"])
+    for mode in modes:
+        key = "autocalib " + mode
+        if key in rows:
+            continue
+        log("%s: %s" % (name, key))
+        try:
+            rows[key] = run_autocalib(name, path, data, mode, args)
+        except Exception as e:
+            rows[key] = {"tool": key, "error": "%s: %s" % (type(e).__name__, e)}
+            log("%s: %s failed: %s" % (name, key, e))
+        save(args.json, results)
+
+
 def skipped_auto(name, args):
     return "all" in args.skip_auto or name in args.skip_auto
 
@@ -652,6 +710,11 @@ def autocalib_lines(entry, key, mode_label):
     lines = []
     if key == "autocalib fast":
         for c in r["candidates"]:
+            if c.get("subset_score") is not None:  # a screen on the subset: no decision
+                lines.append("| autocalib fast, round %d | %s | — | — | screened | — | — | "
+                             "cost %.2f; mean output cosine on the subset %.5f |"
+                             % (c["round"], c["name"], c["cost"] or 0, c["subset_score"]))
+                continue
             lines.append("| autocalib fast, round %d | %s | %s | %s | %s | — | — | cost %.2f |"
                          % (c["round"], c["name"], pct(c["int8_score"]),
                             drop(fp32, c["int8_score"]), c["decided"], c["cost"] or 0))
@@ -792,9 +855,11 @@ def markdown(results):
             "| model | fp32 top-1 % (autocalib / Python) | autocalib fast | autocalib auto "
             "| auto cost | best peer (drop) | accuracy-driven peers | gap (pts) | goal |",
             "|---|---|---|---|---:|---|---|---|---|"]
-    for name, entry in results["models"].items():
+    classifiers = [(n, e) for n, e in results["models"].items() if e.get("kind") != "detect"]
+    detectors = [(n, e) for n, e in results["models"].items() if e.get("kind") == "detect"]
+    for name, entry in classifiers:
         out.append(summary_line(name, entry))
-    for name, entry in results["models"].items():
+    for name, entry in classifiers:
         out += ["", "### %s" % name, "",
                 "`%s`, %d calibration / %d test samples, fp32 top-1 %s %% (onnxruntime, "
                 "Python loader)." % (entry["file"], entry["n_calib"], entry["n_test"],
@@ -802,13 +867,10 @@ def markdown(results):
                 "| tool | method / plan | int8 top-1 % | drop (pts) | within 0.5 | evaluations "
                 "(subset) | rounds / wall s | notes |",
                 "|---|---|---:|---:|---|---:|---|---|"]
-        out += autocalib_lines(entry, "autocalib fast", "fast")
-        out += autocalib_lines(entry, "autocalib auto", "auto")
-        if "autocalib auto" not in entry["rows"]:
-            out.append("| autocalib auto | — | — | — | — | — | — | not run in this "
-                       "regeneration, %s |"
-                       % skip_reason(results, name))
+        out += both_modes_lines(name, entry, results)
         out += peer_lines(entry)
+    for name, entry in detectors:
+        out += detector_section(name, entry, results)
     out += ["", "### Not run", ""]
     for name, why in NOT_RUN.items():
         out.append("- %s: %s." % (name, why))
@@ -816,6 +878,31 @@ def markdown(results):
         out.append("- %s: %s." % (name, why))
     out += ["", END]
     return "\n".join(out) + "\n"
+
+
+def both_modes_lines(name, entry, results):
+    """autocalib's fast-mode rows, then auto mode's, or why auto mode has none."""
+    lines = autocalib_lines(entry, "autocalib fast", "fast") + autocalib_lines(entry, "autocalib auto", "auto")
+    if "autocalib auto" not in entry["rows"]:
+        lines.append("| autocalib auto | — | — | — | — | — | — | not run in this regeneration, %s |"
+                     % skip_reason(results, name))
+    return lines
+
+
+def detector_section(name, entry, results):
+    """A detector's rows: autocalib alone, scored against the fp32 model's detections."""
+    out = ["", "### %s (detector)" % name, "",
+           "`%s`, the same %d images calibrate and test (the zoo has no other face images and "
+           "no labels). Scores are mAP@[.5:.95] (%%) of the int8 detections against the fp32 "
+           "model's own (autocalib's detection score without labels; docs/metrics.md), so "
+           "fp32 scores 100 and the budget is 0.005 of that mAP." % (entry["file"], entry["n_test"]),
+           "",
+           "| tool | method / plan | int8 mAP % | drop (pts) | within 0.5 | evaluations "
+           "(subset) | rounds / wall s | notes |",
+           "|---|---|---:|---:|---|---:|---|---|"]
+    out += both_modes_lines(name, entry, results)
+    out.append("| peers | — | — | — | — | — | — | not run: %s |" % entry["peers_why"])
+    return out
 
 
 SETUP_TEXT = """
@@ -881,8 +968,9 @@ def write_markdown(results, doc):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     build = os.environ.get("AC_BUILD_DIR", "build")
-    p.add_argument("--models", default=",".join(CLASSIFIERS),
-                   help="comma-separated subset of: %s" % ", ".join(CLASSIFIERS))
+    known = list(CLASSIFIERS) + list(DETECTORS)
+    p.add_argument("--models", default=",".join(known),
+                   help="comma-separated subset of: %s" % ", ".join(known))
     p.add_argument("--skip-auto", default="",
                    help="models (or 'all') whose auto mode is not run, e.g. for time")
     p.add_argument("--skip-auto-reason", default="its run time on these CPUs",
@@ -905,9 +993,9 @@ def parse_args(argv):
     args.models = [m for m in args.models.split(",") if m]
     args.skip_auto = [m for m in args.skip_auto.split(",") if m]
     args.rerun = [m for m in args.rerun.split(",") if m]
-    unknown = [m for m in args.models + args.rerun if m not in CLASSIFIERS]
+    unknown = [m for m in args.models + args.rerun if m not in known]
     if unknown:
-        p.error("unknown model(s) %s; known: %s" % (", ".join(unknown), ", ".join(CLASSIFIERS)))
+        p.error("unknown model(s) %s; known: %s" % (", ".join(unknown), ", ".join(known)))
     args.work = os.path.join(os.path.abspath(args.build), "bench-work", "accuracy")
     args.json = args.json or os.path.join(args.work, "accuracy.json")
     args.autocalib = os.path.join(os.path.abspath(args.build), "cli", "autocalib")
@@ -936,7 +1024,10 @@ def main(argv=None):
     if args.peer_child:
         return peer_child_main(args.peer_child, args)
     results = load(args.json)
-    if not args.markdown_only:
+    if args.markdown_only:  # fields added to summarize_report reach the cached rows too
+        for name, entry in results["models"].items():
+            refresh_autocalib_rows(name, entry["rows"], args)
+    else:
         for name in args.rerun:
             results["models"].pop(name, None)
         results["meta"] = {
@@ -947,7 +1038,10 @@ def main(argv=None):
         results["skip_auto_reason"] = {name: args.skip_auto_reason for name in args.skip_auto}
         for name in args.models:
             try:
-                run_model(name, args, results)
+                if name in DETECTORS:
+                    run_detector(name, args, results)
+                else:
+                    run_model(name, args, results)
             except ptq.Skip as e:
                 results.setdefault("skipped", {})[name] = str(e)
                 log("%s: skipped: %s" % (name, e))

@@ -70,3 +70,24 @@ def test_summary_figures():
     assert "budget met; vs NNCF: fewer evals, less time" in line
     assert "could not run: SystemExit: 0" in text  # a failed peer is listed with its reason
     assert "not run in this regeneration" in text  # auto mode absent
+
+
+def test_detector_section_and_screened_rows():
+    r = results()
+    fast = autocalib_row(0.38, False, 4, 11.0)
+    fast["candidates"].insert(1, {"name": "KL+per_channel", "round": 2, "int8_score": None,
+                                  "decided": None, "cost": 1.0, "fp32_layers": 0,
+                                  "subset_score": 0.98917})
+    r["models"]["face"] = {"kind": "detect", "file": "zoo/face.onnx", "n_calib": 24,
+                           "n_test": 24, "peers_why": "no Python detection score",
+                           "rows": {"autocalib fast": fast}}
+    text = at.markdown(r)
+    # a detector is not a classifier: no summary line, its own section with mAP columns
+    assert not [line for line in text.splitlines() if line.startswith("| face |")]
+    section = text.split("### face (detector)", 1)[1].split("### Not run", 1)[0]
+    assert "int8 mAP %" in section and "against the fp32 model's own" in section
+    assert "| peers | — | — | — | — | — | — | not run: no Python detection score |" in section
+    # a subset screen has a cosine, not a decision
+    assert ("| autocalib fast, round 2 | KL+per_channel | — | — | screened | — | — | cost 1.00; "
+            "mean output cosine on the subset 0.98917 |") in section
+    assert "None" not in section
