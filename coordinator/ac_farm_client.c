@@ -20,6 +20,7 @@ struct ac_farm_client {
     char *endpoint, *cert, *server_pub;
     zsock_t *sock;
     uint64_t epoch;            /* the broker's, from its greeting on this socket (0: not yet) */
+    uint64_t last_epoch;       /* the broker's before a start-over whose next broker is unknown */
     int broker_hb_ms;          /* the broker's heartbeat interval, from its HEARTBEAT (0: unknown) */
     double last_recv, last_send;
     blob_ref *blobs;
@@ -379,7 +380,10 @@ static bool sync_take(ac_farm_client *c, bool *again, bool *answered)
  * on a new socket, so that the job's blobs reach the broker before any task
  * that names them, and a SUBMIT on a dropped connection does not race with the
  * resubmission on the new one for the job's ownership. No answer within our
- * liveness: go on, the run's silence detection takes over. */
+ * liveness: which broker is there is unknown (a restarted one may not have
+ * been listening yet), so start over as well, and the blobs and tasks wait for
+ * the new socket's greeting; tasks sent on the old socket could reach a new
+ * broker before the blobs they name. */
 static int sync_connection(ac_farm_client *c, ac_err *err)
 {
     bool again = false, answered = false;
@@ -401,15 +405,20 @@ static int sync_connection(ac_farm_client *c, ac_err *err)
             }
         }
     }
-    if (!again)
+    bool unknown = !again && c->epoch && !answered;
+    if (!again && !unknown)
         return 0;
     /* The epoch just seen is the broker the new socket will meet (or the same
      * one after a DISCONNECT): what is sent now goes to it; a different
-     * greeting on the new socket starts over again. */
+     * greeting on the new socket starts over again. Unknown: the greeting
+     * decides, and tells whether the broker restarted. */
     uint64_t epoch = c->epoch;
     if (connect_socket(c, err))
         return -1;
-    c->epoch = epoch;
+    if (unknown)
+        c->last_epoch = epoch;
+    else
+        c->epoch = epoch;
     return 0;
 }
 
@@ -456,6 +465,9 @@ static int run_epoch(ac_farm_client *c, run_state *rs, uint64_t epoch, zpoller_t
     if (!epoch)
         return 0;
     if (!c->epoch) { /* this socket's greeting: now the blobs and tasks may go */
+        if (c->last_epoch && epoch != c->last_epoch)
+            c->stats.broker_restarts++; /* found out only now: see sync_connection */
+        c->last_epoch = 0;
         c->epoch = epoch;
         return rs->submitted ? 0 : run_submit(c, rs, err);
     }

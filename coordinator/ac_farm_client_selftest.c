@@ -303,8 +303,11 @@ static void test_killed_after_some_results(void)
 }
 
 /* The broker restarts while the client computes between two runs: the second
- * run's tasks go to the new broker, after the job's blobs. */
-static void test_restart_between_runs(void)
+ * run's tasks go to the new broker, after the job's blobs. With late_ms > 0
+ * the new broker reads nothing for that long after the second run starts,
+ * longer than the client waits for its STATUS answer: the client cannot know
+ * which broker is there, and must still not send tasks before the blobs. */
+static void test_restart_between_runs(int late_ms)
 {
     client_run r;
     pthread_t th;
@@ -315,6 +318,8 @@ static void test_restart_between_runs(void)
     fake_destroy(&b0);
     fake_broker *b1 = fake_new(r.endpoint, 22, true);
     atomic_store(&r.go_second, 1);
+    if (late_ms > 0)
+        usleep((useconds_t)late_ms * 1000);
     finish(&r, th, b1);
     CHECK(r.rc[0] == 0 && r.rc[1] == 0, "runs: %d %d: %s", r.rc[0], r.rc[1], r.err.msg);
     CHECK(outcomes_ok(r.out[0]) == NT && outcomes_ok(r.out[1]) == NT, "ok: %d and %d of %d",
@@ -333,7 +338,8 @@ int main(void)
         blob_bytes[i] = (uint8_t)(i * 31u);
     test_killed_before_greeting();
     test_killed_after_some_results();
-    test_restart_between_runs();
+    test_restart_between_runs(0);
+    test_restart_between_runs(600); /* the client waits 50 ms x 4 for the STATUS answer */
     if (failures)
         fprintf(stderr, "farm_client_selftest: %d failure(s)\n", failures);
     else
