@@ -61,7 +61,6 @@ CLASSIFIERS = {
     "mobilenet_v1_025": ("imagenet", 10),
     "mobilenet_v2": ("imagenet", 5),
 }
-# Zoo models the importers handle that this script does not run, and why.
 # Detectors: zoo path, images (calibration and test alike: the zoo has no other face
 # images), preprocessing, autocalib decoder. The zoo has no labels for them, so every tool is
 # scored against the fp32 model's own detections (autocalib's no-label detect score).
@@ -115,13 +114,12 @@ class Data:
     def __init__(self, name, kind, batch, limit, work):
         self.kind, self.batch = kind, batch
         if kind == "detect":
-            model, images, self.preprocess, self.decoder = DETECTORS[name]
+            _, images, self.preprocess, self.decoder = DETECTORS[name]
             self.images = os.path.join(ptq.ZOO, images)
             if not os.path.isdir(self.images):
                 raise ptq.Skip("%s is absent" % self.images)
-            self.n_test = self.test_iterations = len(
-                [f for f in os.listdir(self.images) if f.lower().endswith((".jpg", ".jpeg", ".png"))])
-            self.xc = self.xt = self.yt = ()
+            self.n_test = len([f for f in os.listdir(self.images)
+                               if f.lower().endswith((".jpg", ".jpeg", ".png"))])
             return
         if kind == "fmnist":
             n_test = 10000
@@ -614,15 +612,27 @@ def run_model(name, args, results):
         % (name, len(data.xc), len(data.xt), fp32))
 
     refresh_autocalib_rows(name, rows, args)
-    steps = [("autocalib fast", lambda: {"autocalib fast": run_autocalib(name, path, data, "fast", args)})]
-    if not skipped_auto(name, args):
-        steps.append(("autocalib auto",
-                      lambda: {"autocalib auto": run_autocalib(name, path, data, "auto", args)}))
+    steps = autocalib_steps(name, path, data, args)
     steps += [("ort MinMax per-tensor", lambda: peer_in_child(name, "ort", fp32, args)),
               ("torch FX PTQ per-tensor", lambda: peer_torch(path, data, args)),
               ("nncf accuracy control", lambda: peer_in_child(name, "nncf", fp32, args)),
               ("inc autotune", lambda: peer_in_child(name, "inc", fp32, args)),
               ("inc int8 symmetric check", lambda: peer_in_child(name, "inc check", fp32, args))]
+    run_steps(name, rows, steps, args, results)
+
+
+def autocalib_steps(name, path, data, args):
+    """The steps of autocalib's fast mode and, unless skipped, auto mode."""
+    steps = [("autocalib fast", lambda: {"autocalib fast": run_autocalib(name, path, data, "fast", args)})]
+    if not skipped_auto(name, args):
+        steps.append(("autocalib auto",
+                      lambda: {"autocalib auto": run_autocalib(name, path, data, "auto", args)}))
+    return steps
+
+
+def run_steps(name, rows, steps, args, results):
+    """Runs the (row key, step) pairs whose rows the JSON does not hold yet; a step that fails
+    becomes a row with the reason. The JSON is saved after each."""
     for key, step in steps:
         if key in rows:
             continue  # cached in the JSON
@@ -650,20 +660,8 @@ def run_detector(name, args, results):
     entry.update(kind="detect", file=os.path.relpath(path, REPO), n_calib=data.n_test,
                  n_test=data.n_test, peers_why=DETECTOR_PEERS_WHY)
     log("== %s: %d images calibrate and test" % (name, data.n_test))
-    rows = entry["rows"]
-    refresh_autocalib_rows(name, rows, args)
-    modes = ["fast"] + ([] if skipped_auto(name, args) else ["auto"])
-    for mode in modes:
-        key = "autocalib " + mode
-        if key in rows:
-            continue
-        log("%s: %s" % (name, key))
-        try:
-            rows[key] = run_autocalib(name, path, data, mode, args)
-        except Exception as e:
-            rows[key] = {"tool": key, "error": "%s: %s" % (type(e).__name__, e)}
-            log("%s: %s failed: %s" % (name, key, e))
-        save(args.json, results)
+    refresh_autocalib_rows(name, entry["rows"], args)
+    run_steps(name, entry["rows"], autocalib_steps(name, path, data, args), args, results)
 
 
 def skipped_auto(name, args):
@@ -882,7 +880,8 @@ def markdown(results):
 
 def both_modes_lines(name, entry, results):
     """autocalib's fast-mode rows, then auto mode's, or why auto mode has none."""
-    lines = autocalib_lines(entry, "autocalib fast", "fast") + autocalib_lines(entry, "autocalib auto", "auto")
+    lines = (autocalib_lines(entry, "autocalib fast", "fast")
+             + autocalib_lines(entry, "autocalib auto", "auto"))
     if "autocalib auto" not in entry["rows"]:
         lines.append("| autocalib auto | — | — | — | — | — | — | not run in this regeneration, %s |"
                      % skip_reason(results, name))

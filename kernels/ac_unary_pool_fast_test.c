@@ -7,8 +7,9 @@
  * byte-identical (floats compared as bit patterns: NaN payloads, -0.0, inf,
  * denormals; only an average of two or more NaNs may differ in which NaN it
  * keeps, as that depends on how the compiler orders an add's operands, even
- * for __ref itself, e.g. under the sanitizer build), outputs start from a sentinel (every element must be written)
- * and guard bytes after the output must stay untouched.
+ * for __ref itself, e.g. under the sanitizer build), outputs start from a
+ * sentinel (every element must be written) and guard bytes after the output
+ * must stay untouched.
  * - Unary: ReLU, LeakyReLU (alpha 0, negative, > 1, NaN) and Clip (bounds
  *   inside, equal, crossed, +-0, +-inf, NaN) over lengths around vector widths,
  *   inputs mixing special values, random bit patterns and plain numbers, and
