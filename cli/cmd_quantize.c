@@ -102,6 +102,9 @@ int ac_cmd_quantize(int argc, char **argv)
          "evaluate exactly the given strategy in this process (no search, no farm)"},
         {"auto_calib", NULL, AC_ARG_FLAG, &fo.auto_calib,
          "auto mode: when fast mode misses the budget, keep the fewest most sensitive layers in fp32"},
+        {"baseline_first", NULL, AC_ARG_FLAG, &fo.baseline_first,
+         "evaluate plain int8 in full before screening the options (default in remote test mode; otherwise "
+         "the screen decides which equally cheap plan is evaluated first)"},
         {"calib_debug", NULL, AC_ARG_FLAG, &fo.calib_debug,
          "log every search step (and the embedded cluster's broker and workers, on stderr)"},
         {"max_search_seconds", NULL, AC_ARG_FLOAT, &fo.max_search_seconds,

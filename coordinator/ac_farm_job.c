@@ -1419,6 +1419,9 @@ int ac_farm_job_run(const ac_farm_job_options *o, ac_farm_client *client, ac_qua
     ac_search_options so = {.fp32_score = j.fp32_score,
                             .accept_decay = q->accept_int8_decay,
                             .auto_mode = o->auto_calib,
+                            /* a remote client's subset score is its own metric on
+                             * part of its data: no fidelity screen to trust first */
+                            .baseline_first = j.remote || o->baseline_first,
                             .parallel = side_by_side(&j),
                             .debug = o->calib_debug,
                             .log = q->log ? q->log : stdout};

@@ -22,6 +22,7 @@
 typedef struct {
     ac_quantize_options q;      /* model, data, base strategy, budget, output_dir, ... */
     bool auto_calib;            /* auto mode after fast mode misses the budget */
+    bool baseline_first;        /* plain int8 in full before the screen (always in remote test mode) */
     bool calib_debug;           /* log every search step */
     double max_search_seconds;  /* 0: no limit; then the best plan found so far */
     bool resume;                /* continue from the journal in output_dir */

@@ -175,6 +175,12 @@ static ac_candidate plain(const char *name, ac_th_method m)
     return c;
 }
 
+/* Plain int8: KL, per-tensor, no layer in fp32 (it keeps its name in full). */
+static bool is_baseline(const ac_candidate *c)
+{
+    return c->method == AC_TH_KL && !c->per_channel && !c->accuracy_opt && !c->first_conv_fp32 && !c->nfp32;
+}
+
 static void describe(ac_candidate *c)
 {
     int len = snprintf(c->name, sizeof c->name, "%s", ac_th_method_name(c->method));
@@ -188,9 +194,7 @@ static void describe(ac_candidate *c)
         snprintf(c->name + len, sizeof c->name - (size_t)len, "+%d fp32 layers", c->nfp32);
 }
 
-/* Round 1: plain int8 alone. Every other candidate runs the same layers in
- * int8 or more of them in fp32, so none is cheaper: when the baseline meets
- * the budget it is the plan, and the options are never evaluated. */
+/* Round 1 with baseline_first: plain int8 alone, in full. */
 static int baseline_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
 {
     ac_candidate c = plain("baseline (KL, per-tensor)", AC_TH_KL);
@@ -199,12 +203,14 @@ static int baseline_round(const ac_search_options *o, const ac_evaluator *ev, ac
     return evaluate_round(o, ev, res, 0, ROUND_SCORES, err);
 }
 
-/* Round 2 (the baseline missed the budget), the screen: every single-option
- * variant, and the baseline for reference, on the subset. The evaluator's
- * subset score is a continuous fidelity measure (docs/search.md), so the
- * screen orders the options by how much each repairs the baseline at a small
- * fraction of a full evaluation's cost. Returns the index of the screened
- * baseline; the variants follow it. */
+/* Round 1, the screen: the baseline (KL, per-tensor, all int8) and every
+ * single-option variant on the subset. The evaluator's subset score is a
+ * continuous fidelity measure (the mean output cosine against fp32), so the
+ * screen orders the candidates by fidelity at a small fraction of a full
+ * evaluation's cost, and no full evaluation goes to a plan that the screen
+ * already shows is worse than an equally cheap one. (Round 2 after a
+ * baseline_first round 1.) Returns the index of the screened baseline; the
+ * variants follow it. */
 static int screen_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, ac_err *err)
 {
     int first = res->ncands;
@@ -261,13 +267,22 @@ static int cmp_screened(const void *a, const void *b)
     return x->index - y->index;
 }
 
+/* Whether screened candidate `index` was evaluated in full already. */
+static bool has_full_twin(const ac_search_result *res, int index)
+{
+    ac_candidate c = res->cands[index];
+    c.subset = false;
+    return find_same(res, &c) >= 0;
+}
+
 /* Evaluates the full-set twin of screened candidate `index`, alone in its round. */
 static int full_twin_round(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, int index,
                            ac_err *err)
 {
     ac_candidate c = res->cands[index];
     c.subset = false;
-    describe(&c);
+    if (!is_baseline(&c))
+        describe(&c);
     if (find_same(res, &c) >= 0)
         return 0;
     int first = res->ncands;
@@ -276,26 +291,38 @@ static int full_twin_round(const ac_search_options *o, const ac_evaluator *ev, a
     return evaluate_round(o, ev, res, first, ROUND_SCORES, err);
 }
 
-/* Rounds 3..: the options that repair the baseline on the screen, one full
- * evaluation per round, cheapest first (then best screen score), until one
- * meets the budget or FAST_TRIES were tried. Because they go cheapest first,
- * the first to pass is the cheapest that can pass among those tried. */
+/* Whether the screened baseline has a score to compare the options with. */
+static bool screen_base_ok(const ac_search_result *res, int screen_base)
+{
+    const ac_candidate *b = &res->cands[screen_base];
+    return b->evaluated && !b->failed;
+}
+
+/* Rounds 2..: the baseline and the options that repair it on the screen, one
+ * full evaluation per round, cheapest first (then best screen score), until
+ * one meets the budget or FAST_TRIES were tried. Because they go cheapest
+ * first, the first to pass is the cheapest that can pass among those tried.
+ * A baseline whose screen failed goes alone: nothing else can be ordered. */
 static int single_option_rounds(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
                                 int screen_base, ac_err *err)
 {
     screened order[AC_TH_METHOD_COUNT + 4];
     int n = 0;
+    order[n++] = (screened){screen_base, res->cands[screen_base].cost, res->cands[screen_base].score};
     for (int i = screen_base + 1; i < res->ncands && n < (int)(sizeof order / sizeof order[0]); i++)
         if (res->cands[i].subset && screen_helps(res, screen_base, &res->cands[i]))
             order[n++] = (screened){i, res->cands[i].cost, res->cands[i].score};
     qsort(order, (size_t)n, sizeof *order, cmp_screened);
     /* Auto mode keeps its full evaluations for the layer search. */
-    int tries = o->auto_mode ? 1 : FAST_TRIES;
-    for (int t = 0; t < n && t < tries; t++) {
+    int tries = o->auto_mode || !screen_base_ok(res, screen_base) ? 1 : FAST_TRIES;
+    for (int t = 0; t < n && tries > 0; t++) {
+        if (has_full_twin(res, order[t].index))
+            continue; /* the baseline of a baseline_first round 1: no try spent */
         logf_(o, "round %d: %s, screen score %.6f", res->rounds + 1, res->cands[order[t].index].name,
               order[t].score);
         if (full_twin_round(o, ev, res, order[t].index, err))
             return -1;
+        tries--;
         if (cheapest_passing(o, res) >= 0)
             break;
     }
@@ -729,14 +756,14 @@ int ac_search_run(const ac_search_options *o, const ac_evaluator *ev, ac_search_
 {
     memset(res, 0, sizeof *res);
     res->best = -1;
-    if (baseline_round(o, ev, res, err))
+    if (o->baseline_first && baseline_round(o, ev, res, err))
         return -1;
-    int best = cheapest_passing(o, res);
-    if (best < 0) {
+    if (cheapest_passing(o, res) < 0) {
         int screen_base = screen_round(o, ev, res, err);
         if (screen_base < 0 || single_option_rounds(o, ev, res, screen_base, err))
             return -1;
-        if (cheapest_passing(o, res) < 0 && combination_rounds(o, ev, res, screen_base, err))
+        if (cheapest_passing(o, res) < 0 && screen_base_ok(res, screen_base) &&
+            combination_rounds(o, ev, res, screen_base, err))
             return -1;
     }
     if (o->auto_mode) {
@@ -746,7 +773,7 @@ int ac_search_run(const ac_search_options *o, const ac_evaluator *ev, ac_search_
         if (base >= 0 && !cand_passes(o, &res->cands[base]) && auto_search(o, ev, res, base, err))
             return -1;
     }
-    best = cheapest_passing(o, res);
+    int best = cheapest_passing(o, res);
     res->met_budget = best >= 0;
     if (best < 0)
         best = highest_score(res, false); /* nothing meets the budget: report the best full-set score */

@@ -8,14 +8,12 @@
  * order). Full-set evaluations are what a search spends, so it screens on the
  * subset first and evaluates in full only what the screen puts first.
  *
- * Fast mode (default): round 1 evaluates the baseline (KL, per-tensor, all
- * int8) alone. Nothing is cheaper on the chip than plain int8, so when it
- * meets the budget the search ends there, in auto mode too. Otherwise round 2
- * screens the baseline and every single-option variant on the subset:
- * per_channel, each other threshold method, accuracy_opt (depthwise in fp32),
- * first_conv_fp32. The variants that beat the baseline's screen score get a
- * full evaluation, one per round, cheapest first and then by screen score,
- * until one passes or FAST_TRIES (2; 1 in auto mode) were tried: the first to
+ * Fast mode (default): round 1 screens the baseline (KL, per-tensor, all
+ * int8) and every single-option variant on the subset: per_channel, each
+ * other threshold method, accuracy_opt (depthwise in fp32), first_conv_fp32.
+ * The baseline and the variants that beat its screen score get a full
+ * evaluation, one per round, cheapest first and then by screen score, until
+ * one passes or FAST_TRIES (2; 1 in auto mode) were tried: the first to
  * pass is the cheapest that can, among those tried. If none passes, the
  * helpful options are combined (the best-screening threshold method other
  * than KL, plus each helpful boolean option) and evaluated cheapest first:
@@ -24,7 +22,17 @@
  * wants the first, as a better base for its layer search: it screens it on
  * the subset and evaluates it in full only when it screens above every
  * single option. Among passing candidates the cheapest wins; among
- * equally cheap ones the highest score, then the lower index.
+ * equally cheap ones the highest score, then the lower index. Plain int8 is
+ * never cheaper than per_channel or another threshold method (the same
+ * layers run in int8), so it is evaluated in full only when it screens best
+ * among them: a plan the screen shows to be worse at the same cost is not
+ * worth a full evaluation.
+ *
+ * With baseline_first (remote test mode: the client's subset score is its
+ * own metric on part of its data, not a fidelity measure, so it ranks
+ * equally cheap plans less surely than a full evaluation does), round 1
+ * evaluates the baseline alone in full and ends the search when it passes;
+ * otherwise the screen follows in round 2 and the rounds go on as above.
  *
  * Auto mode (--auto_calib) looks for the plan with the fewest fp32 layers
  * even when fast mode passed with a costly option. It starts from the base:
@@ -122,6 +130,7 @@ typedef struct ac_search_options {
     double fp32_score;
     double accept_decay;     /* a candidate passes when fp32_score - score <= accept_decay */
     bool auto_mode;
+    bool baseline_first;     /* evaluate plain int8 in full before the screen (see above) */
     int parallel;            /* split points per k-ary round (>= 1): candidates the farm runs side by side */
     bool debug;              /* log every step */
     FILE *log;

@@ -25,6 +25,7 @@ typedef struct {
     double method_factor[AC_TH_METHOD_COUNT];
     int calls;
     int shuffle;            /* evaluate in reverse order (arrival order must not matter) */
+    int fail_base_screen;   /* the baseline's subset evaluation fails */
 } model;
 
 static double score_of(const model *m, const ac_candidate *c, bool subset)
@@ -60,6 +61,7 @@ static int evaluate(void *ctx, ac_candidate *cands, int n, const ac_eval_round *
         cands[i].score = score_of(m, &cands[i], round->subset);
         cands[i].cost = cost_of(&cands[i]);
         cands[i].evaluated = true;
+        cands[i].failed = m->fail_base_screen && round->subset && strncmp(cands[i].name, "baseline", 8) == 0;
         if (m->early_stop && round->pass_fail && !ac_search_passes(round->search, cands[i].score)) {
             /* as the farm does: the rest of the shards never come, the score is unknown */
             cands[i].early_stopped = true;
@@ -102,14 +104,45 @@ static model base_model(void)
     return m;
 }
 
-static ac_search_result run(model *m, bool auto_mode, int parallel)
+static ac_search_result run_with(model *m, bool auto_mode, int parallel, bool baseline_first)
 {
-    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = auto_mode, .parallel = parallel, .debug = getenv("SEARCH_DEBUG") != NULL};
+    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = auto_mode,
+                           .baseline_first = baseline_first, .parallel = parallel,
+                           .debug = getenv("SEARCH_DEBUG") != NULL};
     ac_evaluator ev = {evaluate, int8_layers, layer_name, m};
     ac_search_result r;
     ac_err err = {0};
     CHECK(ac_search_run(&o, &ev, &r, &err) == 0, "%s", err.msg);
     return r;
+}
+
+static ac_search_result run(model *m, bool auto_mode, int parallel)
+{
+    return run_with(m, auto_mode, parallel, false);
+}
+
+/* baseline_first (remote test mode): plain int8 in full alone first; when it
+ * passes nothing else is evaluated, otherwise the screen follows and the
+ * baseline, already evaluated, spends none of the tries. */
+static void test_baseline_first(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0003;
+    ac_search_result r = run_with(&m, false, 1, true);
+    CHECK(r.met_budget && r.best == 0 && r.rounds == 1 && r.evaluations == 1 && r.subset_evaluations == 0,
+          "passing baseline first: best %d, rounds %d, evaluations %d", r.best, r.rounds, r.evaluations);
+    ac_search_result_free(&r);
+    m = base_model();
+    m.pc_factor = 0.4;                /* 0.0048: passes */
+    m.method_factor[AC_TH_MSE] = 0.2; /* 0.0024: passes with a higher score */
+    r = run_with(&m, false, 1, true);
+    const ac_candidate *b = r.best >= 0 ? &r.cands[r.best] : NULL;
+    CHECK(b && b->method == AC_TH_MSE && !b->subset && r.rounds == 3 && r.evaluations == 2 &&
+              r.subset_evaluations == 9 && !r.cands[0].subset && r.cands[1].subset,
+          "missing baseline first: best %s, rounds %d, evaluations %d, subset %d", b ? b->name : "-", r.rounds,
+          r.evaluations, r.subset_evaluations);
+    ac_search_result_free(&r);
 }
 
 static void test_baseline_passes(void)
@@ -118,16 +151,18 @@ static void test_baseline_passes(void)
     m.damage[0] = 0.004; /* total 0.015 ... too much: scale down */
     for (int i = 0; i < NL; i++)
         m.damage[i] = 0.0003;
-    ac_search_result r = run(&m, false, 1);
-    CHECK(r.met_budget && r.best == 0, "best %d (%s)", r.best, r.best >= 0 ? r.cands[r.best].name : "-");
-    /* nothing is cheaper than plain int8: the options are not evaluated */
-    CHECK(r.rounds == 1 && r.evaluations == 1 && r.ncands == 1, "rounds %d evaluations %d", r.rounds,
-          r.evaluations);
-    ac_search_result_free(&r);
-    r = run(&m, true, 1); /* auto mode too */
-    CHECK(r.met_budget && r.best == 0 && r.rounds == 1 && r.evaluations == 1 && r.subset_evaluations == 0,
-          "auto: best %d, rounds %d evaluations %d", r.best, r.rounds, r.evaluations);
-    ac_search_result_free(&r);
+    /* No option screens above plain int8 at its cost: the screen (round 1),
+     * then the baseline alone in full; nothing is cheaper, so it is the plan. */
+    for (int auto_mode = 0; auto_mode < 2; auto_mode++) {
+        ac_search_result r = run(&m, auto_mode, 1);
+        const ac_candidate *b = r.best >= 0 ? &r.cands[r.best] : NULL;
+        CHECK(r.met_budget && b && !b->subset && strncmp(b->name, "baseline", 8) == 0 && b->round == 2,
+              "%s: best %d (%s)", auto_mode ? "auto" : "fast", r.best, b ? b->name : "-");
+        CHECK(r.rounds == 2 && r.evaluations == 1 && r.subset_evaluations == 9 && r.cands[0].subset,
+              "%s: rounds %d evaluations %d subset %d", auto_mode ? "auto" : "fast", r.rounds, r.evaluations,
+              r.subset_evaluations);
+        ac_search_result_free(&r);
+    }
 }
 
 static void test_per_channel_rescues(void)
@@ -138,10 +173,12 @@ static void test_per_channel_rescues(void)
     ac_search_result r = run(&m, false, 1);
     CHECK(r.met_budget && r.best >= 0 && r.cands[r.best].per_channel && !r.cands[r.best].subset, "best %d (%s)",
           r.best, r.best >= 0 ? r.cands[r.best].name : "-");
-    /* the baseline alone, the screen of the baseline and the 8 single-option
-     * variants on the subset, then per_channel (the best screen) alone */
-    CHECK(r.rounds == 3 && r.evaluations == 2 && r.subset_evaluations == 9 && r.cands[1].round == 2 &&
-              r.cands[r.best].round == 3,
+    /* the screen of the baseline and the 8 single-option variants on the
+     * subset, then per_channel (the best screen at the baseline's cost) alone:
+     * the baseline, which screens worse at the same cost, is never evaluated
+     * in full */
+    CHECK(r.rounds == 2 && r.evaluations == 1 && r.subset_evaluations == 9 && r.cands[1].round == 1 &&
+              r.cands[r.best].round == 2,
           "rounds %d evaluations %d subset %d", r.rounds, r.evaluations, r.subset_evaluations);
     ac_search_result_free(&r);
 }
@@ -156,10 +193,10 @@ static void test_screen_skips_useless_options(void)
     m.method_factor[AC_TH_MSE] = 0.15;    /* 0.0036: passes */
     m.method_factor[AC_TH_MAX] = 1.5;     /* worse than the baseline */
     ac_search_result r = run(&m, false, 1);
-    CHECK(r.met_budget && r.cands[r.best].method == AC_TH_MSE && r.evaluations == 2, "best %s, %d evaluations",
+    CHECK(r.met_budget && r.cands[r.best].method == AC_TH_MSE && r.evaluations == 1, "best %s, %d evaluations",
           r.best >= 0 ? r.cands[r.best].name : "-", r.evaluations);
     ac_search_result_free(&r);
-    m.method_factor[AC_TH_MSE] = 1.0; /* nothing helps: no full evaluation beyond the baseline */
+    m.method_factor[AC_TH_MSE] = 1.0; /* nothing helps: the baseline is the only full evaluation */
     for (int k = 0; k < AC_TH_METHOD_COUNT; k++)
         m.method_factor[k] = k == AC_TH_KL ? 1.0 : 1.5;
     m.pc_factor = 1.5;
@@ -168,6 +205,20 @@ static void test_screen_skips_useless_options(void)
     r = run(&m, false, 1);
     CHECK(!r.met_budget && r.evaluations == 1 && r.subset_evaluations == 9, "%d evaluations, %d on the subset",
           r.evaluations, r.subset_evaluations);
+    ac_search_result_free(&r);
+}
+
+/* The baseline's screen failed: the options have nothing to be compared
+ * with, so the baseline is evaluated in full alone and nothing is combined. */
+static void test_failed_screen_falls_back_to_baseline(void)
+{
+    model m = base_model();
+    m.pc_factor = 0.2;
+    m.fail_base_screen = 1;
+    ac_search_result r = run(&m, false, 1);
+    const ac_candidate *b = r.best >= 0 ? &r.cands[r.best] : NULL;
+    CHECK(b && !b->subset && strncmp(b->name, "baseline", 8) == 0 && r.evaluations == 1 && r.rounds == 2,
+          "best %s, %d evaluations in %d rounds", b ? b->name : "-", r.evaluations, r.rounds);
     ac_search_result_free(&r);
 }
 
@@ -195,8 +246,8 @@ static void test_combination_in_round_three(void)
     CHECK(r.met_budget, "combination should pass");
     const ac_candidate *b = &r.cands[r.best];
     CHECK(b->per_channel && b->method == AC_TH_MSE && !b->accuracy_opt, "best %s", b->name);
-    /* baseline, screen, two single options, then the combination without costly options */
-    CHECK(r.rounds == 5 && r.evaluations == 4, "rounds %d evaluations %d", r.rounds, r.evaluations);
+    /* the screen, two single options, then the combination without costly options */
+    CHECK(r.rounds == 4 && r.evaluations == 3, "rounds %d evaluations %d", r.rounds, r.evaluations);
     ac_search_result_free(&r);
     /* Auto mode tries one single option, then screens the combination on the
      * subset (it screens above per_channel) before its full evaluation. */
@@ -208,7 +259,7 @@ static void test_combination_in_round_three(void)
         screened += combo && r.cands[i].subset;
         full += combo && !r.cands[i].subset;
     }
-    CHECK(r.met_budget && b->per_channel && b->method == AC_TH_MSE && screened == 1 && full == 1 && r.evaluations == 3,
+    CHECK(r.met_budget && b->per_channel && b->method == AC_TH_MSE && screened == 1 && full == 1 && r.evaluations == 2,
           "auto: best %s, combination screened %d, in full %d, %d evaluations", b->name, screened, full, r.evaluations);
     ac_search_result_free(&r);
 }
@@ -490,6 +541,8 @@ int main(void)
     test_per_channel_rescues();
     test_equal_cost_prefers_higher_score();
     test_screen_skips_useless_options();
+    test_failed_screen_falls_back_to_baseline();
+    test_baseline_first();
     test_combination_in_round_three();
     test_auto_finds_fewest_fp32_layers();
     test_auto_improves_on_a_fast_pass();

@@ -159,6 +159,16 @@ def _output_file(out_npy, name, first):
     return candidates[0]
 
 
+def strategy_args(options):
+    """`autocalib quantize` arguments that evaluate one strategy alone (--no_search):
+    `options` is a report's "strategy" or a candidate's "options"."""
+    args = ["--no_search", "--th_method", options["th_method"]]
+    for flag in ("per_channel", "accuracy_opt", "first_conv_fp32"):
+        if options[flag]:
+            args.append("--" + flag)
+    return args
+
+
 def shape_arg(shape):
     return "(" + ",".join(str(int(d)) for d in shape) + ")"
 

@@ -681,8 +681,10 @@ def test_task_that_kills_its_worker_fails_after_3_attempts(ac_bin, farm, tmp_pat
     ends with a dead worker. The broker fails it after 3 attempts; the search reports
     the candidate as failed and still chooses a plan."""
     # Task key candidate ids count submissions from 0; with --fp32_score there is no fp32
-    # scoring, so id 3 is the report's candidate 3 (round 2's third).
+    # scoring (the search's rounds start one earlier), so id 3 is the report's candidate 3,
+    # the fourth plan of the screen in round 1.
     CRASH = 3
+    first_round = FIRST_SEARCH_ROUND - 1
     farm.broker()
     live = [farm.worker("w1"), farm.worker("w2")]
     farm.workers_ready(["w1", "w2"])
@@ -697,7 +699,7 @@ def test_task_that_kills_its_worker_fails_after_3_attempts(ac_bin, farm, tmp_pat
         assert time.monotonic() < end, "quantize did not finish\n" + farm.logs()
         for p in list(live):
             starts, seen[p.name] = task_starts(p, seen[p.name], with_end=True)
-            hit = [k for _, k, _ in starts if k[1] >= FIRST_SEARCH_ROUND and k[2] == CRASH]
+            hit = [k for _, k, _ in starts if k[1] >= first_round and k[2] == CRASH]
             if hit and p.alive():
                 p.kill()
                 kills.append((p.name, hit[0]))
@@ -948,8 +950,8 @@ def test_oversized_frames_and_a_flood_do_not_stop_service(ac_bin, farm, tmp_path
 @pytest.mark.long
 def test_resume_after_the_coordinator_is_killed(ac_bin, farm, tmp_path):
     """An fp32 score the int8 plans cannot reach (--fp32_score 0.95, zero budget) makes
-    the auto search go through every phase: round 1 (the baseline), the screen of the
-    single options on the subset, their full evaluations and combination, the all-fp32
+    the auto search go through every phase: round 1 (the screen of the baseline and the
+    single options on the subset), their full evaluations and combination, the all-fp32
     check, the removal probes on the subset and the k-ary searches. Each round is
     journaled as it ends. The coordinator is killed (-9) once round 1 is journaled;
     --resume takes those scores from the journal and finishes with the uninterrupted

@@ -229,7 +229,7 @@ def test_progress_lines_and_summary_when_not_a_terminal(search):
     ended = {m.group(1) for m in (re.fullmatch(STAMP + r"(.+): (\d+)/\2 (tasks|samples)  (?:[\d.]+/s  )?in [\d.]+s", l)
                                   for l in lines) if m}
     phases = {"calibration (range pass)", "calibration (histogram pass)", "calibration (KL tuning)",
-              "round 1: 1 candidate(s)", "round 2: 9 candidate(s) on the subset",
+              "round 1: 9 candidate(s) on the subset", "round 2: 1 candidate(s)",
               "per-layer statistics of the chosen plan"}
     assert phases <= started and phases <= ended, (started, ended)
     # Each round of subset probes (the screen, the removal probes) is one phase and one summary line.
@@ -289,7 +289,8 @@ def test_progress_bar_on_a_terminal(ac_bin, tmp_path):
         assert re.match(STAMP + r".+ \[-{24}\]  0/\d+ ", frames[0]), frames[0]
         bars[last.group(1)] = frames
     phases = {"calibration (range pass)", "calibration (histogram pass)", "calibration (KL tuning)",
-              "fp32 scoring", "round 1: 1 candidate(s)", "per-layer statistics of the chosen plan"}
+              "fp32 scoring", "round 1: 9 candidate(s) on the subset", "round 2: 1 candidate(s)",
+              "per-layer statistics of the chosen plan"}
     assert phases <= set(bars), sorted(bars)
     # The counts go up; a frame part of the way shows a rate and an ETA.
     for what, frames in bars.items():
