@@ -4,10 +4,14 @@ quantization peers, each model on the same calibration set and test split.
 
     bench/run accuracy [--models a,b] [--skip-auto a,b|all] [--limit N]
                        [--json F] [--markdown [docs/accuracy.md]] [--rerun a,b]
+                       [--rerun-autocalib a,b|all]
 
 For each classifier (the Fashion-MNIST nets, ImageNet MobileNetV1-0.25 and MobileNetV2):
-- autocalib quantize, fast mode: fp32, the plain baseline (KL, per-tensor), every fast-mode
-  option of round 1, the fast-mode result; evaluations, rounds, wall time;
+- autocalib quantize, fast mode: fp32, the screen of round 1, the fast-mode result;
+  evaluations, rounds, wall time;
+- autocalib quantize --no_search, once per plan of that screen: the full score of the plain
+  baseline (KL, per-tensor) and of every single fast-mode option, each by itself (these
+  runs are not part of the search);
 - autocalib quantize --auto_calib: the result, its fp32 layers and estimated BM1684 cost;
 - ONNX Runtime quantize_static: QDQ, int8 symmetric activations and weights, MinMax /
   Entropy / Percentile calibration, per-tensor and per-channel weights;
@@ -25,7 +29,8 @@ against the fp32 model's own detections (the zoo has no labels); the peers are l
 reason they do not run.
 
 Results go to --json (default $AC_BUILD_DIR/bench-work/accuracy.json) as they come, one
-entry per model and tool; a later run reuses them (--rerun drops a model's entries).
+entry per model and tool; a later run reuses them (--rerun drops a model's entries,
+--rerun-autocalib only its autocalib ones).
 --markdown regenerates the generated section of docs/accuracy.md from that JSON alone.
 """
 
@@ -120,6 +125,10 @@ class Data:
                 raise ptq.Skip("%s is absent" % self.images)
             self.n_test = len([f for f in os.listdir(self.images)
                                if f.lower().endswith((".jpg", ".jpeg", ".png"))])
+            # The peers see exactly autocalib's inputs: its own decoder and resize, dumped.
+            self.xc = self.xt = dumped_inputs(self, work)
+            self.yt = None
+            self.work, self.scorer = work, None  # a DetectScore: detect_scorer()
             return
         if kind == "fmnist":
             n_test = 10000
@@ -195,6 +204,92 @@ def top1(logits, labels):
     return ptq.topk(logits, labels, 1)
 
 
+def ac_tool(name):
+    """A program of the autocalib build (the CLI, or metrics/ac_metric_tool)."""
+    build = os.environ.get("AC_BUILD_DIR", os.path.join(REPO, "build"))
+    return os.path.join(build, *({"autocalib": ("cli", "autocalib"),
+                                  "metric": ("metrics", "ac_metric_tool")}[name]))
+
+
+def dumped_inputs(data, work):
+    """A detector's preprocessed images as autocalib makes them (`autocalib dataset dump`),
+    [n, C, H, W] float32, kept in the work folder."""
+    path = os.path.join(work, "inputs.npy")
+    if not os.path.exists(path):
+        tmp = os.path.join(work, "inputs.tmp.npy")
+        subprocess.run([ac_tool("autocalib"), "dataset", "dump", data.images, "--out", tmp,
+                        "--data_preproccess_str", data.preprocess], check=True,
+                       stdout=subprocess.DEVNULL)
+        os.replace(tmp, path)
+    return np.load(path)
+
+
+class DetectScore:
+    """autocalib's detection score without labels, for tools scored in Python: the same
+    decoder, NMS and COCO mAP@[.5:.95] code as autocalib's metric (metrics/ac_metric_tool
+    runs them), candidate detections with score >= 0.05 against the fp32 model's own with
+    score >= 0.5 (docs/metrics.md section 1). One yardstick for every tool: each is scored
+    against its own pipeline's fp32 detections, so fp32 scores exactly 1."""
+
+    CAND_THRESHOLD, REF_THRESHOLD = 0.05, 0.5
+
+    def __init__(self, decoder, fp32_outputs, work):
+        self.decoder, self.work = decoder, work
+        self.gt = [self.decode(o, self.REF_THRESHOLD) for o in fp32_outputs]
+
+    def decode(self, outputs, threshold):
+        """One sample's detections [(cls, score, x1, y1, x2, y2)] from its outputs (each
+        with a leading batch dimension of 1)."""
+        args = [ac_tool("metric"), "decode", self.decoder, repr(threshold)]
+        for k, a in enumerate(outputs):
+            f = os.path.join(self.work, "decode_%d.f32" % k)
+            np.ascontiguousarray(a, dtype="<f4").tofile(f)
+            args.append("%s:%s" % (f, ",".join(str(d) for d in a.shape)))
+        out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True)
+        if out.returncode != 0:
+            raise RuntimeError("ac_metric_tool decode: %s" % out.stderr.strip())
+        return [(int(r[0]), *map(float, r[1:6])) for r in (l.split() for l in out.stdout.splitlines())]
+
+    def score(self, outputs, indices=None):
+        """mAP@[.5:.95] of the samples `indices` (default all), outputs[i] being sample
+        indices[i]'s outputs."""
+        indices = list(range(len(self.gt))) if indices is None else list(indices)
+        lines = ["classes 1"] + ["sample %d" % i for i in range(len(indices))]
+        for k, (i, o) in enumerate(zip(indices, outputs)):
+            lines += ["gt %d %d %.9g %.9g %.9g %.9g" % (k, c, *b) for c, _, *b in self.gt[i]]
+            lines += ["det %d %d %.9g %.9g %.9g %.9g %.9g" % (k, c, sc, *b)
+                      for c, sc, *b in self.decode(o, self.CAND_THRESHOLD)]
+        out = subprocess.run([ac_tool("metric"), "map"], input="\n".join(lines) + "\n",
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True)
+        if out.returncode != 0:
+            raise RuntimeError("ac_metric_tool map: %s" % out.stderr.strip())
+        return float(dict(l.split() for l in out.stdout.splitlines())["map50_95"])
+
+
+def ort_outputs(model_or_path, x, threads):
+    """Every output of an ONNX model, one sample at a time: [[out0, out1, ...] per sample]."""
+    sess = ort_session(model_or_path, threads)
+    name = sess.get_inputs()[0].name
+    return [sess.run(None, {name: x[i:i + 1]}) for i in range(len(x))]
+
+
+def detect_scorer(data, fp32_path, threads):
+    """The detector's scorer, its reference the fp32 model's detections (onnxruntime)."""
+    if data.scorer is None:
+        data.scorer = DetectScore(data.decoder, ort_outputs(fp32_path, data.xt, threads), data.work)
+    return data.scorer
+
+
+def model_score(model_or_path, data, threads):
+    """A model's score on the test split: top-1 against the labels (classifiers), or the
+    detection score against the fp32 model's detections (detectors)."""
+    if data.kind != "detect":
+        return ort_top1(model_or_path, data, threads)
+    return data.scorer.score(ort_outputs(model_or_path, data.xt, threads))
+
+
 def named_copy(path, work):
     """The model with every node named: the zoo's MobileNets have unnamed nodes, and the ORT
     and Neural Compressor quantizers exclude nodes by name, so excluding the (unnamed)
@@ -257,6 +352,62 @@ def run_autocalib(name, path, data, mode, args):
     with open(os.path.join(out, "report.json")) as f:
         report = json.load(f)
     return summarize_report(report, wall, cmd)
+
+
+# Each single-option plan of fast mode's screen, by the search's own name for it, with the
+# `autocalib quantize` options that evaluate it alone.
+SINGLE_OPTIONS = (
+    ("baseline (KL, per-tensor)", ["--th_method", "KL"]),
+    ("KL+per_channel", ["--th_method", "KL", "--per_channel"]),
+    ("MAX", ["--th_method", "MAX"]),
+    ("PERCENTILE9999", ["--th_method", "PERCENTILE9999"]),
+    ("MSE", ["--th_method", "MSE"]),
+    ("ACIQ_GAUSS", ["--th_method", "ACIQ_GAUSS"]),
+    ("ACIQ_LAPLACE", ["--th_method", "ACIQ_LAPLACE"]),
+    ("KL+accuracy_opt", ["--th_method", "KL", "--accuracy_opt"]),
+    ("KL+first_conv_fp32", ["--th_method", "KL", "--first_conv_fp32"]),
+)
+
+
+def run_autocalib_options(name, path, data, args):
+    """Every single-option plan evaluated on the full test set by itself (`--no_search`):
+    the table's score of the plain baseline and of each fast-mode option. These runs are
+    not part of any search; the search screens the same plans on the subset and evaluates
+    in full only what its screen puts first."""
+    rows = []
+    for label, opts in SINGLE_OPTIONS:
+        out = os.path.join(args.work, name, "option", label.split(" ")[0])
+        cmd = [args.autocalib, "quantize", "--model", path, *data.autocalib_args(),
+               "--accept_int8_decay", str(BUDGET), "--no_search", *opts,
+               "--output_dir", out, "--quiet"]
+        log = out + ".log"
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        t0 = time.perf_counter()
+        with open(log, "w") as f:
+            rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+        wall = time.perf_counter() - t0
+        if rc not in (0, 2):  # 2: the plan misses the budget, which is a result here
+            raise RuntimeError("autocalib %s exited %d; see %s" % (label, rc, log))
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        rows.append({"name": label, "fp32_top1": report["fp32_score"],
+                     "int8_top1": report["int8_score"], "met_budget": report["met_budget"],
+                     "cost": report["estimated_cost"], "wall_s": wall})
+    return {"tool": "autocalib options", "options": rows}
+
+
+def option_lines(entry):
+    """The single-option plans, each evaluated in full by itself, outside the search."""
+    r = entry["rows"].get("autocalib options")
+    if r is None:
+        return []
+    if "error" in r:
+        return ["| autocalib, one option by itself | — | — | — | — | — | — | %s |" % r["error"]]
+    return ["| autocalib, one option by itself | %s | %s | %s | %s | 1 (0) | — / %s | "
+            "cost %.2f; `--no_search`, outside the search |"
+            % (o["name"], pct(o["int8_top1"]), drop(o["fp32_top1"], o["int8_top1"]),
+               "yes" if o["met_budget"] else "no", secs(o["wall_s"]), o["cost"])
+            for o in r["options"]]
 
 
 def refresh_autocalib_rows(name, rows, args):
@@ -365,7 +516,7 @@ def peer_ort(path, model, data, work, args):
             quantize_static(path, dst, reader, nodes_to_exclude=softmax_nodes(model),
                             **settings)
             calib_s = time.perf_counter() - t0
-            score = ort_top1(dst, data, args.threads)
+            score = model_score(dst, data, args.threads)
             rows["ort " + method_name] = {
                 "tool": "onnxruntime quantize_static", "method": method_name,
                 "int8_top1": score, "evaluations": 1, "calib_s": calib_s,
@@ -383,13 +534,25 @@ def peer_torch(path, data, args):
         t0 = time.perf_counter()
         q = ptq.quantize(gm, data.xc, data.batch, engine, "histogram", per_channel)
         calib_s = time.perf_counter() - t0
-        score = top1(ptq.forward_all(q, data.xt, data.batch), data.yt)
+        score = torch_score(q, data)
         rows["torch " + method_name] = {
             "tool": "PyTorch %s (%s)" % (ptq_torch_version(), engine), "method": method_name,
             "int8_top1": score, "evaluations": 1, "calib_s": calib_s,
             "wall_s": time.perf_counter() - t0}
         log("torch %s: %.4f" % (method_name, score))
     return rows
+
+
+def torch_score(model, data):
+    if data.kind != "detect":
+        return top1(ptq.forward_all(model, data.xt, data.batch), data.yt)
+    import torch
+    outs = []
+    with torch.no_grad():
+        for i in range(len(data.xt)):
+            y = model(torch.from_numpy(data.xt[i:i + 1]))
+            outs.append([t.float().numpy() for t in (y if isinstance(y, (tuple, list)) else [y])])
+    return data.scorer.score(outs)
 
 
 def ptq_torch_version():
@@ -399,23 +562,32 @@ def ptq_torch_version():
 
 class CountingValidator:
     """NNCF's validation_fn: top-1 of an ONNX model on the items given, one sample per item
-    (NNCF ranks layers with the per-item values). Counts full-set and subset evaluations."""
+    (NNCF ranks layers with the per-item values), or a detector's score on them (one value
+    for the set: NNCF then ranks by its own output differences). Counts full-set and subset
+    evaluations."""
 
-    def __init__(self, n_test, threads):
-        self.n_test, self.threads = n_test, threads
+    def __init__(self, data, threads):
+        self.data, self.n_test, self.threads = data, len(data.xt), threads
         self.full = self.subset = 0
         self.sizes = []  # items per call, in call order (the JSON keeps them)
+
+    def count(self, n):
+        self.sizes.append(n)
+        # NNCF first calls it on one item to check it; that is not an evaluation.
+        if n >= self.n_test:
+            self.full += 1
+        elif n > 1:
+            self.subset += 1
 
     def __call__(self, model, items):
         sess = ort_session(model, self.threads)
         name = sess.get_inputs()[0].name
+        items = list(items)
+        self.count(len(items))
+        if self.data.kind == "detect":
+            return self.data.scorer.score([sess.run(None, {name: x}) for x, _ in items],
+                                          [i for _, i in items])
         correct = [float(np.argmax(sess.run(None, {name: x})[0][0]) == y) for x, y in items]
-        self.sizes.append(len(correct))
-        # NNCF first calls it on one item to check it; that is not an evaluation.
-        if len(correct) >= self.n_test:
-            self.full += 1
-        elif len(correct) > 1:
-            self.subset += 1
         return float(np.mean(correct)), correct
 
 
@@ -468,10 +640,12 @@ def peer_child_main(spec, args):
     if peer == "nncf":
         sys.modules["torch"] = None  # import torch now raises ImportError, which NNCF skips
     import onnx
-    kind, batch = CLASSIFIERS[name]
+    kind, batch = CLASSIFIERS[name] if name in CLASSIFIERS else ("detect", 1)
     work = os.path.join(args.work, name)
-    path = named_copy(ptq.model_path(name, ptq.ZOO), work)
+    path = named_copy(model_file(name), work)
     data = Data(name, kind, batch, args.limit, work)
+    if kind == "detect":
+        detect_scorer(data, path, args.threads)
     model = onnx.load(path)
     fp32 = args.child_fp32
     if peer == "ort":
@@ -490,14 +664,17 @@ def peer_nncf(model, data, fp32_top1, args):
     import nncf
     name = input_name(model)
     calib = nncf.Dataset([data.xc[i:i + 1] for i in range(len(data.xc))], lambda x: {name: x})
-    test = nncf.Dataset([(data.xt[i:i + 1], data.yt[i]) for i in range(len(data.xt))])
-    validate = CountingValidator(len(data.xt), args.threads)
+    # Items (input, label) or, for a detector, (input, sample index); the transform gives
+    # NNCF the model's input when it ranks layers by output differences.
+    test = nncf.Dataset([(data.xt[i:i + 1], data.yt[i] if data.yt is not None else i)
+                         for i in range(len(data.xt))], lambda item: {name: item[0]})
+    validate = CountingValidator(data, args.threads)
     t0 = time.perf_counter()
     q = nncf.quantize_with_accuracy_control(
         model, calib, test, validate, max_drop=BUDGET, drop_type=nncf.DropType.ABSOLUTE,
         subset_size=len(data.xc), ignored_scope=nncf.IgnoredScope(types=["Softmax"], validate=False))
     wall = time.perf_counter() - t0
-    score = ort_top1(q, data, args.threads)
+    score = model_score(q, data, args.threads)
     kept, total = float_weight_layers(q)
     # NNCF's first full evaluation is the fp32 model's; the table counts int8 evaluations.
     return {"nncf accuracy control": {
@@ -534,7 +711,7 @@ def peer_inc(path, model, data, fp32_top1, work, args):
     scores = []
 
     def evaluate(model_path):
-        scores.append(ort_top1(model_path, data, args.threads))
+        scores.append(model_score(model_path, data, args.threads))
         return scores[-1]
 
     tune = tuning.TuningConfig(config_set=configs,
@@ -572,7 +749,7 @@ def peer_inc_symmetric_check(path, model, data, args):
     scores = []
 
     def evaluate(model_path):
-        scores.append(ort_top1(model_path, data, args.threads))
+        scores.append(model_score(model_path, data, args.threads))
         return scores[-1]
 
     one = config.StaticQuantConfig(nodes_to_exclude=softmax_nodes(model),
@@ -595,6 +772,21 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
+def model_file(name):
+    if name in DETECTORS:
+        return os.path.join(ptq.ZOO, DETECTORS[name][0])
+    return ptq.model_path(name, ptq.ZOO)
+
+
+def peer_steps(name, path, data, fp32, args):
+    """The peers' steps, in the order the table lists them."""
+    return [("ort MinMax per-tensor", lambda: peer_in_child(name, "ort", fp32, args)),
+            ("torch FX PTQ per-tensor", lambda: peer_torch(path, data, args)),
+            ("nncf accuracy control", lambda: peer_in_child(name, "nncf", fp32, args)),
+            ("inc autotune", lambda: peer_in_child(name, "inc", fp32, args)),
+            ("inc int8 symmetric check", lambda: peer_in_child(name, "inc check", fp32, args))]
+
+
 def run_model(name, args, results):
     kind, batch = CLASSIFIERS[name]
     path = ptq.model_path(name, ptq.ZOO)
@@ -612,18 +804,15 @@ def run_model(name, args, results):
         % (name, len(data.xc), len(data.xt), fp32))
 
     refresh_autocalib_rows(name, rows, args)
-    steps = autocalib_steps(name, path, data, args)
-    steps += [("ort MinMax per-tensor", lambda: peer_in_child(name, "ort", fp32, args)),
-              ("torch FX PTQ per-tensor", lambda: peer_torch(path, data, args)),
-              ("nncf accuracy control", lambda: peer_in_child(name, "nncf", fp32, args)),
-              ("inc autotune", lambda: peer_in_child(name, "inc", fp32, args)),
-              ("inc int8 symmetric check", lambda: peer_in_child(name, "inc check", fp32, args))]
+    steps = autocalib_steps(name, path, data, args) + peer_steps(name, path, data, fp32, args)
     run_steps(name, rows, steps, args, results)
 
 
 def autocalib_steps(name, path, data, args):
     """The steps of autocalib's fast mode and, unless skipped, auto mode."""
-    steps = [("autocalib fast", lambda: {"autocalib fast": run_autocalib(name, path, data, "fast", args)})]
+    steps = [("autocalib fast", lambda: {"autocalib fast": run_autocalib(name, path, data, "fast", args)}),
+             ("autocalib options",
+              lambda: {"autocalib options": run_autocalib_options(name, path, data, args)})]
     if not skipped_auto(name, args):
         steps.append(("autocalib auto",
                       lambda: {"autocalib auto": run_autocalib(name, path, data, "auto", args)}))
@@ -648,20 +837,62 @@ def run_steps(name, rows, steps, args, results):
 
 
 def run_detector(name, args, results):
-    """A detector: autocalib's fast and auto modes, scored against the fp32 detections; the
-    peers are listed with the reason they do not run."""
-    path = os.path.join(ptq.ZOO, DETECTORS[name][0])
+    """A detector: autocalib's fast and auto modes and the peers, every tool scored by the
+    same detection score against its own fp32 detections (DetectScore)."""
+    path = model_file(name)
     if not os.path.exists(path):
         raise ptq.Skip("%s is absent" % path)
     work = os.path.join(args.work, name)
     os.makedirs(work, exist_ok=True)
     entry = results["models"].setdefault(name, {"rows": {}})
+    entry.pop("peers_why", None)
     data = Data(name, "detect", 1, 0, work)
+    scorer = detect_scorer(data, path, args.threads)
     entry.update(kind="detect", file=os.path.relpath(path, REPO), n_calib=data.n_test,
-                 n_test=data.n_test, peers_why=DETECTOR_PEERS_WHY)
-    log("== %s: %d images calibrate and test" % (name, data.n_test))
+                 n_test=data.n_test, fp32_top1=scorer.score(ort_outputs(path, data.xt, args.threads)))
+    log("== %s: %d images calibrate and test; fp32 against itself %.4f"
+        % (name, data.n_test, entry["fp32_top1"]))
     refresh_autocalib_rows(name, entry["rows"], args)
-    run_steps(name, entry["rows"], autocalib_steps(name, path, data, args), args, results)
+    steps = autocalib_steps(name, path, data, args)
+    steps.append(("autocalib cross-check", lambda: {"autocalib cross-check": cross_check(name, path, data, args)}))
+    steps += peer_steps(name, named_copy(path, work), data, entry["fp32_top1"], args)
+    run_steps(name, entry["rows"], steps, args, results)
+
+
+def cross_check(name, path, data, args):
+    """The Python scorer against autocalib's own score: autocalib's fast-mode int8 model and
+    its fp32 model run on the dumped inputs (`autocalib run`), scored by DetectScore with
+    autocalib's fp32 detections as the reference, must give the int8 score autocalib
+    reported. Otherwise the peers' figures would not be comparable with autocalib's."""
+    report = os.path.join(args.work, name, "fast", "report.json")
+    with open(report) as f:
+        rep = json.load(f)
+    int8_model = os.path.join(args.work, name, "fast", rep["int8_model"]) \
+        if not os.path.isabs(rep["int8_model"]) else rep["int8_model"]
+    outs = {}
+    for tag, model in (("fp32", path), ("int8", int8_model)):
+        outs[tag] = autocalib_outputs(model, data.xt, os.path.join(args.work, name, "xcheck_" + tag))
+    scorer = DetectScore(data.decoder, outs["fp32"], data.work)
+    python = scorer.score(outs["int8"])
+    log("%s: cross-check: Python %.10f, autocalib %.10f" % (name, python, rep["int8_score"]))
+    return {"tool": "cross-check", "python_score": python, "autocalib_score": rep["int8_score"],
+            "equal": abs(python - rep["int8_score"]) <= 1e-9}
+
+
+def autocalib_outputs(model, x, prefix):
+    """Every output of `autocalib run` on x, one sample at a time, in the scorer's form."""
+    xin = prefix + "_in.npy"
+    np.save(xin, np.ascontiguousarray(x, dtype=np.float32))
+    out = prefix + "_out.npy"
+    subprocess.run([ac_tool("autocalib"), "run", "--model", model, "--input", xin,
+                    "--input_data_shape", "(%s)" % ",".join(str(d) for d in x.shape),
+                    "--output", out], check=True, stdout=subprocess.DEVNULL)
+    d = os.path.dirname(out)
+    first = np.load(out)
+    others = sorted(f for f in os.listdir(d) if f.startswith(os.path.basename(prefix) + "_out.")
+                    and f.endswith(".npy"))
+    arrays = [first] + [np.load(os.path.join(d, f)) for f in others]
+    return [[a[i:i + 1] for a in arrays] for i in range(len(x))]
 
 
 def skipped_auto(name, args):
@@ -802,9 +1033,19 @@ def goal_cell(ours, driven):
     parts = ["budget %s" % ("met" if ours["met_budget"] else "**missed**")]
     for label, r in driven:
         parts.append("vs %s: %s evals, %s time" % (
-            label, "fewer" if ours["evaluations"] < r["evaluations"] else "**not fewer**",
+            label, evals_verdict(ours["evaluations"], r["evaluations"]),
             "less" if ours["wall_s"] < r["wall_s"] else "**not less**"))
     return "; ".join(parts)
+
+
+def evals_verdict(ours, theirs):
+    """Full evaluations against a peer's. One is the least any tool can spend, so one
+    against one is as few as possible, not fewer; said so rather than hidden."""
+    if ours < theirs:
+        return "fewer"
+    if ours == theirs == 1:
+        return "**not fewer** (1 = 1, the least possible)"
+    return "**not fewer** (%d vs %d)" % (ours, theirs)
 
 
 def summary_line(name, entry):
@@ -880,7 +1121,7 @@ def markdown(results):
 
 def both_modes_lines(name, entry, results):
     """autocalib's fast-mode rows, then auto mode's, or why auto mode has none."""
-    lines = (autocalib_lines(entry, "autocalib fast", "fast")
+    lines = (option_lines(entry) + autocalib_lines(entry, "autocalib fast", "fast")
              + autocalib_lines(entry, "autocalib auto", "auto"))
     if "autocalib auto" not in entry["rows"]:
         lines.append("| autocalib auto | — | — | — | — | — | — | not run in this regeneration, %s |"
@@ -975,6 +1216,9 @@ def parse_args(argv):
     p.add_argument("--skip-auto-reason", default="its run time on these CPUs",
                    help="the reason written into the doc for --skip-auto")
     p.add_argument("--rerun", default="", help="models whose cached results are dropped first")
+    p.add_argument("--rerun-autocalib", default="",
+                   help="models (or 'all') whose cached autocalib rows are dropped first; "
+                        "their peers' rows are kept")
     p.add_argument("--limit", type=int, default=0, help="test on the first N samples only")
     p.add_argument("--build", default=build, help="autocalib build folder (default %(default)s)")
     p.add_argument("--json", help="results cache (default BUILD/bench-work/accuracy.json)")
@@ -992,7 +1236,9 @@ def parse_args(argv):
     args.models = [m for m in args.models.split(",") if m]
     args.skip_auto = [m for m in args.skip_auto.split(",") if m]
     args.rerun = [m for m in args.rerun.split(",") if m]
-    unknown = [m for m in args.models + args.rerun if m not in known]
+    args.rerun_autocalib = [m for m in args.rerun_autocalib.split(",") if m]
+    unknown = [m for m in args.models + args.rerun + args.rerun_autocalib
+               if m not in known and m != "all"]
     if unknown:
         p.error("unknown model(s) %s; known: %s" % (", ".join(unknown), ", ".join(known)))
     args.work = os.path.join(os.path.abspath(args.build), "bench-work", "accuracy")
@@ -1029,6 +1275,10 @@ def main(argv=None):
     else:
         for name in args.rerun:
             results["models"].pop(name, None)
+        for name, entry in results["models"].items():
+            if name in args.rerun_autocalib or "all" in args.rerun_autocalib:
+                for key in [k for k in entry.get("rows", {}) if k.startswith("autocalib")]:
+                    del entry["rows"][key]
         results["meta"] = {
             "command": command_line(argv),
             "date": datetime.date.today().isoformat(), "machine": ptq.machine(),
