@@ -87,7 +87,7 @@ int ac_cmd_quantize(int argc, char **argv)
         {"fp32_score", NULL, AC_ARG_FLOAT, &o.fp32_score, "the known fp32 score (0 = compute it)"},
         {"task", NULL, AC_ARG_STRING, &o.task, "classify | detect | similarity (default: classify with labels, else similarity)"},
         {"detect_decoder", NULL, AC_ARG_STRING, &o.detect_decoder,
-         "--task detect: ssd (default), ultraface, ultraface_raw or yolo_fastest"},
+         "--task detect: ssd (default), ultraface, ultraface_raw, yolo_fastest, yunet or blazeface"},
         {"output_dir", NULL, AC_ARG_STRING, &o.output_dir, "where the artefacts go (default ./autocalib_out)"},
         {"th_method", NULL, AC_ARG_STRING, &th_method, "KL (default), MAX, PERCENTILE9999, MSE, ACIQ_GAUSS, ACIQ_LAPLACE"},
         {"no_kl_tune", NULL, AC_ARG_FLAG, &no_kl_tune, "skip the upward KL tuning step"},

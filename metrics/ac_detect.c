@@ -66,12 +66,61 @@ void ac_detect_config_yolo_fastest(ac_detect_config *c, int out_stride32, int ou
     c->nms_iou = 0.45f;
 }
 
+void ac_detect_config_yunet_320(ac_detect_config *c)
+{
+    ac_detect_config_init(c, AC_DECODE_GRID);
+    c->in_w = c->in_h = 320;
+    c->nlevels = 3;
+    /* outputs: cls_8, cls_16, cls_32, obj_8, ..., bbox_8, ..., kps_8, ... */
+    for (int l = 0; l < 3; l++) {
+        c->strides[l] = 8 << l;
+        c->level_cls[l] = l;
+        c->level_obj[l] = 3 + l;
+        c->level_box[l] = 6 + l;
+    }
+    c->nms_iou = 0.3f; /* OpenCV FaceDetectorYN's default */
+}
+
+void ac_detect_config_blazeface_front_128(ac_detect_config *c)
+{
+    ac_detect_config_init(c, AC_DECODE_ANCHORS);
+    c->in_w = c->in_h = 128;
+    /* MediaPipe's front-camera anchors: 4 layers, strides 8,16,16,16; the three
+     * of stride 16 share one grid, so 2 anchors per 16x16 cell and 6 per 8x8. */
+    c->nlevels = 2;
+    c->strides[0] = 8, c->strides[1] = 16;
+    c->level_anchors[0] = 2, c->level_anchors[1] = 6;
+    c->level_cls[0] = 0, c->level_cls[1] = 1;
+    c->level_box[0] = 2, c->level_box[1] = 3;
+    c->nms_iou = 0.3f; /* MediaPipe's (weighted there; plain greedy here) */
+}
+
 static int finite_in(float v, float lo, float hi) { return isfinite(v) && v >= lo && v <= hi; }
+
+/* GRID and ANCHORS: the levels' strides, output indices and anchors. */
+static int check_levels(const ac_detect_config *c, ac_err *err)
+{
+    int grid = c->kind == AC_DECODE_GRID;
+    if (c->nlevels < 1 || c->nlevels > AC_DETECT_MAX_LEVELS)
+        return ac_err_set(err, AC_E_INVALID, "detect: nlevels %d must be 1..%d", c->nlevels, AC_DETECT_MAX_LEVELS);
+    for (int l = 0; l < c->nlevels; l++) {
+        if (c->strides[l] < 1 || (grid && (c->strides[l] > c->in_w || c->strides[l] > c->in_h)))
+            return ac_err_set(err, AC_E_INVALID, "detect: level %d stride %d must be >= 1%s", l, c->strides[l],
+                              grid ? " and at most the input size" : "");
+        if (c->level_cls[l] < 0 || c->level_box[l] < 0 || (grid && c->level_obj[l] < 0))
+            return ac_err_set(err, AC_E_INVALID, "detect: level %d output indices (%d, %d, %d) must be >= 0", l,
+                              c->level_cls[l], c->level_obj[l], c->level_box[l]);
+        if (!grid && (c->level_anchors[l] < 1 || c->level_anchors[l] > AC_DETECT_MAX_ANCHORS))
+            return ac_err_set(err, AC_E_INVALID, "detect: level %d has %d anchors per cell, must be 1..%d", l,
+                              c->level_anchors[l], AC_DETECT_MAX_ANCHORS);
+    }
+    return AC_OK;
+}
 
 int ac_detect_config_check(const ac_detect_config *c, ac_err *err)
 {
-    if (c->kind < AC_DECODE_SSD || c->kind > AC_DECODE_DETS)
-        return ac_err_set(err, AC_E_INVALID, "detect: decoder kind %d is not one of 1..4", (int)c->kind);
+    if (c->kind < AC_DECODE_SSD || c->kind > AC_DECODE_ANCHORS)
+        return ac_err_set(err, AC_E_INVALID, "detect: decoder kind %d is not one of 1..6", (int)c->kind);
     if (c->nclasses < 1 || c->nclasses > 100000)
         return ac_err_set(err, AC_E_INVALID, "detect: nclasses %d must be in 1..100000", c->nclasses);
     if (!finite_in(c->score_threshold, 0.f, 1.f) || !finite_in(c->ref_score_threshold, 0.f, 1.f))
@@ -81,8 +130,8 @@ int ac_detect_config_check(const ac_detect_config *c, ac_err *err)
         return ac_err_set(err, AC_E_INVALID, "detect: nms_iou %g must lie in [0,1]", (double)c->nms_iou);
     if (c->max_detections < 1 || c->max_detections > 65535)
         return ac_err_set(err, AC_E_INVALID, "detect: max_detections %d must be in 1..65535", c->max_detections);
-    int need_size = c->kind == AC_DECODE_SSD_PRIORS || c->kind == AC_DECODE_YOLO ||
-                    (c->kind == AC_DECODE_DETS && c->dets_pixels);
+    int need_size = c->kind == AC_DECODE_SSD_PRIORS || c->kind == AC_DECODE_YOLO || c->kind == AC_DECODE_GRID ||
+                    c->kind == AC_DECODE_ANCHORS || (c->kind == AC_DECODE_DETS && c->dets_pixels);
     if (need_size && (c->in_w < 1 || c->in_h < 1 || c->in_w > 65536 || c->in_h > 65536))
         return ac_err_set(err, AC_E_INVALID, "detect: input size %dx%d must be 1..65536 each", c->in_w, c->in_h);
     switch (c->kind) {
@@ -144,6 +193,9 @@ int ac_detect_config_check(const ac_detect_config *c, ac_err *err)
         if (c->dets_output < 0)
             return ac_err_set(err, AC_E_INVALID, "detect: dets_output %d must be >= 0", c->dets_output);
         break;
+    case AC_DECODE_GRID:
+    case AC_DECODE_ANCHORS:
+        return check_levels(c, err);
     }
     return AC_OK;
 }
@@ -159,6 +211,16 @@ static int64_t priors_count(const ac_detect_config *c)
         n += fw * fh * c->nsizes[l];
     }
     return n;
+}
+
+/* GRID: floor(in/stride) cells per axis (the head's own grid); ANCHORS:
+ * ceil(in/stride) cells per axis, times the anchors per cell. */
+static int64_t level_cells(const ac_detect_config *c, int l)
+{
+    int64_t s = c->strides[l];
+    if (c->kind == AC_DECODE_GRID)
+        return (c->in_w / s) * (c->in_h / s);
+    return ((c->in_w + s - 1) / s) * ((c->in_h + s - 1) / s) * c->level_anchors[l];
 }
 
 static int check_output_index(int idx, int noutputs, const char *what, ac_err *err)
@@ -226,6 +288,32 @@ int ac_detect_check_outputs(const ac_detect_config *c, const ac_metric_tensor *o
             int64_t want[4] = {nbatch, (int64_t)c->head_nmask[h] * (5 + c->nclasses), -1, -1};
             if ((rc = check_dims(&outputs[c->head_outputs[h]], 4, want, what, err)))
                 return rc;
+        }
+        return AC_OK;
+    case AC_DECODE_GRID:
+    case AC_DECODE_ANCHORS:
+        for (int l = 0; l < c->nlevels; l++) {
+            int64_t cells = level_cells(c, l);
+            char what[64];
+            snprintf(what, sizeof what, "level %d scores", l);
+            int64_t want_s[3] = {nbatch, cells, 1};
+            if ((rc = check_output_index(c->level_cls[l], noutputs, what, err)) ||
+                (rc = check_dims(&outputs[c->level_cls[l]], 3, want_s, what, err)))
+                return rc;
+            if (c->kind == AC_DECODE_GRID) {
+                snprintf(what, sizeof what, "level %d objectness", l);
+                if ((rc = check_output_index(c->level_obj[l], noutputs, what, err)) ||
+                    (rc = check_dims(&outputs[c->level_obj[l]], 3, want_s, what, err)))
+                    return rc;
+            }
+            snprintf(what, sizeof what, "level %d boxes", l);
+            int64_t want_b[3] = {nbatch, cells, c->kind == AC_DECODE_GRID ? 4 : -1};
+            if ((rc = check_output_index(c->level_box[l], noutputs, what, err)) ||
+                (rc = check_dims(&outputs[c->level_box[l]], 3, want_b, what, err)))
+                return rc;
+            if (outputs[c->level_box[l]].dims[2] < 4)
+                return ac_err_set(err, AC_E_INVALID, "detect: %s have %lld values per anchor, need at least 4", what,
+                                  (long long)outputs[c->level_box[l]].dims[2]);
         }
         return AC_OK;
     case AC_DECODE_DETS: {
@@ -366,6 +454,70 @@ static int decode_yolo(const ac_detect_config *c, const ac_metric_tensor *output
     return AC_OK;
 }
 
+static float clamp01(float v) { return v < 0.f ? 0.f : v > 1.f ? 1.f : v; }
+
+/* Pushes the corner box of centre (cx, cy) and size (w, h), all normalised,
+ * unless a value is not finite. */
+static int push_center_box(det_list *out, double cx, double cy, double w, double h, float score, int32_t index)
+{
+    if (!(isfinite(cx) && isfinite(cy) && isfinite(w) && isfinite(h)))
+        return AC_OK;
+    ac_det d = {(float)(cx - w / 2), (float)(cy - h / 2), (float)(cx + w / 2), (float)(cy + h / 2), score, 0, index};
+    return det_push(out, &d);
+}
+
+static int decode_grid(const ac_detect_config *c, const ac_metric_tensor *outputs, int64_t b, float thr,
+                       det_list *out)
+{
+    int64_t index0 = 0;
+    for (int l = 0; l < c->nlevels; l++) {
+        const int64_t s = c->strides[l], cols = c->in_w / s, cells = level_cells(c, l);
+        const float *cls = outputs[c->level_cls[l]].data + b * cells;
+        const float *obj = outputs[c->level_obj[l]].data + b * cells;
+        const float *box = outputs[c->level_box[l]].data + b * cells * 4;
+        for (int64_t k = 0; k < cells; k++) {
+            float score = sqrtf(clamp01(cls[k]) * clamp01(obj[k])); /* NaN stays NaN and fails the test */
+            if (!(score >= thr))
+                continue;
+            const float *r = box + k * 4;
+            double cx = (double)(k % cols + r[0]) * s / c->in_w, cy = (double)(k / cols + r[1]) * s / c->in_h;
+            double w = exp(r[2]) * s / c->in_w, h = exp(r[3]) * s / c->in_h;
+            int rc = push_center_box(out, cx, cy, w, h, score, (int32_t)(index0 + k));
+            if (rc)
+                return rc;
+        }
+        index0 += cells;
+    }
+    return AC_OK;
+}
+
+static int decode_anchors(const ac_detect_config *c, const ac_metric_tensor *outputs, int64_t b, float thr,
+                          det_list *out)
+{
+    int64_t index0 = 0;
+    for (int l = 0; l < c->nlevels; l++) {
+        const int64_t s = c->strides[l], cols = (c->in_w + s - 1) / s, rows = (c->in_h + s - 1) / s;
+        const int64_t A = c->level_anchors[l], n = rows * cols * A, R = outputs[c->level_box[l]].dims[2];
+        const float *logit = outputs[c->level_cls[l]].data + b * n;
+        const float *box = outputs[c->level_box[l]].data + b * n * R;
+        for (int64_t k = 0; k < n; k++) {
+            /* MediaPipe clamps the logit to [-100, 100] before the sigmoid */
+            float score = (float)sigmoid(fmin(fmax(logit[k], -100.0), 100.0));
+            if (!(score >= thr))
+                continue;
+            const float *r = box + k * R;
+            int64_t cell = k / A;
+            double ax = (cell % cols + 0.5) / cols, ay = (cell / cols + 0.5) / rows;
+            int rc = push_center_box(out, ax + (double)r[0] / c->in_w, ay + (double)r[1] / c->in_h,
+                                     (double)r[2] / c->in_w, (double)r[3] / c->in_h, score, (int32_t)(index0 + k));
+            if (rc)
+                return rc;
+        }
+        index0 += n;
+    }
+    return AC_OK;
+}
+
 static int decode_dets(const ac_detect_config *c, const ac_metric_tensor *outputs, int64_t b, float thr,
                        det_list *out, ac_err *err)
 {
@@ -485,6 +637,8 @@ int ac_detect_run(const ac_detect_config *c, const ac_metric_tensor *outputs, in
     case AC_DECODE_SSD_PRIORS: rc = decode_ssd(c, outputs, b, score_threshold, &l); break;
     case AC_DECODE_YOLO: rc = decode_yolo(c, outputs, b, score_threshold, &l); break;
     case AC_DECODE_DETS: rc = decode_dets(c, outputs, b, score_threshold, &l, err); break;
+    case AC_DECODE_GRID: rc = decode_grid(c, outputs, b, score_threshold, &l); break;
+    case AC_DECODE_ANCHORS: rc = decode_anchors(c, outputs, b, score_threshold, &l); break;
     }
     if (rc) {
         free(l.d);
@@ -617,8 +771,13 @@ int ac_detect_config_preset(ac_detect_config *c, const char *name, ac_err *err)
         ac_detect_config_ultraface_320(c, 1);
     else if (!strcmp(name, "yolo_fastest"))
         ac_detect_config_yolo_fastest(c, 0, 1);
+    else if (!strcmp(name, "yunet"))
+        ac_detect_config_yunet_320(c);
+    else if (!strcmp(name, "blazeface"))
+        ac_detect_config_blazeface_front_128(c);
     else
         return ac_err_set(err, AC_E_INVALID,
-                          "detect decoder '%s': must be ssd, ultraface, ultraface_raw or yolo_fastest", name);
+                          "detect decoder '%s': must be ssd, ultraface, ultraface_raw, yolo_fastest, yunet or blazeface",
+                          name);
     return 0;
 }

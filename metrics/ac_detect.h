@@ -33,7 +33,19 @@ typedef enum {
     AC_DECODE_YOLO = 3,
     /* Final detections [N, D, 6] rows x1,y1,x2,y2,score,class (a model with
      * its own post-processing); rows with score < threshold are dropped. */
-    AC_DECODE_DETS = 4
+    AC_DECODE_DETS = 4,
+    /* Anchor-free grid heads (YuNet): level l, of stride strides[l], is a
+     * grid of floor(in/stride) cells, row-major, with outputs cls [N,cells,1]
+     * and obj [N,cells,1] (probabilities) and bbox [N,cells,4]: centre
+     * offsets in cells, then log width and height in strides. Score
+     * sqrt(clamp01(cls) * clamp01(obj)); one class. */
+    AC_DECODE_GRID = 5,
+    /* MediaPipe SSD anchors (BlazeFace): level l, of stride strides[l], is a
+     * grid of ceil(in/stride) cells with level_anchors[l] unit anchors at
+     * each cell centre (order row, column, anchor); its scores [N,cells*A,1]
+     * are logits and its boxes [N,cells*A,R] (R >= 4) centre x, y and width,
+     * height in input pixels, the centre relative to the anchor's. */
+    AC_DECODE_ANCHORS = 6
 } ac_decode_kind;
 
 typedef struct {
@@ -64,6 +76,14 @@ typedef struct {
     float anchors[AC_DETECT_MAX_ANCHORS][2];
     float scale_xy; /* darknet scale_x_y (1.0 for plain YOLOv3) */
 
+    /* GRID and ANCHORS: level l reads outputs level_cls[l] (scores), level_obj[l]
+     * (GRID's objectness) and level_box[l] (boxes); strides[] and nlevels
+     * as above; level_anchors[l] anchors per cell (ANCHORS). */
+    int32_t level_cls[AC_DETECT_MAX_LEVELS];
+    int32_t level_obj[AC_DETECT_MAX_LEVELS];
+    int32_t level_box[AC_DETECT_MAX_LEVELS];
+    int32_t level_anchors[AC_DETECT_MAX_LEVELS];
+
     /* DETS */
     int32_t dets_output;
     int32_t dets_pixels; /* 1: boxes in input pixels (divided by in_w/in_h) */
@@ -92,11 +112,17 @@ void ac_detect_config_ultraface_320(ac_detect_config *c, int raw_boxes);
 /* Yolo-Fastest 1.1 COCO 320x320 (zoo darknet/): heads[0] stride 32 (mask 3,4,5), heads[1] stride 16. */
 void ac_detect_config_yolo_fastest(ac_detect_config *c, int out_stride32, int out_stride16);
 
+/* YuNet 320x320 (zoo faces/yunet_n_320_320.onnx): cls, obj, bbox outputs of strides 8, 16, 32. */
+void ac_detect_config_yunet_320(ac_detect_config *c);
+/* MediaPipe BlazeFace front 128x128 (zoo faces/face_detection_front_128x128_barracuda.onnx):
+ * scores of strides 8 and 16 at outputs 0, 1, boxes at 2, 3. */
+void ac_detect_config_blazeface_front_128(ac_detect_config *c);
+
 /* A configuration by preset name: "ssd" (corner boxes + class scores, the
  * default), "ultraface" (UltraFace RFB-320, decoded boxes), "ultraface_raw"
  * (its _simplified model: prior offsets), "yolo_fastest" (outputs 0 and 1 are
- * the stride-32 and stride-16 heads). "" means "ssd". An unknown name is an
- * error listing the known ones. */
+ * the stride-32 and stride-16 heads), "yunet", "blazeface". "" means "ssd".
+ * An unknown name is an error listing the known ones. */
 int ac_detect_config_preset(ac_detect_config *c, const char *name, ac_err *err);
 
 /* Checks ranges and array bounds; the message names the field and the rule. */

@@ -85,6 +85,8 @@ static const char *decode_kind_name(ac_decode_kind k)
     case AC_DECODE_SSD_PRIORS: return "ssd_priors";
     case AC_DECODE_YOLO: return "yolo";
     case AC_DECODE_DETS: return "dets";
+    case AC_DECODE_GRID: return "grid";
+    case AC_DECODE_ANCHORS: return "anchors";
     }
     return "?";
 }
@@ -167,6 +169,12 @@ static char *describe(const ac_metric_options *o, const ac_metric_plugin *plugin
         }
         if (c->kind == AC_DECODE_DETS)
             sb_printf(&b, " dets=%d pixels=%d", c->dets_output, c->dets_pixels ? 1 : 0);
+        if (c->kind == AC_DECODE_GRID || c->kind == AC_DECODE_ANCHORS) {
+            sb_printf(&b, " levels=");
+            for (int l = 0; l < c->nlevels; l++)
+                sb_printf(&b, "%s%d:%d,%d,%d,%d", l ? ";" : "", c->strides[l], c->level_cls[l], c->level_obj[l],
+                          c->level_box[l], c->level_anchors[l]);
+        }
         break;
     }
     }

@@ -9,7 +9,7 @@
  *       encode/decode, and the shards merge in reverse order. Prints
  *       "name value" lines (%.17g).
  *   ac_metric_tool decode PRESET THRESHOLD FILE:D0,D1,... [FILE:DIMS ...]
- *       Runs a decoder preset (ultraface, ultraface_raw, yolo_fastest) with
+ *       Runs a decoder preset (ultraface, ultraface_raw, yolo_fastest, yunet, blazeface) with
  *       NMS on raw little-endian float32 tensors; prints one detection per
  *       line: "cls score x1 y1 x2 y2 index". */
 #include <stdio.h>
@@ -27,7 +27,8 @@ typedef struct {
 static int usage(void)
 {
     fprintf(stderr, "usage: ac_metric_tool map [--shards K] < detections.txt\n"
-                    "       ac_metric_tool decode ultraface|ultraface_raw|yolo_fastest THRESHOLD FILE:D0,D1,... ...\n");
+                    "       ac_metric_tool decode PRESET THRESHOLD FILE:D0,D1,... ...\n"
+                    "         (PRESET: ultraface, ultraface_raw, yolo_fastest, yunet, blazeface)\n");
     return 2;
 }
 
@@ -188,20 +189,18 @@ static int cmd_decode(int argc, char **argv)
     if (argc < 3)
         return usage();
     ac_detect_config c;
-    if (strcmp(argv[0], "ultraface") == 0)
-        ac_detect_config_ultraface_320(&c, 0);
-    else if (strcmp(argv[0], "ultraface_raw") == 0)
-        ac_detect_config_ultraface_320(&c, 1);
-    else if (strcmp(argv[0], "yolo_fastest") == 0)
-        ac_detect_config_yolo_fastest(&c, 0, 1);
-    else
+    ac_err perr;
+    if (ac_detect_config_preset(&c, argv[0], &perr)) {
+        fprintf(stderr, "%s\n", perr.msg);
         return usage();
+    }
     float thr = strtof(argv[1], NULL);
     int nt = argc - 2;
-    ac_metric_tensor t[8];
-    float *data[8] = {0};
+    enum { MAX_TENSORS = 16 }; /* YuNet has 12 outputs */
+    ac_metric_tensor t[MAX_TENSORS];
+    float *data[MAX_TENSORS] = {0};
     int rc = 0;
-    if (nt > 8)
+    if (nt > MAX_TENSORS)
         return usage();
     for (int i = 0; i < nt && rc == 0; i++) {
         char *spec = argv[2 + i], *colon = strrchr(spec, ':');

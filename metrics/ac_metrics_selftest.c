@@ -312,6 +312,104 @@ static void test_yolo_decode(void)
     free(d);
 }
 
+/* YuNet-style grid heads: two levels (strides 16, 32 on 64x64: 4x4 and 2x2
+ * cells); one confident cell on each, known boxes; indices run over level
+ * 0's cells, then level 1's. */
+static void test_grid_decode(void)
+{
+    ac_detect_config c;
+    ac_detect_config_init(&c, AC_DECODE_GRID);
+    c.in_w = c.in_h = 64;
+    c.nlevels = 2;
+    c.strides[0] = 16, c.strides[1] = 32;
+    c.level_cls[0] = 0, c.level_cls[1] = 1;
+    c.level_obj[0] = 2, c.level_obj[1] = 3;
+    c.level_box[0] = 4, c.level_box[1] = 5;
+    CHECK_OK(ac_detect_config_check(&c, &err));
+    float cls0[16] = {0}, obj0[16] = {0}, box0[64] = {0}, cls1[4] = {0}, obj1[4] = {0}, box1[16] = {0};
+    /* level 0, row 2, column 1 (cell 9): score sqrt(0.81 * 1.2 -> 1) = 0.9 */
+    cls0[9] = 0.81f, obj0[9] = 1.2f;
+    box0[9 * 4 + 0] = 0.5f, box0[9 * 4 + 1] = 0.25f;            /* centre (1.5, 2.25) cells */
+    box0[9 * 4 + 2] = 0.f, box0[9 * 4 + 3] = (float)log(2.0); /* 16 x 32 pixels */
+    /* level 1, cell 3 (row 1, column 1): sqrt(0.25 * 0.36) = 0.3; cls below 0 clamps to 0 elsewhere */
+    cls1[3] = 0.25f, obj1[3] = 0.36f, cls1[0] = -1.f, obj1[0] = 1.f;
+    int64_t s0[3] = {1, 16, 1}, b0[3] = {1, 16, 4}, s1[3] = {1, 4, 1}, b1[3] = {1, 4, 4};
+    ac_metric_tensor t[6] = {tensor(cls0, 3, s0), tensor(cls1, 3, s1), tensor(obj0, 3, s0),
+                             tensor(obj1, 3, s1), tensor(box0, 3, b0), tensor(box1, 3, b1)};
+    ac_det *d = NULL;
+    int32_t n = 0;
+    CHECK_OK(ac_detect_run(&c, t, 6, 1, 0, 0.2f, &d, &n, &err));
+    CHECK(n == 2);
+    if (n == 2) {
+        CHECK(d[0].index == 9 && d[1].index == 16 + 3);
+        CHECK_NEAR(d[0].score, 0.9, 1e-6);
+        CHECK_NEAR(d[1].score, 0.3, 1e-6);
+        /* centre (1.5*16, 2.25*16) = (24, 36) px, size 16 x 32 px, over 64 */
+        CHECK_NEAR(d[0].x1, 16.0 / 64, 1e-6);
+        CHECK_NEAR(d[0].x2, 32.0 / 64, 1e-6);
+        CHECK_NEAR(d[0].y1, 20.0 / 64, 1e-6);
+        CHECK_NEAR(d[0].y2, 52.0 / 64, 1e-6);
+        /* level 1 cell (1,1), zero offsets: centre (32, 32), 32 x 32 */
+        CHECK_NEAR(d[1].x1, 16.0 / 64, 1e-6);
+        CHECK_NEAR(d[1].y2, 48.0 / 64, 1e-6);
+    }
+    free(d);
+    /* a level whose objectness has the wrong cell count */
+    int64_t bad[3] = {1, 15, 1};
+    t[2] = tensor(obj0, 3, bad);
+    CHECK_ERR(ac_detect_run(&c, t, 6, 1, 0, 0.2f, &d, &n, &err), "level 0 objectness has shape [1,15,1], expected [1,16,1]");
+    c.strides[1] = 128;
+    CHECK_ERR(ac_detect_config_check(&c, &err), "level 1 stride 128 must be >= 1 and at most the input size");
+}
+
+/* MediaPipe anchors: two levels on 32x32 (stride 16: 2x2 cells, 2 anchors;
+ * stride 32: 1 cell, 3 anchors), logits, boxes of 6 values (extra ignored). */
+static void test_anchors_decode(void)
+{
+    ac_detect_config c;
+    ac_detect_config_init(&c, AC_DECODE_ANCHORS);
+    c.in_w = c.in_h = 32;
+    c.nlevels = 2;
+    c.strides[0] = 16, c.strides[1] = 32;
+    c.level_anchors[0] = 2, c.level_anchors[1] = 3;
+    c.level_cls[0] = 0, c.level_cls[1] = 1;
+    c.level_box[0] = 2, c.level_box[1] = 3;
+    CHECK_OK(ac_detect_config_check(&c, &err));
+    float sc0[8], sc1[3], bx0[8 * 6] = {0}, bx1[3 * 6] = {0};
+    for (int i = 0; i < 8; i++)
+        sc0[i] = -500.f; /* clamped to -100: sigmoid ~0 */
+    for (int i = 0; i < 3; i++)
+        sc1[i] = -5.f;
+    /* level 0, cell (row 1, column 0), anchor 1: index 2*2 + 1 = 5; logit 2 */
+    sc0[5] = 2.f;
+    bx0[5 * 6 + 0] = 4.f, bx0[5 * 6 + 1] = -8.f, bx0[5 * 6 + 2] = 8.f, bx0[5 * 6 + 3] = 16.f;
+    sc1[2] = 0.f; /* 0.5 */
+    bx1[2 * 6 + 2] = bx1[2 * 6 + 3] = 32.f;
+    int64_t s0[3] = {1, 8, 1}, b0[3] = {1, 8, 6}, s1[3] = {1, 3, 1}, b1[3] = {1, 3, 6};
+    ac_metric_tensor t[4] = {tensor(sc0, 3, s0), tensor(sc1, 3, s1), tensor(bx0, 3, b0), tensor(bx1, 3, b1)};
+    ac_det *d = NULL;
+    int32_t n = 0;
+    CHECK_OK(ac_detect_run(&c, t, 4, 1, 0, 0.4f, &d, &n, &err));
+    CHECK(n == 2);
+    if (n == 2) {
+        CHECK(d[0].index == 5 && d[1].index == 8 + 2);
+        CHECK_NEAR(d[0].score, 1.0 / (1 + exp(-2.0)), 1e-6);
+        /* anchor centre (0.25, 0.75) + (4, -8)/32 = (0.375, 0.5); size (0.25, 0.5) */
+        CHECK_NEAR(d[0].x1, 0.25, 1e-6);
+        CHECK_NEAR(d[0].x2, 0.5, 1e-6);
+        CHECK_NEAR(d[0].y1, 0.25, 1e-6);
+        CHECK_NEAR(d[0].y2, 0.75, 1e-6);
+        /* the single 32-px cell: centre (0.5, 0.5), the whole input */
+        CHECK(d[1].x1 == 0.f && d[1].y2 == 1.f);
+    }
+    free(d);
+    int64_t short_box[3] = {1, 3, 3};
+    t[3] = tensor(bx1, 3, short_box);
+    CHECK_ERR(ac_detect_run(&c, t, 4, 1, 0, 0.4f, &d, &n, &err), "need at least 4");
+    c.level_anchors[0] = 0;
+    CHECK_ERR(ac_detect_config_check(&c, &err), "level 0 has 0 anchors per cell");
+}
+
 static void test_ssd_decode(void)
 {
     /* corners: 3 priors, 3 columns (background 0) */
@@ -1142,6 +1240,8 @@ int main(int argc, char **argv)
     test_ssd_decode();
     test_detect_metric();
     test_decode_rules();
+    test_grid_decode();
+    test_anchors_decode();
     test_bound_by_hand();
     printf("sharding invariance (1, 2, 3, 7 shards; contiguous and random; in order, reversed via bytes, tree):\n");
     dataset ds;

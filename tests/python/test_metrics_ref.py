@@ -287,3 +287,112 @@ def test_yolo_decode_against_numpy(tool, tmp_path):
     for k, r in zip(keep, ours):
         assert abs(scores[k] - r[1]) <= 1e-6
         assert np.abs(boxes[k] - r[2]).max() <= 1e-6
+
+
+# ------------------------------------------------------------------ YuNet and BlazeFace
+
+def face_outputs(model, images, size, prepare):
+    """The model's outputs, in graph order, for each image resized to size x size."""
+    out = []
+    for img in images:
+        d = run_ort(model, prepare(load_rgb(img, size, size).astype(np.float32)))
+        out.append(list(d.values()))
+    return out
+
+
+def yunet_input(rgb):
+    return np.ascontiguousarray(rgb[..., ::-1].transpose(2, 0, 1)[None])  # BGR 0..255, NCHW
+
+
+def blazeface_input(rgb):
+    return np.ascontiguousarray((rgb / np.float32(127.5) - 1)[None], dtype=np.float32)  # RGB NHWC
+
+
+def centre_in(box, boxes):
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes)
+
+
+def ultraface_boxes(tool, tmp_path, images):
+    full = zoo_file("faces/ulfd_version-RFB-320.onnx")
+    outs = []
+    for img in images:
+        x = ((load_rgb(img, 320, 240).astype(np.float32) - 127) / 128).transpose(2, 0, 1)[None]
+        f = run_ort(full, np.ascontiguousarray(x, dtype=np.float32))
+        outs.append([r[2] for r in run_decode(tool, tmp_path, "ultraface", 0.5, [f["scores"], f["boxes"]])])
+    return outs
+
+
+def same_as_tool(tool, tmp_path, preset, thr, outputs, candidates, img, uboxes):
+    """NMS (0.3) on the numpy decode's candidates (boxes, scores, decoder indices) equals
+    the tool's detections for `preset`. Returns (detections, those centred in an UltraFace
+    face)."""
+    boxes, scores, index = candidates
+    keep = nms_ref(boxes, np.array(scores), np.zeros(len(boxes), int), index, 0.3, 100)
+    ours = run_decode(tool, tmp_path, preset, thr, outputs)
+    assert [index[k] for k in keep] == [r[3] for r in ours], img
+    for k, r in zip(keep, ours):
+        assert abs(scores[k] - r[1]) <= 1e-6 and np.abs(boxes[k] - r[2]).max() <= 1e-5, img
+    return len(ours), sum(centre_in(r[2], uboxes) for r in ours)
+
+
+def test_yunet_decode_against_numpy(tool, tmp_path):
+    """YuNet's 12 outputs decoded as OpenCV's FaceDetectorYN does (score sqrt(cls*obj),
+    centre (col + dx, row + dy) * stride, size exp(dw, dh) * stride), then NMS 0.3: the
+    tool's detections equal a numpy decode; and a different detector (UltraFace) finds a
+    face wherever most of YuNet's confident detections are, which a wrong decode cannot."""
+    model = zoo_file("faces/yunet_n_320_320.onnx")
+    images = face_images(24)
+    outs = face_outputs(model, images, 320, yunet_input)
+    ultra = ultraface_boxes(tool, tmp_path, images)
+    thr, agree, total = 0.5, 0, 0
+    for img, o, uboxes in zip(images, outs, ultra):
+        boxes, scores, index, base = [], [], [], 0
+        for lvl, stride in enumerate((8, 16, 32)):
+            cls, obj, bbox = o[lvl][0, :, 0], o[3 + lvl][0, :, 0], o[6 + lvl][0]
+            cols = 320 // stride
+            for k in range(len(cls)):
+                s = np.float32(math.sqrt(np.float32(np.clip(cls[k], 0, 1) * np.clip(obj[k], 0, 1))))
+                if s < np.float32(thr):
+                    continue
+                cx, cy = (k % cols + bbox[k, 0]) * stride / 320, (k // cols + bbox[k, 1]) * stride / 320
+                w, h = math.exp(bbox[k, 2]) * stride / 320, math.exp(bbox[k, 3]) * stride / 320
+                boxes.append(np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
+                scores.append(s)
+                index.append(base + k)
+            base += len(cls)
+        n, m = same_as_tool(tool, tmp_path, "yunet", thr, o, (boxes, scores, index), img, uboxes)
+        total, agree = total + n, agree + m
+    print("yunet: %d faces on 24 images, %d centred in an UltraFace face" % (total, agree))
+    assert total > 100 and agree >= 0.8 * total, (agree, total)
+
+
+def test_blazeface_decode_against_numpy(tool, tmp_path):
+    """BlazeFace (MediaPipe front model) decoded with MediaPipe's anchors (strides 8 and
+    16: 2 anchors per 16x16 cell, 6 per 8x8 cell, unit size at the cell centre), scores
+    sigmoid(clamp(logit, +-100)), boxes centre + (x, y) / 128 and (w, h) / 128: equal to a
+    numpy decode, and centred on UltraFace's faces."""
+    model = zoo_file("faces/face_detection_front_128x128_barracuda.onnx")
+    images = face_images(24)
+    outs = face_outputs(model, images, 128, blazeface_input)
+    ultra = ultraface_boxes(tool, tmp_path, images)
+    thr, agree, total = 0.5, 0, 0
+    for img, o, uboxes in zip(images, outs, ultra):
+        boxes, scores, index, base = [], [], [], 0
+        for logits, regs, grid, per_cell in ((o[0], o[2], 16, 2), (o[1], o[3], 8, 6)):
+            for k in range(logits.shape[1]):
+                s = np.float32(1 / (1 + math.exp(-min(max(float(logits[0, k, 0]), -100), 100))))
+                if s < np.float32(thr):
+                    continue
+                cell = k // per_cell
+                ax, ay = (cell % grid + 0.5) / grid, (cell // grid + 0.5) / grid
+                r = regs[0, k].astype(np.float64)
+                cx, cy, w, h = ax + r[0] / 128, ay + r[1] / 128, r[2] / 128, r[3] / 128
+                boxes.append(np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
+                scores.append(s)
+                index.append(base + k)
+            base += logits.shape[1]
+        n, m = same_as_tool(tool, tmp_path, "blazeface", thr, o, (boxes, scores, index), img, uboxes)
+        total, agree = total + n, agree + m
+    print("blazeface: %d faces on 24 images, %d centred in an UltraFace face" % (total, agree))
+    assert total >= 15 and agree >= 0.8 * total, (agree, total)
