@@ -24,9 +24,10 @@ For each classifier (the Fashion-MNIST nets, ImageNet MobileNetV1-0.25 and Mobil
 All peers score top-1 against the labels of the same test split, in Python; autocalib scores
 with its own loader and the same preprocessing (docs/accuracy.md says where they differ).
 
-For each detector (UltraFace RFB-320): autocalib's fast and auto modes, scored by mAP@[.5:.95]
-against the fp32 model's own detections (the zoo has no labels); the peers are listed with the
-reason they do not run.
+For each detector (UltraFace RFB-320, YuNet, BlazeFace): autocalib's fast and auto modes and
+the same peers, every tool scored by mAP@[.5:.95] against its own fp32 model's detections
+(the zoo has no labels) with autocalib's decoder, NMS and mAP code (metrics/ac_metric_tool),
+which is checked against autocalib's own score of its int8 model (the cross-check row).
 
 Results go to --json (default $AC_BUILD_DIR/bench-work/accuracy.json) as they come, one
 entry per model and tool; a later run reuses them (--rerun drops a model's entries,
@@ -39,6 +40,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,23 +69,23 @@ CLASSIFIERS = {
     "mobilenet_v2": ("imagenet", 5),
 }
 # Detectors: zoo path, images (calibration and test alike: the zoo has no other face
-# images), preprocessing, autocalib decoder. The zoo has no labels for them, so every tool is
-# scored against the fp32 model's own detections (autocalib's no-label detect score).
+# images), preprocessing, autocalib decoder, input layout. The zoo has no labels for them,
+# so every tool is scored against the fp32 model's own detections (autocalib's no-label
+# detect score).
 DETECTORS = {
     "ultraface_rfb320": ("faces/ulfd_version-RFB-320.onnx", "faces/imgs",
                          "resize_h=240,resize_w=320;mean_value=127:127:127,scale=0.0078125,"
-                         "bgr2rgb=True", "ultraface"),
+                         "bgr2rgb=True", "ultraface", "NCHW"),
+    # YuNet takes BGR 0..255, as images enter autocalib's pipeline.
+    "yunet_n_320": ("faces/yunet_n_320_320.onnx", "faces/imgs", "resize_h=320,resize_w=320",
+                    "yunet", "NCHW"),
+    # MediaPipe BlazeFace (front camera): RGB x/127.5 - 1, NHWC.
+    "blazeface_front_128": ("faces/face_detection_front_128x128_barracuda.onnx", "faces/imgs",
+                            "resize_h=128,resize_w=128;mean_value=127.5:127.5:127.5,"
+                            "scale=0.00784313725490196,bgr2rgb=True", "blazeface", "NHWC"),
 }
-DETECTOR_PEERS_WHY = (
-    "the peers need autocalib's detection score (UltraFace decoding, NMS, mAP@[.5:.95] "
-    "against the fp32 detections; metrics/ in C) in this Python script, which it does not "
-    "have yet")
 # Zoo models the importers handle that this script does not run, and why.
 NOT_RUN = {
-    "yunet_n_320": "a detector without labels in the zoo whose decoder (12 outputs) is not in "
-                   "autocalib's detection metric, so nothing can score it but the output cosine",
-    "blazeface_front_128": "as YuNet: no labels, and its decoder is not in autocalib's "
-                           "detection metric",
     "yolo_fastest_1.1": "a Darknet model: the ONNX peers need an ONNX file, which the zoo "
                         "does not have (the Yolo-Fastest section of this document has autocalib alone)",
 }
@@ -119,14 +121,14 @@ class Data:
     def __init__(self, name, kind, batch, limit, work):
         self.kind, self.batch = kind, batch
         if kind == "detect":
-            _, images, self.preprocess, self.decoder = DETECTORS[name]
+            _, images, self.preprocess, self.decoder, _ = DETECTORS[name]
             self.images = os.path.join(ptq.ZOO, images)
             if not os.path.isdir(self.images):
                 raise ptq.Skip("%s is absent" % self.images)
             self.n_test = len([f for f in os.listdir(self.images)
                                if f.lower().endswith((".jpg", ".jpeg", ".png"))])
             # The peers see exactly autocalib's inputs: its own decoder and resize, dumped.
-            self.xc = self.xt = dumped_inputs(self, work)
+            self.xc = self.xt = dumped_inputs(work, name)
             self.yt = None
             self.work, self.scorer = work, None  # a DetectScore: detect_scorer()
             return
@@ -206,20 +208,21 @@ def top1(logits, labels):
 
 def ac_tool(name):
     """A program of the autocalib build (the CLI, or metrics/ac_metric_tool)."""
-    build = os.environ.get("AC_BUILD_DIR", os.path.join(REPO, "build"))
+    build = os.path.join(REPO, os.environ.get("AC_BUILD_DIR", "build"))  # REPO unless absolute
     return os.path.join(build, *({"autocalib": ("cli", "autocalib"),
                                   "metric": ("metrics", "ac_metric_tool")}[name]))
 
 
-def dumped_inputs(data, work):
+def dumped_inputs(work, name):
     """A detector's preprocessed images as autocalib makes them (`autocalib dataset dump`),
     [n, C, H, W] float32, kept in the work folder."""
     path = os.path.join(work, "inputs.npy")
     if not os.path.exists(path):
+        _, images, preprocess, _, layout = DETECTORS[name]
         tmp = os.path.join(work, "inputs.tmp.npy")
-        subprocess.run([ac_tool("autocalib"), "dataset", "dump", data.images, "--out", tmp,
-                        "--data_preproccess_str", data.preprocess], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([ac_tool("autocalib"), "dataset", "dump", os.path.join(ptq.ZOO, images),
+                        "--out", tmp, "--data_preproccess_str", preprocess, "--layout", layout],
+                       check=True, stdout=subprocess.DEVNULL)
         os.replace(tmp, path)
     return np.load(path)
 
@@ -320,6 +323,7 @@ def ort_session(model_or_path, threads):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    so.log_severity_level = 3  # errors only: UltraFace's initializers-as-inputs warn per tensor
     src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
@@ -642,7 +646,7 @@ def peer_child_main(spec, args):
     import onnx
     kind, batch = CLASSIFIERS[name] if name in CLASSIFIERS else ("detect", 1)
     work = os.path.join(args.work, name)
-    path = named_copy(model_file(name), work)
+    path, _, _ = peer_model(name, work)
     data = Data(name, kind, batch, args.limit, work)
     if kind == "detect":
         detect_scorer(data, path, args.threads)
@@ -772,6 +776,29 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
+PEER_OPSET = 13  # per-channel QDQ (DequantizeLinear axis) and NNCF need opset >= 13 / 10
+
+
+def peer_model(name, work):
+    """The model the peers quantize: every node named and, for a detector, converted to
+    PEER_OPSET when older. Returns (path, max |fp32 output difference| from the original on
+    the first test input, or 0 when unchanged, the original's opset)."""
+    import onnx
+    from onnx import version_converter
+    named = named_copy(model_file(name), work)
+    model = onnx.load(named)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if name not in DETECTORS or opset >= PEER_OPSET:
+        return named, 0.0, opset
+    path = named.replace(".onnx", ".opset%d.onnx" % PEER_OPSET)
+    if not os.path.exists(path):
+        onnx.save(version_converter.convert_version(model, PEER_OPSET), path + ".tmp")
+        os.replace(path + ".tmp", path)
+    x = dumped_inputs(work, name)[:1]
+    a, b = ort_outputs(named, x, 1)[0], ort_outputs(path, x, 1)[0]
+    return path, max(float(np.abs(p - q).max()) for p, q in zip(a, b)), opset
+
+
 def model_file(name):
     if name in DETECTORS:
         return os.path.join(ptq.ZOO, DETECTORS[name][0])
@@ -854,8 +881,11 @@ def run_detector(name, args, results):
         % (name, data.n_test, entry["fp32_top1"]))
     refresh_autocalib_rows(name, entry["rows"], args)
     steps = autocalib_steps(name, path, data, args)
-    steps.append(("autocalib cross-check", lambda: {"autocalib cross-check": cross_check(name, path, data, args)}))
-    steps += peer_steps(name, named_copy(path, work), data, entry["fp32_top1"], args)
+    peer_path, opset_diff, zoo_opset = peer_model(name, work)
+    steps.append(("autocalib cross-check", lambda: {"autocalib cross-check": dict(
+        cross_check(name, path, data, args), peer_model=os.path.basename(peer_path),
+        opset_diff=opset_diff, zoo_opset=zoo_opset)}))
+    steps += peer_steps(name, peer_path, data, entry["fp32_top1"], args)
     run_steps(name, entry["rows"], steps, args, results)
 
 
@@ -869,9 +899,14 @@ def cross_check(name, path, data, args):
         rep = json.load(f)
     int8_model = os.path.join(args.work, name, "fast", rep["int8_model"]) \
         if not os.path.isabs(rep["int8_model"]) else rep["int8_model"]
+    import onnx
+    names = [o.name for o in onnx.load(path).graph.output]
     outs = {}
     for tag, model in (("fp32", path), ("int8", int8_model)):
-        outs[tag] = autocalib_outputs(model, data.xt, os.path.join(args.work, name, "xcheck_" + tag))
+        prefix = os.path.join(args.work, name, "xcheck_" + tag)
+        # one image per run: UltraFace's graph has its batch of 1 built into constants
+        outs[tag] = [autocalib_outputs(model, names, data.xt[i:i + 1], prefix)[0]
+                     for i in range(len(data.xt))]
     scorer = DetectScore(data.decoder, outs["fp32"], data.work)
     python = scorer.score(outs["int8"])
     log("%s: cross-check: Python %.10f, autocalib %.10f" % (name, python, rep["int8_score"]))
@@ -879,19 +914,19 @@ def cross_check(name, path, data, args):
             "equal": abs(python - rep["int8_score"]) <= 1e-9}
 
 
-def autocalib_outputs(model, x, prefix):
-    """Every output of `autocalib run` on x, one sample at a time, in the scorer's form."""
+def autocalib_outputs(model, names, x, prefix):
+    """Every output of `autocalib run` on x, in the order of `names` (the ONNX model's
+    outputs), one list per sample, in the scorer's form."""
     xin = prefix + "_in.npy"
     np.save(xin, np.ascontiguousarray(x, dtype=np.float32))
     out = prefix + "_out.npy"
     subprocess.run([ac_tool("autocalib"), "run", "--model", model, "--input", xin,
                     "--input_data_shape", "(%s)" % ",".join(str(d) for d in x.shape),
                     "--output", out], check=True, stdout=subprocess.DEVNULL)
-    d = os.path.dirname(out)
-    first = np.load(out)
-    others = sorted(f for f in os.listdir(d) if f.startswith(os.path.basename(prefix) + "_out.")
-                    and f.endswith(".npy"))
-    arrays = [first] + [np.load(os.path.join(d, f)) for f in others]
+    # the first output goes to OUT.npy, the others to OUT.<name>.npy, the name with any
+    # character other than letters, digits, '_', '.', '-' written as '_'
+    arrays = [np.load(out)] + [np.load("%s_out.%s.npy" % (prefix, re.sub(r"[^A-Za-z0-9_.-]", "_", n)))
+                               for n in names[1:]]
     return [[a[i:i + 1] for a in arrays] for i in range(len(x))]
 
 
@@ -1141,7 +1176,25 @@ def detector_section(name, entry, results):
            "(subset) | rounds / wall s | notes |",
            "|---|---|---:|---:|---|---:|---|---|"]
     out += both_modes_lines(name, entry, results)
-    out.append("| peers | — | — | — | — | — | — | not run: %s |" % entry["peers_why"])
+    out += peer_lines(entry)
+    check = entry["rows"].get("autocalib cross-check")
+    if check and "error" not in check:
+        out += ["", "The peers are scored in Python by `DetectScore` (this script), which runs "
+                "autocalib's own decoder, NMS and mAP code (`metrics/ac_metric_tool`) against "
+                "each tool's own fp32 detections (onnxruntime's for the peers). Cross-check: "
+                "autocalib's fast-mode int8 model and its fp32 model, run by `autocalib run` on "
+                "the same inputs and scored this way, give %.10f; autocalib reported %.10f "
+                "(%s)."
+                % (check["python_score"], check["autocalib_score"],
+                   "equal" if check["equal"] else "**they differ**"),
+                "", "The peers quantize `%s`, the model converted to ONNX opset %d "
+                "(`onnx.version_converter`): the zoo file is opset %s, in which quantize_static's "
+                "per-channel DequantizeLinear (axis) is invalid (and NNCF refuses opsets below 10). "
+                "Its fp32 outputs differ from the original's by at most %.2g." % (
+                    check.get("peer_model", "?"), PEER_OPSET, check.get("zoo_opset", "?"),
+                    check.get("opset_diff", float("nan")))]
+    elif check:
+        out += ["", "Cross-check of the Python scorer could not run: %s" % check["error"]]
     return out
 
 
@@ -1149,14 +1202,17 @@ SETUP_TEXT = """
 **Budget:** 0.005 top-1 (half a point) absolute, for every tool. **Data:** Fashion-MNIST:
 the first 300 training images calibrate, the 10 000 test images test; ImageNet: the zoo's
 `val1300/dataset_1001.txt`, the first 300 lines calibrate, the other 1000 test. Scores are
-top-1 against the labels.
+top-1 against the labels. Detectors: see their sections.
 
 **Tools:**
 - autocalib: `autocalib quantize --accept_int8_decay 0.005 --workers 2` (fast mode) and
-  the same with `--auto_calib`; BM1684 int8 emulation. Fast-mode rows list every round-1
-  candidate (the baseline is KL, per-tensor, all int8); the bold rows are the chosen plans.
-  "evaluations" are full-test-set candidate evaluations (subset: the sensitivity probes),
-  the fp32 pass not counted; "wall s" is the whole command. The fp32 figure in the notes
+  the same with `--auto_calib`; BM1684 int8 emulation. Fast-mode rows list every candidate:
+  round 1 screens plain int8 (the baseline: KL, per-tensor, all int8) and each single
+  option on the subset, the later rounds evaluate in full; the bold rows are the chosen
+  plans. "one option by itself" rows are each plan of that screen evaluated in full with
+  `--no_search`, outside the search, for the table alone. "evaluations" are full-test-set
+  candidate evaluations (subset: the screen and the sensitivity probes), the fp32 pass not
+  counted; "wall s" is the whole command. The fp32 figure in the notes
   is autocalib's own: its JPEG decoder and resize are not Pillow's, and MobileNetV1-0.25 at
   128 px is sensitive to that, so compare drops, each from its own pipeline's fp32.
 - ONNX Runtime `quantize_static`: QDQ format, int8 activations and weights, both

@@ -3,6 +3,7 @@ from the results JSON alone, replaces the previous one in place (the hand-writte
 around it stay), and judges the goal from the figures."""
 
 import importlib.util
+import json
 import os
 
 import conftest as h
@@ -78,16 +79,71 @@ def test_detector_section_and_screened_rows():
     fast["candidates"].insert(1, {"name": "KL+per_channel", "round": 2, "int8_score": None,
                                   "decided": None, "cost": 1.0, "fp32_layers": 0,
                                   "subset_score": 0.98917})
+    peer = {"tool": "onnxruntime quantize_static", "method": "MinMax per-tensor", "int8_top1": 0.25,
+            "evaluations": 1, "wall_s": 1.0}
+    check = {"tool": "cross-check", "python_score": 0.38, "autocalib_score": 0.38, "equal": True,
+             "peer_model": "face.opset13.onnx", "opset_diff": 0.0}
+    options = {"tool": "autocalib options", "options": [
+        {"name": "baseline (KL, per-tensor)", "fp32_top1": 1.0, "int8_top1": 0.38,
+         "met_budget": False, "cost": 1.0, "wall_s": 7.0}]}
     r["models"]["face"] = {"kind": "detect", "file": "zoo/face.onnx", "n_calib": 24,
-                           "n_test": 24, "peers_why": "no Python detection score",
-                           "rows": {"autocalib fast": fast}}
+                           "n_test": 24, "fp32_top1": 1.0,
+                           "rows": {"autocalib fast": fast, "ort MinMax per-tensor": peer,
+                                    "autocalib cross-check": check, "autocalib options": options}}
     text = at.markdown(r)
     # a detector is not a classifier: no summary line, its own section with mAP columns
     assert not [line for line in text.splitlines() if line.startswith("| face |")]
     section = text.split("### face (detector)", 1)[1].split("### Not run", 1)[0]
     assert "int8 mAP %" in section and "against the fp32 model's own" in section
-    assert "| peers | — | — | — | — | — | — | not run: no Python detection score |" in section
+    # the peers' rows, scored in Python, and the check that the Python score is autocalib's
+    assert "| onnxruntime quantize_static | MinMax per-tensor | 25.00 | 75.00 | no | 1 (0) | — / 1 |" in section
+    assert "give 0.3800000000; autocalib reported 0.3800000000 (equal)" in section
+    assert "converted to ONNX opset 13" in section
+    # each single option by itself, outside the search
+    assert ("| autocalib, one option by itself | baseline (KL, per-tensor) | 38.00 | 62.00 | no | 1 (0) "
+            "| — / 7 | cost 1.00; `--no_search`, outside the search |") in section
     # a subset screen has a cosine, not a decision
     assert ("| autocalib fast, round 2 | KL+per_channel | — | — | screened | — | — | cost 1.00; "
             "mean output cosine on the subset 0.98917 |") in section
     assert "None" not in section
+
+
+def test_evaluation_verdicts():
+    assert at.evals_verdict(2, 3) == "fewer"
+    assert at.evals_verdict(1, 1) == "**not fewer** (1 = 1, the least possible)"
+    assert at.evals_verdict(12, 9) == "**not fewer** (12 vs 9)"
+
+
+def test_python_detection_score_is_autocalibs(tmp_path):
+    """The table scores the peers' detectors in Python (DetectScore: autocalib's decoder,
+    NMS and mAP through metrics/ac_metric_tool). On autocalib's own int8 model and fp32
+    model, run by `autocalib run`, it must give the score autocalib reported."""
+    import subprocess
+    name = "ultraface_rfb320"
+    path, images, preprocess, decoder, _ = at.DETECTORS[name]
+    model, images = h.zoo_file(path), h.zoo_file(images)
+    for tool in ("autocalib", "metric"):
+        if not os.access(at.ac_tool(tool), os.X_OK):
+            import pytest
+            pytest.skip("%s not built" % at.ac_tool(tool))
+    out = tmp_path / "q"
+    p = subprocess.run([at.ac_tool("autocalib"), "quantize", "--model", model,
+                        "--calib_image_source", images, "--test_image_source", images,
+                        "--data_preproccess_str", preprocess, "--task", "detect",
+                        "--detect_decoder", decoder, "--no_search", "--output_dir", str(out),
+                        "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True)
+    assert p.returncode in (0, 2), p.stderr
+    rep = json.load(open(out / "report.json"))
+    x = at.dumped_inputs(str(tmp_path), name)
+    assert x.shape == (24, 3, 240, 320)
+    import onnx
+    names = [o.name for o in onnx.load(model).graph.output]
+    int8 = os.path.join(str(out), rep["int8_model"]) if not os.path.isabs(rep["int8_model"]) \
+        else rep["int8_model"]
+    outs = {tag: [at.autocalib_outputs(m, names, x[i:i + 1], str(tmp_path / tag))[0]
+                  for i in range(len(x))] for tag, m in (("fp32", model), ("int8", int8))}
+    score = at.DetectScore(decoder, outs["fp32"], str(tmp_path)).score(outs["int8"])
+    assert 0.2 < score < 1 and abs(score - rep["int8_score"]) <= 1e-9, (score, rep["int8_score"])
+    # the fp32 model against itself scores 1
+    assert at.DetectScore(decoder, outs["fp32"], str(tmp_path)).score(outs["fp32"]) == 1.0
