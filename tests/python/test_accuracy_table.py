@@ -147,3 +147,15 @@ def test_python_detection_score_is_autocalibs(tmp_path):
     assert 0.2 < score < 1 and abs(score - rep["int8_score"]) <= 1e-9, (score, rep["int8_score"])
     # the fp32 model against itself scores 1
     assert at.DetectScore(decoder, outs["fp32"], str(tmp_path)).score(outs["fp32"]) == 1.0
+
+
+def test_test_set_passes():
+    """Full evaluations count 1 and subset ones their share of the test set; NNCF's recorded
+    validation calls count item by item, its fp32 call left out."""
+    ours = {"tool": "autocalib", "evaluations": 2, "subset_evaluations": 73}
+    assert abs(at.test_set_passes(ours, 1000) - (2 + 73 * 0.256)) < 1e-9
+    assert at.test_set_passes(ours, 100) == 2 + 73  # a subset as large as the test set
+    nncf = {"tool": "NNCF", "evaluations": 2, "validation_sizes": [1, 1000, 1000, 300, 300, 1000]}
+    assert abs(at.test_set_passes(nncf, 1000) - 2.601) < 1e-9  # its 1-item check call too
+    assert at.test_set_passes({"tool": "INC", "evaluations": 6}, 1000) is None
+    assert "= 20.7 test-set passes" in at.evals_text(ours, 1000)
