@@ -223,6 +223,24 @@ static int64_t level_cells(const ac_detect_config *c, int l)
     return ((c->in_w + s - 1) / s) * ((c->in_h + s - 1) / s) * c->level_anchors[l];
 }
 
+/* SSD: the outputs that hold the scores and the boxes. The configured pair,
+ * unless it is the other way round: the scores' last dimension is the column
+ * count (classes + background) and the boxes' is 4, so when the configured
+ * "scores" end in 4 and the "boxes" in the column count (not 4 itself), the
+ * model lists its boxes first (the Caffe UltraFace does) and the two swap. */
+static void ssd_outputs(const ac_detect_config *c, const ac_metric_tensor *outputs, int noutputs, int *si, int *bi)
+{
+    *si = c->scores_output, *bi = c->boxes_output;
+    int64_t ncols = c->nclasses + (c->background >= 0 ? 1 : 0);
+    if (*si < 0 || *bi < 0 || *si >= noutputs || *bi >= noutputs || ncols == 4)
+        return;
+    const ac_metric_tensor *s = &outputs[*si], *b = &outputs[*bi];
+    if (s->ndim == 3 && b->ndim == 3 && s->dims[2] == 4 && b->dims[2] == ncols) {
+        int t = *si;
+        *si = *bi, *bi = t;
+    }
+}
+
 static int check_output_index(int idx, int noutputs, const char *what, ac_err *err)
 {
     if (idx < 0 || idx >= noutputs)
@@ -262,10 +280,12 @@ int ac_detect_check_outputs(const ac_detect_config *c, const ac_metric_tensor *o
     switch (c->kind) {
     case AC_DECODE_SSD:
     case AC_DECODE_SSD_PRIORS: {
-        if ((rc = check_output_index(c->scores_output, noutputs, "scores_output", err)) ||
-            (rc = check_output_index(c->boxes_output, noutputs, "boxes_output", err)))
+        int si, bi;
+        ssd_outputs(c, outputs, noutputs, &si, &bi);
+        if ((rc = check_output_index(si, noutputs, "scores_output", err)) ||
+            (rc = check_output_index(bi, noutputs, "boxes_output", err)))
             return rc;
-        const ac_metric_tensor *s = &outputs[c->scores_output], *b = &outputs[c->boxes_output];
+        const ac_metric_tensor *s = &outputs[si], *b = &outputs[bi];
         int64_t ncols = c->nclasses + (c->background >= 0 ? 1 : 0);
         int64_t want_s[3] = {nbatch, -1, ncols};
         if ((rc = check_dims(s, 3, want_s, "scores", err)))
@@ -351,10 +371,12 @@ static int det_push(det_list *l, const ac_det *d)
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-static int decode_ssd(const ac_detect_config *c, const ac_metric_tensor *outputs, int64_t b, float thr,
+static int decode_ssd(const ac_detect_config *c, const ac_metric_tensor *outputs, int noutputs, int64_t b, float thr,
                       det_list *out)
 {
-    const ac_metric_tensor *st = &outputs[c->scores_output], *bt = &outputs[c->boxes_output];
+    int si, bi;
+    ssd_outputs(c, outputs, noutputs, &si, &bi);
+    const ac_metric_tensor *st = &outputs[si], *bt = &outputs[bi];
     int64_t P = st->dims[1], C = st->dims[2];
     const float *s = st->data + b * P * C, *bx = bt->data + b * P * 4;
     float *priors = NULL;
@@ -634,7 +656,7 @@ int ac_detect_run(const ac_detect_config *c, const ac_metric_tensor *outputs, in
     det_list l = {0};
     switch (c->kind) {
     case AC_DECODE_SSD:
-    case AC_DECODE_SSD_PRIORS: rc = decode_ssd(c, outputs, b, score_threshold, &l); break;
+    case AC_DECODE_SSD_PRIORS: rc = decode_ssd(c, outputs, noutputs, b, score_threshold, &l); break;
     case AC_DECODE_YOLO: rc = decode_yolo(c, outputs, b, score_threshold, &l); break;
     case AC_DECODE_DETS: rc = decode_dets(c, outputs, b, score_threshold, &l, err); break;
     case AC_DECODE_GRID: rc = decode_grid(c, outputs, b, score_threshold, &l); break;

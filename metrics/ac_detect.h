@@ -54,7 +54,10 @@ typedef struct {
     int32_t in_w, in_h; /* network input size in pixels (YOLO, priors, DETS in pixels) */
 
     /* SSD / SSD_PRIORS */
-    int32_t scores_output, boxes_output; /* indices into the outputs array */
+    /* indices into the outputs array; a model that lists the boxes first (last
+     * dimension 4, the scores' being the column count, not 4) is read the other
+     * way round (the Caffe UltraFace) */
+    int32_t scores_output, boxes_output;
     int32_t background;                  /* background column in scores, -1: none */
     /* SSD_PRIORS: level l has a feature map of ceil(in/strides[l]) cells;
      * prior centre ((i+0.5)/fm_w, (j+0.5)/fm_h), size min_sizes[l][s]/in;

@@ -431,6 +431,13 @@ static void test_ssd_decode(void)
         CHECK(d[1].index == 2 && d[1].cls == 0 && d[2].index == 2 && d[2].cls == 1);
     }
     free(d);
+    /* a model that lists its boxes first: read the other way round, same detections */
+    ac_metric_tensor swapped[2] = {t[1], t[0]};
+    ac_det *d2 = NULL;
+    int32_t n2 = 0;
+    CHECK_OK(ac_detect_run(&c, swapped, 2, 1, 0, c.score_threshold, &d2, &n2, &err));
+    CHECK(n2 == 3 && d2 && d2[0].index == 1 && d2[0].x1 == .2f && d2[2].cls == 1);
+    free(d2);
     c.background = -1;
     CHECK_ERR(ac_detect_run(&c, t, 2, 1, 0, 0.3f, &d, &n, &err), "scores has shape [1,3,3], expected [1,?,2]");
 

@@ -8,6 +8,7 @@ outputs must agree within float tolerance. `autocalib info` must describe the Ca
 (its format, input and outputs), and the missing --weights file is an error that says so.
 Skips with a message when the zoo is absent."""
 
+import json
 import os
 import subprocess
 
@@ -79,3 +80,30 @@ def test_prototxt_without_weights_is_an_error(ac_bin):
                           universal_newlines=True)
     assert proc.returncode != 0
     assert "--weights FILE.caffemodel" in proc.stderr
+
+
+def test_rfb320_caffe_searches_on_the_farm(ac_bin, tmp_path):
+    """A Caffe model goes through the default search on the embedded farm (the workers get
+    its import as ONNX), scored with the ultraface_raw decoder although the Caffe net lists
+    its boxes before its scores; the search's full evaluation equals the same strategy
+    evaluated alone in one process."""
+    prototxt, caffemodel = h.zoo_file(PROTOTXT), h.zoo_file(CAFFEMODEL)
+    images = h.zoo_file("faces/imgs")
+    common = [ac_bin, "quantize", "--model", prototxt, "--weights", caffemodel,
+              "--calib_image_source", images, "--test_image_source", images,
+              "--data_preproccess_str",
+              "resize_h=240,resize_w=320;mean_value=127:127:127,scale=0.0078125,bgr2rgb=True",
+              "--task", "detect", "--detect_decoder", "ultraface_raw", "--quiet"]
+    farm = tmp_path / "farm"
+    p = subprocess.run(common + ["--workers", "2", "--output_dir", str(farm)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode in (0, 2), p.stderr
+    rep = json.load(open(farm / "report.json"))
+    full = [c for c in rep["candidates"] if "int8_score" in c]
+    assert rep["fp32_score"] == 1.0 and full and rep["test"]["fp32"]["detections"] > 0, rep["test"]
+    single = tmp_path / "single"
+    p = subprocess.run(common + h.strategy_args(full[0]["options"]) + ["--output_dir", str(single)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode in (0, 2), p.stderr
+    one = json.load(open(single / "report.json"))
+    assert 0.2 < one["int8_score"] < 1 and one["int8_score"] == full[0]["int8_score"]
