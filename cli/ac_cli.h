@@ -15,6 +15,7 @@ int ac_cmd_broker(int argc, char **argv);
 int ac_cmd_status(int argc, char **argv);
 int ac_cmd_certs(int argc, char **argv);
 int ac_cmd_export_pytorch(int argc, char **argv);
+int ac_cmd_export_onnx(int argc, char **argv);
 
 /* The search of a quantize job on a farm: the broker at `broker`, or (NULL) an
  * embedded cluster of `workers` local workers. fo->workers and fo->local_data

@@ -17,6 +17,7 @@ static const subcommand commands[] = {
     {"quantize", ac_cmd_quantize, "calibrate, quantize for BM1684, score fp32 vs int8, write the artefacts"},
     {"run", ac_cmd_run, "fp32 inference of a model on .npy inputs, outputs as .npy"},
     {"export-pytorch", ac_cmd_export_pytorch, "a PyTorch model (TorchScript .pt or module.py:Class) as ONNX"},
+    {"export-onnx", ac_cmd_export_onnx, "any model autocalib reads as ONNX, named as in its tables (for tpu-mlir)"},
     {"demo", ac_cmd_demo, "the bundled example end to end (Fashion-MNIST models and data)"},
     {"dataset", ac_cmd_dataset, "import image folders/lists/idx files into LMDB; describe a dataset"},
     {"worker", ac_cmd_worker, "serve a farm broker: run calibration and evaluation tasks"},

@@ -107,3 +107,31 @@ def test_rfb320_caffe_searches_on_the_farm(ac_bin, tmp_path):
     assert p.returncode in (0, 2), p.stderr
     one = json.load(open(single / "report.json"))
     assert 0.2 < one["int8_score"] < 1 and one["int8_score"] == full[0]["int8_score"]
+
+
+def test_export_onnx_holds_the_calibration_table_names(ac_bin, tmp_path):
+    """tpu-mlir compiles the bmodel from a model file and autocalib's calibration and
+    quantize tables, matched by tensor name. `autocalib export-onnx` of the Caffe model
+    gives an ONNX file in which every tensor the tables name exists."""
+    import onnx
+    prototxt, caffemodel = h.zoo_file(PROTOTXT), h.zoo_file(CAFFEMODEL)
+    out = str(tmp_path / "rfb.onnx")
+    p = subprocess.run([ac_bin, "export-onnx", prototxt, "--weights", caffemodel, "--output", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode == 0, p.stderr
+    g = onnx.load(out).graph
+    tensors = {o for n in g.node for o in n.output} | {i.name for i in g.input}
+    q = tmp_path / "q"
+    images = h.zoo_file("faces/imgs")
+    p = subprocess.run([ac_bin, "quantize", "--model", prototxt, "--weights", caffemodel,
+                        "--calib_image_source", images, "--test_image_source", images,
+                        "--data_preproccess_str",
+                        "resize_h=240,resize_w=320;mean_value=127:127:127,scale=0.0078125,bgr2rgb=True",
+                        "--task", "detect", "--detect_decoder", "ultraface_raw", "--no_search",
+                        "--accuracy_opt", "--output_dir", str(q), "--quiet"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode in (0, 2), p.stderr
+    names = [l.split()[0] for l in open(q / "calibration_table") if l.strip() and not l.startswith("#")]
+    fp32 = [l.split()[0] for l in open(q / "qtable") if l.strip() and not l.startswith("#")]
+    assert len(names) > 50 and fp32, (len(names), fp32)
+    assert not [n for n in names + fp32 if n not in tensors], [n for n in names + fp32 if n not in tensors]

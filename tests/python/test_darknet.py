@@ -175,3 +175,36 @@ def test_darknet_cli_prints_our_detections(ac_bin, darknet, ref_tool, metric_too
     assert [n for n, _ in ours] == [n for n, _ in cli], "ours %s, darknet %s" % (ours, cli)
     for (n, s), (_, p) in zip(ours, cli):
         assert abs(s - p) <= 0.5 + 1e-3, "%s: ours %.3f%%, darknet prints %d%%" % (n, s, p)
+
+
+def test_export_onnx_runs_in_onnxruntime_as_ours(ac_bin, tmp_path):
+    """`autocalib export-onnx` writes the Darknet import as ONNX (the file tpu-mlir's
+    model_transform would read, since it has no Darknet importer): a valid ONNX model whose
+    outputs in onnxruntime equal autocalib's own fp32 run of the cfg."""
+    import onnx
+    cfg, weights = h.zoo_file(CFG), h.zoo_file(WEIGHTS)
+    out = str(tmp_path / "yf.onnx")
+    p = subprocess.run([ac_bin, "export-onnx", cfg, "--weights", weights, "--output", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode == 0, p.stderr
+    assert "darknet as ONNX" in p.stdout and not os.path.exists(out + ".tmp")
+    onnx.checker.check_model(onnx.load(out))
+    x = np.random.default_rng(3).uniform(0, 1, (1, 3, 320, 320)).astype(np.float32)
+    theirs = h.run_ort(out, x)
+    xin, yout = str(tmp_path / "x.npy"), str(tmp_path / "y.npy")
+    np.save(xin, x)
+    p = subprocess.run([ac_bin, "run", "--model", cfg, "--weights", weights, "--input", xin,
+                        "--output", yout], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True)
+    assert p.returncode == 0, p.stderr
+    names = list(theirs)
+    assert len(names) == 2
+    ours = [np.load(yout), np.load(h._output_file(yout, names[1], False))]
+    for name, mine in zip(names, ours):
+        err = float(np.abs(theirs[name] - mine).max())
+        assert theirs[name].shape == mine.shape and err <= HEAD_TOL, (name, err)
+    # bad input: an error that names the rule, and no file
+    bad = str(tmp_path / "none.onnx")
+    p = subprocess.run([ac_bin, "export-onnx", cfg, "--output", bad],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode == 1 and "needs its weights file" in p.stderr and not os.path.exists(bad)
