@@ -36,6 +36,7 @@ entry per model and tool; a later run reuses them (--rerun drops a model's entri
 """
 
 import argparse
+import collections
 import contextlib
 import datetime
 import json
@@ -68,27 +69,34 @@ CLASSIFIERS = {
     "mobilenet_v1_025": ("imagenet", 10),
     "mobilenet_v2": ("imagenet", 5),
 }
-# Detectors: zoo path, images (calibration and test alike: the zoo has no other face
-# images), preprocessing, autocalib decoder, input layout. The zoo has no labels for them,
-# so every tool is scored against the fp32 model's own detections (autocalib's no-label
-# detect score).
+# Detectors: zoo model (and its weights file), images (calibration and test alike),
+# preprocessing, autocalib decoder, input layout, autocalib batch, and what the images are.
+# Every tool is scored against its own fp32 model's detections (autocalib's no-label detect
+# score), also where the zoo has labels, so that the detectors are judged alike.
+Detector = collections.namedtuple(
+    "Detector", "model images preprocess decoder layout weights batch about classes",
+    defaults=(None, 1, "the zoo has no other face images and no labels", 1))
 DETECTORS = {
-    "ultraface_rfb320": ("faces/ulfd_version-RFB-320.onnx", "faces/imgs",
-                         "resize_h=240,resize_w=320;mean_value=127:127:127,scale=0.0078125,"
-                         "bgr2rgb=True", "ultraface", "NCHW"),
+    "ultraface_rfb320": Detector("faces/ulfd_version-RFB-320.onnx", "faces/imgs",
+                                 "resize_h=240,resize_w=320;mean_value=127:127:127,scale=0.0078125,"
+                                 "bgr2rgb=True", "ultraface", "NCHW"),
     # YuNet takes BGR 0..255, as images enter autocalib's pipeline.
-    "yunet_n_320": ("faces/yunet_n_320_320.onnx", "faces/imgs", "resize_h=320,resize_w=320",
-                    "yunet", "NCHW"),
+    "yunet_n_320": Detector("faces/yunet_n_320_320.onnx", "faces/imgs", "resize_h=320,resize_w=320",
+                            "yunet", "NCHW"),
     # MediaPipe BlazeFace (front camera): RGB x/127.5 - 1, NHWC.
-    "blazeface_front_128": ("faces/face_detection_front_128x128_barracuda.onnx", "faces/imgs",
-                            "resize_h=128,resize_w=128;mean_value=127.5:127.5:127.5,"
-                            "scale=0.00784313725490196,bgr2rgb=True", "blazeface", "NHWC"),
+    "blazeface_front_128": Detector("faces/face_detection_front_128x128_barracuda.onnx", "faces/imgs",
+                                    "resize_h=128,resize_w=128;mean_value=127.5:127.5:127.5,"
+                                    "scale=0.00784313725490196,bgr2rgb=True", "blazeface", "NHWC"),
+    # Yolo-Fastest 1.1 (Darknet): a plain resize to 320x320, RGB, x/255; the peers quantize
+    # autocalib's import written as ONNX (`autocalib export-onnx`).
+    "yolo_fastest_1.1": Detector("darknet/yolo-fastest-1.1.cfg", "coco128/images/val2017",
+                                 "resize_h=320,resize_w=320;scale=0.00392156862745098,bgr2rgb=True",
+                                 "yolo_fastest", "NCHW", "darknet/yolo-fastest-1.1.weights", 16,
+                                 "COCO128's 128 val2017 images; its labels score the same model "
+                                 "in the Yolo-Fastest section above", 80),
 }
-# Zoo models the importers handle that this script does not run, and why.
-NOT_RUN = {
-    "yolo_fastest_1.1": "a Darknet model: the ONNX peers need an ONNX file, which the zoo "
-                        "does not have (the Yolo-Fastest section of this document has autocalib alone)",
-}
+# Zoo models the importers handle that this script does not run, and why (none now).
+NOT_RUN = {}
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -121,8 +129,10 @@ class Data:
     def __init__(self, name, kind, batch, limit, work):
         self.kind, self.batch = kind, batch
         if kind == "detect":
-            _, images, self.preprocess, self.decoder, _ = DETECTORS[name]
-            self.images = os.path.join(ptq.ZOO, images)
+            d = DETECTORS[name]
+            self.preprocess, self.decoder, self.nclasses = d.preprocess, d.decoder, d.classes
+            self.images = os.path.join(ptq.ZOO, d.images)
+            self.weights = os.path.join(ptq.ZOO, d.weights) if d.weights else None
             if not os.path.isdir(self.images):
                 raise ptq.Skip("%s is absent" % self.images)
             self.n_test = len([f for f in os.listdir(self.images)
@@ -152,10 +162,15 @@ class Data:
 
     def autocalib_args(self):
         if self.kind == "detect":
-            return ["--calib_image_source", self.images, "--calib_iterations", str(self.n_test),
-                    "--test_image_source", self.images, "--test_iterations", str(self.n_test),
+            batches = str(self.n_test // self.batch)
+            extra = ["--weights", self.weights] if self.weights else []
+            if self.batch > 1:
+                extra += ["--input_data_shape", "(%d,%s)" % (self.batch, ",".join(
+                    str(d) for d in self.xt.shape[1:]))]
+            return ["--calib_image_source", self.images, "--calib_iterations", batches,
+                    "--test_image_source", self.images, "--test_iterations", batches,
                     "--data_preproccess_str", self.preprocess,
-                    "--task", "detect", "--detect_decoder", self.decoder]
+                    "--task", "detect", "--detect_decoder", self.decoder] + extra
         if self.kind == "fmnist":
             f = ptq.FMNIST_DIR
             return ["--calib_idx_images", f + "/train-images-idx3-ubyte.gz",
@@ -218,10 +233,10 @@ def dumped_inputs(work, name):
     [n, C, H, W] float32, kept in the work folder."""
     path = os.path.join(work, "inputs.npy")
     if not os.path.exists(path):
-        _, images, preprocess, _, layout = DETECTORS[name]
+        d = DETECTORS[name]
         tmp = os.path.join(work, "inputs.tmp.npy")
-        subprocess.run([ac_tool("autocalib"), "dataset", "dump", os.path.join(ptq.ZOO, images),
-                        "--out", tmp, "--data_preproccess_str", preprocess, "--layout", layout],
+        subprocess.run([ac_tool("autocalib"), "dataset", "dump", os.path.join(ptq.ZOO, d.images),
+                        "--out", tmp, "--data_preproccess_str", d.preprocess, "--layout", d.layout],
                        check=True, stdout=subprocess.DEVNULL)
         os.replace(tmp, path)
     return np.load(path)
@@ -236,8 +251,8 @@ class DetectScore:
 
     CAND_THRESHOLD, REF_THRESHOLD = 0.05, 0.5
 
-    def __init__(self, decoder, fp32_outputs, work):
-        self.decoder, self.work = decoder, work
+    def __init__(self, decoder, fp32_outputs, work, nclasses=1):
+        self.decoder, self.work, self.nclasses = decoder, work, nclasses
         self.gt = [self.decode(o, self.REF_THRESHOLD) for o in fp32_outputs]
 
     def decode(self, outputs, threshold):
@@ -258,7 +273,7 @@ class DetectScore:
         """mAP@[.5:.95] of the samples `indices` (default all), outputs[i] being sample
         indices[i]'s outputs."""
         indices = list(range(len(self.gt))) if indices is None else list(indices)
-        lines = ["classes 1"] + ["sample %d" % i for i in range(len(indices))]
+        lines = ["classes %d" % self.nclasses] + ["sample %d" % i for i in range(len(indices))]
         for k, (i, o) in enumerate(zip(indices, outputs)):
             lines += ["gt %d %d %.9g %.9g %.9g %.9g" % (k, c, *b) for c, _, *b in self.gt[i]]
             lines += ["det %d %d %.9g %.9g %.9g %.9g %.9g" % (k, c, sc, *b)
@@ -281,7 +296,8 @@ def ort_outputs(model_or_path, x, threads):
 def detect_scorer(data, fp32_path, threads):
     """The detector's scorer, its reference the fp32 model's detections (onnxruntime)."""
     if data.scorer is None:
-        data.scorer = DetectScore(data.decoder, ort_outputs(fp32_path, data.xt, threads), data.work)
+        data.scorer = DetectScore(data.decoder, ort_outputs(fp32_path, data.xt, threads), data.work,
+                                  data.nclasses)
     return data.scorer
 
 
@@ -644,6 +660,7 @@ def peer_child_main(spec, args):
     if peer == "nncf":
         sys.modules["torch"] = None  # import torch now raises ImportError, which NNCF skips
     import onnx
+    # a detector's peers run its ONNX form one image at a time (its batch dimension is 1)
     kind, batch = CLASSIFIERS[name] if name in CLASSIFIERS else ("detect", 1)
     work = os.path.join(args.work, name)
     path, _, _ = peer_model(name, work)
@@ -785,7 +802,7 @@ def peer_model(name, work):
     the first test input, or 0 when unchanged, the original's opset)."""
     import onnx
     from onnx import version_converter
-    named = named_copy(model_file(name), work)
+    named = named_copy(onnx_file(name, work), work)
     model = onnx.load(named)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if name not in DETECTORS or opset >= PEER_OPSET:
@@ -801,8 +818,24 @@ def peer_model(name, work):
 
 def model_file(name):
     if name in DETECTORS:
-        return os.path.join(ptq.ZOO, DETECTORS[name][0])
+        return os.path.join(ptq.ZOO, DETECTORS[name].model)
     return ptq.model_path(name, ptq.ZOO)
+
+
+def onnx_file(name, work):
+    """The model as ONNX for the Python tools: the zoo file, or for another format the
+    ONNX form of autocalib's import (`autocalib export-onnx`), kept in the work folder."""
+    path = model_file(name)
+    if path.endswith(".onnx"):
+        return path
+    d = DETECTORS[name]
+    out = os.path.join(work, os.path.splitext(os.path.basename(path))[0] + ".onnx")
+    if not os.path.exists(out):
+        cmd = [ac_tool("autocalib"), "export-onnx", path, "--output", out]
+        if d.weights:
+            cmd += ["--weights", os.path.join(ptq.ZOO, d.weights)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def peer_steps(name, path, data, fp32, args):
@@ -873,17 +906,19 @@ def run_detector(name, args, results):
     os.makedirs(work, exist_ok=True)
     entry = results["models"].setdefault(name, {"rows": {}})
     entry.pop("peers_why", None)
-    data = Data(name, "detect", 1, 0, work)
-    scorer = detect_scorer(data, path, args.threads)
+    data = Data(name, "detect", DETECTORS[name].batch, 0, work)
+    onnx_path = onnx_file(name, work)
+    scorer = detect_scorer(data, onnx_path, args.threads)
     entry.update(kind="detect", file=os.path.relpath(path, REPO), n_calib=data.n_test,
-                 n_test=data.n_test, fp32_top1=scorer.score(ort_outputs(path, data.xt, args.threads)))
+                 n_test=data.n_test, about=DETECTORS[name].about,
+                 fp32_top1=scorer.score(ort_outputs(onnx_path, data.xt, args.threads)))
     log("== %s: %d images calibrate and test; fp32 against itself %.4f"
         % (name, data.n_test, entry["fp32_top1"]))
     refresh_autocalib_rows(name, entry["rows"], args)
     steps = autocalib_steps(name, path, data, args)
     peer_path, opset_diff, zoo_opset = peer_model(name, work)
     steps.append(("autocalib cross-check", lambda: {"autocalib cross-check": dict(
-        cross_check(name, path, data, args), peer_model=os.path.basename(peer_path),
+        cross_check(name, onnx_path, data, args), peer_model=os.path.basename(peer_path),
         opset_diff=opset_diff, zoo_opset=zoo_opset)}))
     steps += peer_steps(name, peer_path, data, entry["fp32_top1"], args)
     run_steps(name, entry["rows"], steps, args, results)
@@ -907,7 +942,7 @@ def cross_check(name, path, data, args):
         # one image per run: UltraFace's graph has its batch of 1 built into constants
         outs[tag] = [autocalib_outputs(model, names, data.xt[i:i + 1], prefix)[0]
                      for i in range(len(data.xt))]
-    scorer = DetectScore(data.decoder, outs["fp32"], data.work)
+    scorer = DetectScore(data.decoder, outs["fp32"], data.work, data.nclasses)
     python = scorer.score(outs["int8"])
     log("%s: cross-check: Python %.10f, autocalib %.10f" % (name, python, rep["int8_score"]))
     return {"tool": "cross-check", "python_score": python, "autocalib_score": rep["int8_score"],
@@ -1169,11 +1204,10 @@ def markdown(results):
         out += peer_lines(entry)
     for name, entry in detectors:
         out += detector_section(name, entry, results)
-    out += ["", "### Not run", ""]
-    for name, why in NOT_RUN.items():
-        out.append("- %s: %s." % (name, why))
-    for name, why in results.get("skipped", {}).items():
-        out.append("- %s: %s." % (name, why))
+    not_run = ["- %s: %s." % (name, why) for name, why in
+               list(NOT_RUN.items()) + list(results.get("skipped", {}).items())]
+    if not_run:
+        out += ["", "### Not run", ""] + not_run
     out += ["", END]
     return "\n".join(out) + "\n"
 
@@ -1191,10 +1225,11 @@ def both_modes_lines(name, entry, results):
 def detector_section(name, entry, results):
     """A detector's rows: autocalib alone, scored against the fp32 model's detections."""
     out = ["", "### %s (detector)" % name, "",
-           "`%s`, the same %d images calibrate and test (the zoo has no other face images and "
-           "no labels). Scores are mAP@[.5:.95] (%%) of the int8 detections against the fp32 "
-           "model's own (autocalib's detection score without labels; docs/metrics.md), so "
-           "fp32 scores 100 and the budget is 0.005 of that mAP." % (entry["file"], entry["n_test"]),
+           "`%s`, the same %d images calibrate and test (%s). Scores are mAP@[.5:.95] (%%) of "
+           "the int8 detections against the fp32 model's own (autocalib's detection score "
+           "without labels; docs/metrics.md), so fp32 scores 100 and the budget is 0.005 of "
+           "that mAP." % (entry["file"], entry["n_test"],
+                          entry.get("about", "the zoo has no other face images and no labels")),
            "",
            "| tool | method / plan | int8 mAP % | drop (pts) | within 0.5 | evaluations "
            "(subset) | rounds / wall s | notes |",

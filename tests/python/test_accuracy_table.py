@@ -120,8 +120,8 @@ def test_python_detection_score_is_autocalibs(tmp_path):
     model, run by `autocalib run`, it must give the score autocalib reported."""
     import subprocess
     name = "ultraface_rfb320"
-    path, images, preprocess, decoder, _ = at.DETECTORS[name]
-    model, images = h.zoo_file(path), h.zoo_file(images)
+    d = at.DETECTORS[name]
+    model, images, preprocess, decoder = h.zoo_file(d.model), h.zoo_file(d.images), d.preprocess, d.decoder
     for tool in ("autocalib", "metric"):
         if not os.access(at.ac_tool(tool), os.X_OK):
             import pytest
