@@ -1123,6 +1123,12 @@ def goal_cell(ours, driven):
         return "—"
     parts = ["budget %s" % ("met" if ours["met_budget"] else "**missed**")]
     for label, r in driven:
+        if not r.get("met_budget") and ours["met_budget"]:
+            # Effort spent by a peer that did not reach the goal is not the same work:
+            # say that, with its figures, instead of ranking the two.
+            parts.append("vs %s: it missed the budget (%d evals, %.0f s)" % (
+                label, r["evaluations"], r["wall_s"]))
+            continue
         parts.append("vs %s: %s evals, %s time" % (
             label, evals_verdict(ours["evaluations"], r["evaluations"]),
             "less" if ours["wall_s"] < r["wall_s"] else "**not less**"))

@@ -114,6 +114,18 @@ def test_evaluation_verdicts():
     assert at.evals_verdict(12, 9) == "**not fewer** (12 vs 9)"
 
 
+def test_goal_cell_does_not_rank_against_a_peer_that_missed_the_budget():
+    ours = {"met_budget": True, "evaluations": 2, "wall_s": 110.0}
+    nncf = {"met_budget": True, "evaluations": 2, "wall_s": 299.0}
+    inc = {"met_budget": False, "evaluations": 6, "wall_s": 63.0}
+    cell = at.goal_cell(ours, [("NNCF", nncf), ("INC", inc)])
+    assert cell == ("budget met; vs NNCF: **not fewer** (2 vs 2) evals, less time; "
+                    "vs INC: it missed the budget (6 evals, 63 s)")
+    # When both miss, the effort is still compared.
+    ours_missed = dict(ours, met_budget=False)
+    assert "vs INC: fewer evals, **not less** time" in at.goal_cell(ours_missed, [("INC", inc)])
+
+
 def test_python_detection_score_is_autocalibs(tmp_path):
     """The table scores the peers' detectors in Python (DetectScore: autocalib's decoder,
     NMS and mAP through metrics/ac_metric_tool). On autocalib's own int8 model and fp32
