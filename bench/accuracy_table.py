@@ -1168,6 +1168,34 @@ def summary_line(name, entry):
         gap, mode or "—", goal_cell(ours, driven))
 
 
+def ordered_models(results):
+    """The cached models in the script's own order (CLASSIFIERS, then DETECTORS), not the
+    cache's: --rerun drops a model and adds it back at the end, which must not move its
+    section in the doc. Models the script no longer knows come last, as cached."""
+    known = list(CLASSIFIERS) + list(DETECTORS)
+    rank = {name: i for i, name in enumerate(known)}
+    items = list(results["models"].items())
+    return sorted(items, key=lambda item: rank.get(item[0], len(known)))
+
+
+def peer_model_text(name, check):
+    """Which file the peers quantize, and why it is not the zoo file when it is not."""
+    exported = name in DETECTORS and not DETECTORS[name].model.endswith(".onnx")
+    zoo_opset = check.get("zoo_opset", "?")
+    if isinstance(zoo_opset, int) and zoo_opset >= PEER_OPSET:
+        return ("The peers quantize `%s`, %s (opset %d), as it is." % (
+            check.get("peer_model", "?"),
+            "the ONNX form of autocalib's import (`autocalib export-onnx`)" if exported
+            else "the zoo file with every node named", zoo_opset))
+    return ("The peers quantize `%s`, the model converted to ONNX opset %d "
+            "(`onnx.version_converter`): the %s is opset %s, in which quantize_static's "
+            "per-channel DequantizeLinear (axis) is invalid (and NNCF refuses opsets below 10). "
+            "Its fp32 outputs differ from the original's by at most %.2g." % (
+                check.get("peer_model", "?"), PEER_OPSET,
+                "exported model" if exported else "zoo file", zoo_opset,
+                check.get("opset_diff", float("nan"))))
+
+
 def markdown(results):
     meta = results.get("meta", {})
     out = [BEGIN, "", "## Accuracy and search table (generated)", "",
@@ -1194,8 +1222,9 @@ def markdown(results):
             "| model | fp32 top-1 % (autocalib / Python) | autocalib fast | autocalib auto "
             "| auto cost | best peer (drop) | accuracy-driven peers | gap (pts) | goal |",
             "|---|---|---|---|---:|---|---|---|---|"]
-    classifiers = [(n, e) for n, e in results["models"].items() if e.get("kind") != "detect"]
-    detectors = [(n, e) for n, e in results["models"].items() if e.get("kind") == "detect"]
+    models = ordered_models(results)
+    classifiers = [(n, e) for n, e in models if e.get("kind") != "detect"]
+    detectors = [(n, e) for n, e in models if e.get("kind") == "detect"]
     for name, entry in classifiers:
         out.append(summary_line(name, entry))
     for name, entry in classifiers:
@@ -1252,12 +1281,7 @@ def detector_section(name, entry, results):
                 "(%s)."
                 % (check["python_score"], check["autocalib_score"],
                    "equal" if check["equal"] else "**they differ**"),
-                "", "The peers quantize `%s`, the model converted to ONNX opset %d "
-                "(`onnx.version_converter`): the zoo file is opset %s, in which quantize_static's "
-                "per-channel DequantizeLinear (axis) is invalid (and NNCF refuses opsets below 10). "
-                "Its fp32 outputs differ from the original's by at most %.2g." % (
-                    check.get("peer_model", "?"), PEER_OPSET, check.get("zoo_opset", "?"),
-                    check.get("opset_diff", float("nan")))]
+                ""] + [peer_model_text(name, check)]
     elif check:
         out += ["", "Cross-check of the Python scorer could not run: %s" % check["error"]]
     return out

@@ -171,3 +171,18 @@ def test_test_set_passes():
     assert abs(at.test_set_passes(nncf, 1000) - 2.601) < 1e-9  # its 1-item check call too
     assert at.test_set_passes({"tool": "INC", "evaluations": 6}, 1000) is None
     assert "= 20.7 test-set passes" in at.evals_text(ours, 1000)
+
+
+def test_models_keep_the_scripts_order_after_a_rerun():
+    results = {"models": {"mobilenet_v2": {}, "yolo_fastest_1.1": {}, "old_model": {},
+                          "fmnist_plain": {}, "ultraface_rfb320": {}}}
+    names = [n for n, _ in at.ordered_models(results)]
+    assert names == ["fmnist_plain", "mobilenet_v2", "ultraface_rfb320", "yolo_fastest_1.1", "old_model"]
+
+
+def test_peer_model_text_says_whether_the_file_was_converted():
+    exported = at.peer_model_text("yolo_fastest_1.1", {"peer_model": "y.onnx", "zoo_opset": 13})
+    assert "autocalib export-onnx" in exported and "as it is" in exported and "converted" not in exported
+    converted = at.peer_model_text("ultraface_rfb320", {"peer_model": "u.opset13.onnx", "zoo_opset": 9,
+                                                        "opset_diff": 0.0})
+    assert "converted to ONNX opset 13" in converted and "the zoo file is opset 9" in converted
