@@ -510,7 +510,8 @@ static int add_without(ac_search_result *res, const ac_candidate *base, const ra
 }
 
 /* base + keep[0..kept) in fp32 without keep[i], on the subset: how much
- * keep[i] costs back in int8 with the others in fp32. Returns its index or -1. */
+ * keep[i] costs back in int8 with the others in fp32 (i = -1: the kept set
+ * itself, the reference for those costs). Returns its index or -1. */
 static int add_removal_probe(const ac_evaluator *ev, ac_search_result *res, const ac_candidate *base,
                              const ranked *keep, int kept, int i, ranked *scratch, int *tmp)
 {
@@ -520,50 +521,173 @@ static int add_removal_probe(const ac_evaluator *ev, ac_search_result *res, cons
             scratch[n++] = keep[q];
     ac_candidate c = with_fp32(base, scratch, n, tmp);
     c.subset = true;
-    snprintf(c.name, sizeof c.name, "fp32 set without %s", ev->layer_name(ev->ctx, keep[i].node));
+    if (i < 0)
+        snprintf(c.name, sizeof c.name, "fp32 set of %d layer(s)", kept);
+    else
+        snprintf(c.name, sizeof c.name, "fp32 set without %s", ev->layer_name(ev->ctx, keep[i].node));
     return add_candidate(res, &c);
 }
 
+/* The search for m in return_to_int8: the kept set without R[0..lo)
+ * passes, without R[0..hi) it fails. x[m] is the predicted subset loss of
+ * returning R[0..m) (NULL: no prediction); f_top is the kept set's full
+ * score (fp32's own when it is every layer and not evaluated). */
+typedef struct {
+    int lo, hi, kept;
+    double f_top, f_base, threshold, min_margin;
+    const double *x;
+    bool last_wrong; /* the previous round's outcome differed from the prediction */
+} m_search;
+
+/* The largest m in [lo, hi) predicted to pass, or -1 for no prediction: the
+ * full score taken as linear in x from the kept set (f_top at x = 0) to the
+ * base (f_base at x[kept]). Only from a kept set that clears the threshold
+ * by min_margin: from one just above it the line's start is within the
+ * score's own noise (top-1 on 1000 images moves by a few samples between
+ * neighbouring plans), and the prediction hugs the kept set. */
+static int predicted_last_pass(const m_search *s)
+{
+    if (!s->x || s->last_wrong || s->f_top - s->threshold < s->min_margin - SCORE_EPS)
+        return -1;
+    double span = s->x[s->kept], drop = s->f_top - s->f_base;
+    if (!(span > SCORE_EPS) || !(drop > SCORE_EPS))
+        return -1;
+    int m = s->lo;
+    for (int k = s->lo + 1; k < s->hi; k++)
+        if (s->f_top - drop * s->x[k] / span >= s->threshold - SCORE_EPS)
+            m = k;
+    return m;
+}
+
+/* The round's values of m, sorted: the predicted boundary (its last pass
+ * and, room permitting, its first fail), then points spread evenly over
+ * (lo, hi) up to P. Without a prediction (none, or the last one was wrong)
+ * only the even spread: a misleading prediction costs at most every other
+ * round of the k-ary search. */
+static int probe_points(const m_search *s, int P, int *out)
+{
+    int pred = predicted_last_pass(s), n = 0;
+    if (pred > s->lo)
+        out[n++] = pred;
+    if (pred >= s->lo && pred + 1 < s->hi && n < P)
+        out[n++] = pred + 1;
+    int even[MAX_SPLITS];
+    int ne = split_points(s->lo, s->hi, P, even);
+    for (int i = 0; i < ne && n < P; i++) {
+        bool dup = false;
+        for (int q = 0; q < n; q++)
+            dup |= out[q] == even[i];
+        if (!dup)
+            out[n++] = even[i];
+    }
+    qsort(out, (size_t)n, sizeof(int), cmp_int);
+    return n;
+}
+
+/* x[m] for m in [0, kept]: the sum of the subset losses (the kept set's
+ * subset score less that of the kept set without R[i]) of R[0..m). */
+static void subset_losses(const removable *R, int kept, double kept_subset, double *x)
+{
+    x[0] = 0;
+    for (int m = 0; m < kept; m++) {
+        double loss = kept_subset - R[m].score;
+        x[m + 1] = x[m] + (loss > 0 ? loss : 0);
+    }
+}
+
+/* The full score of the kept set (base + keep[0..kept) in fp32) when it was
+ * evaluated and passed; otherwise it is unverified and -1. */
+static double verified_score(const ac_search_options *o, const ac_search_result *res, const ac_candidate *base,
+                             const ranked *keep, int kept, int *tmp)
+{
+    ac_candidate c = with_fp32(base, keep, kept, tmp);
+    int i = find_same(res, &c);
+    return i >= 0 && cand_passes(o, &res->cands[i]) ? res->cands[i].score : -1;
+}
+
+/* Whether the unverified kept set passes, in a pass/fail round of its own:
+ * if it does not, no subset of it in fp32 can. */
+static int kept_set_passes(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                           const ac_candidate *base, const ranked *keep, int kept, int *tmp, ac_err *err)
+{
+    int start = res->ncands;
+    int all = add_with_fp32(res, base, keep, kept, tmp);
+    if (all < 0)
+        return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+        return -1;
+    if (cand_passes(o, &res->cands[all]))
+        return 1;
+    logf_(o, "auto: even with all %d layers in fp32 the budget is not met", kept);
+    return 0;
+}
+
 /* One pass of returning layers to int8 (see ac_search.h): a subset round
- * scores the kept set without each kept layer, and R orders the kept layers
- * by that score (the removal that costs least first). A k-ary search with
- * full-set pass/fail rounds then finds the largest m such that the kept set
- * without R[0..m) passes: m = 0 (the kept set) is known to pass, m = kept (the
- * base) to fail. keep[0..*kept) becomes what stays in fp32; returns the
- * number of layers returned to int8, or -1. */
+ * scores the kept set and the kept set without each kept layer, and R orders
+ * the kept layers by that score (the removal that costs least first). A
+ * k-ary search with full-set pass/fail rounds then finds the largest m such
+ * that the kept set without R[0..m) passes: m = kept (the base) is known to
+ * fail; m = 0 (the kept set) passed, or is assumed to (the first pass, from
+ * every layer in fp32) and is evaluated only when every other m fails. Each
+ * round probes where the subset losses, taken as additive, predict the
+ * boundary. keep[0..*kept) becomes what stays in fp32 (*kept = 0 when even
+ * the whole kept set fails); returns the number of layers returned to int8,
+ * or -1. */
 static int return_to_int8(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
                           const ac_candidate *base, ranked *keep, int *kept_io, int *tmp, ac_err *err)
 {
     int kept = *kept_io;
-    if (kept < 2)
-        return 0; /* without its only layer the kept set is the base, which fails */
+    double f_kept = verified_score(o, res, base, keep, kept, tmp);
+    bool verified = f_kept >= 0;
+    if (kept < 2) {
+        /* without its only layer the kept set is the base, which fails */
+        if (verified)
+            return 0;
+        int all = kept_set_passes(o, ev, res, base, keep, kept, tmp, err);
+        if (all < 0)
+            return -1;
+        if (!all)
+            *kept_io = 0;
+        return 0;
+    }
     int rc = -1;
     removable *R = malloc(sizeof(removable) * (size_t)kept);
     ranked *scratch = malloc(sizeof(ranked) * (size_t)kept);
-    if (!R || !scratch) {
+    double *x = malloc(sizeof(double) * (size_t)(kept + 1));
+    if (!R || !scratch || !x) {
         ac_err_set(err, AC_E_NOMEM, "search: out of memory");
         goto done;
     }
-    int start = res->ncands;
-    for (int i = 0; i < kept; i++)
-        if (add_removal_probe(ev, res, base, keep, kept, i, scratch, tmp) != start + i) {
+    m_search s = {.lo = 0, .hi = kept, .kept = kept, .f_top = verified ? f_kept : o->fp32_score,
+                  .f_base = base->score, .threshold = o->fp32_score - o->accept_decay,
+                  .min_margin = o->accept_decay / 2};
+    /* The kept set's own subset score is the reference for the losses x,
+     * wanted only when they can predict. */
+    bool predict = s.f_top - s.threshold >= s.min_margin - SCORE_EPS;
+    int start = res->ncands, first = predict ? -1 : 0;
+    for (int i = first; i < kept; i++)
+        if (add_removal_probe(ev, res, base, keep, kept, i, scratch, tmp) != start - first + i) {
             ac_err_set(err, AC_E_NOMEM, "search: out of memory");
             goto done;
         }
     if (evaluate_round(o, ev, res, start, ROUND_SUBSET, err))
         goto done;
     for (int i = 0; i < kept; i++) {
-        const ac_candidate *c = &res->cands[start + i];
+        const ac_candidate *c = &res->cands[start - first + i];
         R[i] = (removable){keep[i].node, c->failed ? -1.0 : c->score, i};
     }
     qsort(R, (size_t)kept, sizeof *R, cmp_removable);
     for (int i = 0; i < kept && o->debug; i++)
         logf_(o, "auto: int8 order %d: %s (subset score %.6f with it in int8)", i + 1,
               ev->layer_name(ev->ctx, R[i].node), R[i].score);
-    int lo = 0, hi = kept, P = max_split_points(o);
-    while (hi - lo > 1) {
+    if (predict && !res->cands[start].failed) {
+        subset_losses(R, kept, res->cands[start].score, x);
+        s.x = x;
+    }
+    int P = max_split_points(o);
+    while (s.hi - s.lo > 1) {
         int ms[MAX_SPLITS], ids[MAX_SPLITS];
-        int nm = split_points(lo, hi, P, ms);
+        int pred = predicted_last_pass(&s), nm = probe_points(&s, P, ms);
         start = res->ncands;
         for (int i = 0; i < nm; i++) {
             ids[i] = add_without(res, base, keep, kept, R, ms[i], scratch, tmp);
@@ -574,25 +698,42 @@ static int return_to_int8(const ac_search_options *o, const ac_evaluator *ev, ac
         }
         if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
             goto done;
-        int new_lo = lo, new_hi = hi;
-        for (int i = 0; i < nm; i++)
-            if (cand_passes(o, &res->cands[ids[i]]) && ms[i] > new_lo)
+        int new_lo = s.lo, new_hi = s.hi;
+        bool wrong = false;
+        for (int i = 0; i < nm; i++) {
+            bool passes = cand_passes(o, &res->cands[ids[i]]);
+            wrong |= pred >= 0 && passes != (ms[i] <= pred);
+            if (passes && ms[i] > new_lo)
                 new_lo = ms[i];
+        }
         for (int i = 0; i < nm; i++)
             if (!cand_passes(o, &res->cands[ids[i]]) && ms[i] > new_lo && ms[i] < new_hi)
                 new_hi = ms[i];
-        logf_(o, "auto: layers back to int8: (%d, %d) -> (%d, %d) of %d", lo, hi, new_lo, new_hi, kept);
-        lo = new_lo;
-        hi = new_hi;
+        logf_(o, "auto: layers back to int8: (%d, %d) -> (%d, %d) of %d%s", s.lo, s.hi, new_lo, new_hi, kept,
+              pred < 0 ? ", evenly split" : wrong ? ", predicted wrongly" : ", as predicted");
+        s.lo = new_lo;
+        s.hi = new_hi;
+        s.last_wrong = wrong;
+    }
+    if (s.lo == 0 && !verified) {
+        int all = kept_set_passes(o, ev, res, base, keep, kept, tmp, err);
+        if (all < 0)
+            goto done;
+        if (!all) {
+            *kept_io = 0;
+            rc = 0;
+            goto done;
+        }
     }
     /* What stays in fp32: keep without R[0..lo). */
-    int n = keep_without(keep, kept, R, lo, keep);
+    int n = keep_without(keep, kept, R, s.lo, keep);
     *kept_io = n;
-    logf_(o, "auto: %d of %d layer(s) back to int8: %d kept in fp32", lo, kept, n);
-    rc = lo;
+    logf_(o, "auto: %d of %d layer(s) back to int8: %d kept in fp32", s.lo, kept, n);
+    rc = s.lo;
 done:
     free(R);
     free(scratch);
+    free(x);
     return rc;
 }
 
@@ -684,26 +825,6 @@ static int forward_search(const ac_search_options *o, const ac_evaluator *ev, ac
     return *kept < 0 ? -1 : 1;
 }
 
-/* Backward: the base with every int8 layer in fp32 must pass (else nothing
- * will); keep[0..*kept) gets them all. Returns 1 when it passes, 0 when not. */
-static int all_fp32(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
-                    const ac_candidate *base, const int *layers, int nl, ranked *keep, int *kept, int *tmp, ac_err *err)
-{
-    for (int i = 0; i < nl; i++)
-        keep[i] = (ranked){layers[i], 0};
-    int start = res->ncands;
-    int all = add_with_fp32(res, base, keep, nl, tmp);
-    if (all < 0)
-        return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
-    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
-        return -1;
-    *kept = nl;
-    if (cand_passes(o, &res->cands[all]))
-        return 1;
-    logf_(o, "auto: even with all %d layers in fp32 the budget is not met", nl);
-    return 0;
-}
-
 static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res, int base_i,
                        ac_err *err)
 {
@@ -733,11 +854,16 @@ static int auto_search(const ac_search_options *o, const ac_evaluator *ev, ac_se
     int kept = 0, found = 0;
     if (near && (found = forward_search(o, ev, res, &base, layers, nl, keep, &kept, tmp, err)) < 0)
         goto done;
-    if (!found && (found = all_fp32(o, ev, res, &base, layers, nl, keep, &kept, tmp, err)) < 0)
-        goto done;
+    if (!found) {
+        /* Backward: from every int8 layer in fp32, which is evaluated
+         * only if nothing less passes (then nothing can). */
+        for (int i = 0; i < nl; i++)
+            keep[i] = (ranked){layers[i], 0};
+        kept = nl;
+    }
     /* Return layers to int8 from what passes, twice at most: each pass
      * measures every kept layer in the company of the others kept. */
-    for (int pass = 0; found && pass < AUTO_PASSES; pass++) {
+    for (int pass = 0; kept > 0 && pass < AUTO_PASSES; pass++) {
         int back = return_to_int8(o, ev, res, &base, keep, &kept, tmp, err);
         if (back < 0)
             goto done;

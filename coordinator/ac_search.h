@@ -46,24 +46,33 @@
  *     and the most helpful 1, 2, 4 (FORWARD_MAX) layers go to fp32, one full
  *     pass/fail round each, until one passes; then a k-ary search for the
  *     smallest passing count in between;
- *   - backward, otherwise or when FORWARD_MAX layers do not pass: the base
- *     with every such layer in fp32 (if that misses the budget nothing can
- *     pass).
+ *   - backward, otherwise or when FORWARD_MAX layers do not pass: from the
+ *     base with every such layer in fp32, which is evaluated in full only
+ *     when no smaller set passes (then nothing can pass).
  * From the passing set it returns layers to int8:
  * one subset round scores the kept set without each kept layer (how much that
  * layer costs back in int8 with the others in fp32), the kept layers are
  * ordered by that score (the cheapest to return first), and a k-ary search
  * with full-set pass/fail rounds finds the largest m such that the kept set
  * without the first m passes (up to `parallel` split points per round, so
- * rounds shrink as the farm can run more candidates side by side). A second
- * pass does the same from what stays in fp32, whose costs are then measured
- * in the company of the kept set only. Full evaluations: 1 + about
- * log_(parallel+1) n per pass.
+ * rounds shrink as the farm can run more candidates side by side). Where the
+ * kept set clears the threshold by at least half the budget (every layer in
+ * fp32 does, by the whole budget), the round's first split points are
+ * predicted instead of halved: the subset losses (the kept set's own subset
+ * score, from the same round, less each probe's) are taken as additive, and
+ * the full score as linear in their sum from the kept set to the base; the
+ * search probes the last m predicted to pass (the first predicted to fail
+ * once that is lo) and, room permitting, both. After a wrong prediction the next round halves, so a misleading
+ * subset costs at most every other round. A second pass does the same from
+ * what stays in fp32, whose costs are then measured in the company of the
+ * kept set only. Full evaluations: about 2 per pass when the prediction
+ * holds, log_(parallel+1) n when it does not.
  *
  * The plan chosen in auto mode is the cheapest passing candidate over
  * everything evaluated, fast rounds included.
  *
- * Pass/fail rounds: in the all-in-fp32 check and the k-ary searches, only
+ * Pass/fail rounds: in the forward and k-ary searches and the all-fp32
+ * check, only
  * whether a candidate meets the budget matters (fast rounds are not: their
  * scores choose the base). The evaluator is told so
  * (ac_eval_round.pass_fail) and may stop a candidate once an upper bound of

@@ -26,6 +26,7 @@ typedef struct {
     int calls;
     int shuffle;            /* evaluate in reverse order (arrival order must not matter) */
     int fail_base_screen;   /* the baseline's subset evaluation fails */
+    double fixed_damage;    /* lost on the test set whatever runs in fp32 */
 } model;
 
 static double score_of(const model *m, const ac_candidate *c, bool subset)
@@ -43,7 +44,7 @@ static double score_of(const model *m, const ac_candidate *c, bool subset)
         if (!fp32)
             s -= (subset && m->sub_damage[i] > 0 ? m->sub_damage[i] : m->damage[i]) * f;
     }
-    return subset ? s - 0.01 : s; /* the subset is a little harder */
+    return subset ? s - 0.01 : s - m->fixed_damage; /* the subset is a little harder */
 }
 
 static double cost_of(const ac_candidate *c)
@@ -280,9 +281,15 @@ static void test_auto_finds_fewest_fp32_layers(void)
             const ac_candidate *b = &r.cands[r.best];
             CHECK(b->nfp32 == 2 && b->fp32_nodes[0] == 3 && b->fp32_nodes[1] == 7,
                   "parallel %d shuffle %d: best %s (%d fp32)", parallel, shuffle, b->name, b->nfp32);
-            /* the screen (9), one removal probe per layer from the all-fp32
-             * set, then two from the kept pair */
-            CHECK(r.subset_evaluations == 9 + NL + 2, "subset evaluations %d", r.subset_evaluations);
+            /* the screen (9), the all-fp32 set and one removal probe per
+             * layer from it, then the kept pair and one probe each */
+            CHECK(r.subset_evaluations == 9 + NL + 1 + 2 + 1, "subset evaluations %d", r.subset_evaluations);
+            /* the subset losses add up here, so a prefix passes at once
+             * and the all-fp32 set is never evaluated in full */
+            int all_fp32 = 0;
+            for (int i = 0; i < r.ncands; i++)
+                all_fp32 += !r.cands[i].subset && r.cands[i].nfp32 == NL;
+            CHECK(all_fp32 == 0, "parallel %d: all-fp32 set evaluated in full %d time(s)", parallel, all_fp32);
             printf("search_selftest: auto, %d split point(s) per round: %d rounds, %d evaluations\n", parallel,
                    r.rounds, r.evaluations);
             ac_search_result_free(&r);
@@ -448,12 +455,13 @@ static int removal_round(const ac_search_result *r)
 }
 
 /* Eight layers of 0.0004 and two of 0.0002 can return to int8 together,
- * two (10, 11) cannot: the first pass's k-ary search over m in (0, 12)
- * takes 4 rounds with one split point (6, 9, 10, 11) and 2 with four
- * (2 4 7 9, then 10 11); each pass starts with its round of removal probes,
- * and the second pass (over the kept pair) needs no full round: its one
- * split point, the kept set without its first layer, was evaluated (and
- * failed) in the first pass. */
+ * two (10, 11) cannot. The subset losses add up exactly here, so the first
+ * pass's search over m in (0, 12) probes the predicted boundary: with one
+ * split point 10 (passes), then 11 (fails), two rounds; with four 10 and 11
+ * together with evenly spread points, one round. Each pass starts with its
+ * round of removal probes, and the second pass (over the kept pair) needs
+ * no full round: its one split point, the kept set without its first layer,
+ * was evaluated (and failed) in the first pass. */
 static void test_return_rounds(void)
 {
     model m = base_model();
@@ -468,10 +476,10 @@ static void test_return_rounds(void)
     int want[2] = {10, 11};
     CHECK(r1.met_budget && fp32_set_is(b, want, 2), "best %s", b->name);
     int s1 = removal_round(&r1);
-    CHECK(s1 > 0 && r1.rounds - s1 + 1 == 1 + 4 + 1, "1 split point: from round %d of %d", s1, r1.rounds);
+    CHECK(s1 > 0 && r1.rounds - s1 + 1 == 1 + 2 + 1, "1 split point: from round %d of %d", s1, r1.rounds);
     ac_search_result r4 = run(&m, true, 4);
     int s4 = removal_round(&r4);
-    CHECK(s4 > 0 && r4.rounds - s4 + 1 == 1 + 2 + 1, "4 split points: from round %d of %d", s4, r4.rounds);
+    CHECK(s4 > 0 && r4.rounds - s4 + 1 == 1 + 1 + 1, "4 split points: from round %d of %d", s4, r4.rounds);
     printf("search_selftest: 10 of 12 layers back to int8: %d round(s) with 1 split point, %d with 4\n",
            r1.rounds - s1 + 1, r4.rounds - s4 + 1);
     ac_search_result_free(&r1);
@@ -525,6 +533,47 @@ static void test_forward_falls_back(void)
     ac_search_result_free(&r);
 }
 
+/* The subset underrates layers 0-7 (0.00005 each against 0.0006 on the
+ * test set), so the search's prediction (m = 10) fails; it falls back to
+ * even splits and still finds the boundary: layers 0-7 return to int8
+ * (0.0048), 8 and 9 (0.0003 each) cannot follow. */
+static void test_wrong_prediction(void)
+{
+    model m = base_model();
+    for (int i = 0; i < 8; i++) {
+        m.damage[i] = 0.0006;
+        m.sub_damage[i] = 0.00005;
+    }
+    m.damage[8] = m.damage[9] = 0.0003;
+    m.damage[10] = 0.03;
+    m.damage[11] = 0.02;
+    ac_search_result r = run_auto_everywhere(&m, "wrong prediction");
+    const ac_candidate *b = &r.cands[r.best];
+    int want[4] = {8, 9, 10, 11};
+    CHECK(r.met_budget && fp32_set_is(b, want, 4), "best %s", b->name);
+    /* base and one screened option, then at most two rounds per halving */
+    CHECK(r.evaluations <= 2 + 2 * 4 + 1, "%d evaluations", r.evaluations);
+    ac_search_result_free(&r);
+}
+
+/* Even with every layer in fp32 the test set loses more than the budget:
+ * auto mode says so, having evaluated the all-fp32 set in full once, last. */
+static void test_auto_nothing_passes(void)
+{
+    model m = base_model();
+    m.fixed_damage = 0.006;
+    ac_search_result r = run(&m, true, 1);
+    int all_fp32 = -1, n_all = 0;
+    for (int i = 0; i < r.ncands; i++)
+        if (!r.cands[i].subset && r.cands[i].nfp32 == NL) {
+            all_fp32 = i;
+            n_all++;
+        }
+    CHECK(!r.met_budget && n_all == 1 && all_fp32 == r.ncands - 1 && r.cands[all_fp32].decided_fail,
+          "met %d, all-fp32 set evaluated %d time(s), at %d of %d", r.met_budget, n_all, all_fp32, r.ncands);
+    ac_search_result_free(&r);
+}
+
 static void test_nothing_passes(void)
 {
     model m = base_model();
@@ -552,6 +601,8 @@ int main(void)
     test_forward_for_a_near_miss();
     test_forward_falls_back();
     test_nothing_passes();
+    test_wrong_prediction();
+    test_auto_nothing_passes();
     if (failures) {
         fprintf(stderr, "search_selftest: %d failure(s)\n", failures);
         return 1;
