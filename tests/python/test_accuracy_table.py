@@ -68,7 +68,7 @@ def test_summary_figures():
     # the check row is not a peer result; the best peer is quantize_static at 0.2 pts
     assert "onnxruntime quantize_static: MinMax per-channel (0.20 pts)" in line
     assert "-0.10 (fast)" in line  # autocalib 0.1 pts lost, 0.1 less than the best peer
-    assert "budget met; vs NNCF: fewer evals, less time" in line
+    assert "budget met; vs NNCF: fewer evals, less time (our command" in line
     assert "could not run: SystemExit: 0" in text  # a failed peer is listed with its reason
     assert "not run in this regeneration" in text  # auto mode absent
 
@@ -119,11 +119,26 @@ def test_goal_cell_does_not_rank_against_a_peer_that_missed_the_budget():
     nncf = {"met_budget": True, "evaluations": 2, "wall_s": 299.0}
     inc = {"met_budget": False, "evaluations": 6, "wall_s": 63.0}
     cell = at.goal_cell(ours, [("NNCF", nncf), ("INC", inc)])
-    assert cell == ("budget met; vs NNCF: **not fewer** (2 vs 2) evals, less time; "
-                    "vs INC: it missed the budget (6 evals, 63 s)")
+    assert cell == ("budget met; vs NNCF: **not fewer** (2 vs 2) evals, less time (our command 110.0 s "
+                    "vs its call 299.0 s); vs INC: it missed the budget (6 evals, 63 s)")
     # When both miss, the effort is still compared.
     ours_missed = dict(ours, met_budget=False)
     assert "vs INC: fewer evals, **not less** time" in at.goal_cell(ours_missed, [("INC", inc)])
+
+
+def test_time_goal_compares_whole_commands_where_measured():
+    """A peer's call (data in memory) is shorter than its whole command; autocalib's
+    seconds are its whole command, so the goal compares that to the peer's command."""
+    ours = {"met_budget": True, "evaluations": 1, "wall_s": 3.0}
+    inc = {"met_budget": True, "evaluations": 1, "wall_s": 1.5, "command_s": 4.2}
+    assert at.goal_cell(ours, [("INC", inc)]) == (
+        "budget met; vs INC: **not fewer** (1 = 1, the least possible) evals, "
+        "less time (whole commands 3.0 vs 4.2 s)")
+    assert at.peer_secs(inc) == "2 (command 4)"
+    assert at.peer_secs({"wall_s": 1.5}) == "2"
+    # The child's clock time at the call's return, less the launch time, replaces done_at.
+    rows = at.with_command_time({"inc autotune": {"wall_s": 1.5, "done_at": 1004.25}}, 1000.0)
+    assert rows == {"inc autotune": {"wall_s": 1.5, "command_s": 4.25}}
 
 
 def test_python_detection_score_is_autocalibs(tmp_path):
