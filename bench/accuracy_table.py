@@ -1163,17 +1163,27 @@ def goal_cell(ours, driven):
                 label, r["evaluations"], r["wall_s"]))
             continue
         parts.append("vs %s: %s evals, %s" % (
-            label, evals_verdict(ours["evaluations"], r["evaluations"]), time_verdict(ours, r)))
+            label, evals_verdict(ours["evaluations"], r["evaluations"], least_evaluations(ours)),
+            time_verdict(ours, r)))
     return "; ".join(parts)
 
 
-def evals_verdict(ours, theirs):
-    """Full evaluations against a peer's. One is the least any tool can spend, so one
-    against one is as few as possible, not fewer; said so rather than hidden."""
+def least_evaluations(ours):
+    """The fewest full evaluations that can choose autocalib's plan: 1 when it costs what
+    plain int8 costs on the chip, else 2."""
+    return 2 if ours.get("estimated_cost", 1.0) > 1.0 + 1e-9 else 1
+
+
+def evals_verdict(ours, theirs, least=1):
+    """Full evaluations against a peer's. One is the least any tool can spend; two for a
+    plan dearer on the chip than plain int8 (a cheaper plan has to be seen to miss the
+    budget before it, by any tool). The least against the least is as few as possible,
+    not fewer; said so rather than hidden."""
     if ours < theirs:
         return "fewer"
-    if ours == theirs == 1:
-        return "**not fewer** (1 = 1, the least possible)"
+    if ours == theirs == least:
+        why = "" if least == 1 else " for a plan dearer than plain int8"
+        return "**not fewer** (%d = %d, the least possible%s)" % (ours, theirs, why)
     return "**not fewer** (%d vs %d)" % (ours, theirs)
 
 

@@ -112,6 +112,11 @@ def test_evaluation_verdicts():
     assert at.evals_verdict(2, 3) == "fewer"
     assert at.evals_verdict(1, 1) == "**not fewer** (1 = 1, the least possible)"
     assert at.evals_verdict(12, 9) == "**not fewer** (12 vs 9)"
+    # a plan dearer than plain int8 needs a cheaper plan seen to miss first: 2 at least
+    assert at.evals_verdict(2, 2, 2) == "**not fewer** (2 = 2, the least possible for a plan dearer than plain int8)"
+    assert at.evals_verdict(2, 2) == "**not fewer** (2 vs 2)"
+    assert at.least_evaluations({"estimated_cost": 1.11}) == 2
+    assert at.least_evaluations({"estimated_cost": 1.0}) == 1
 
 
 def test_goal_cell_does_not_rank_against_a_peer_that_missed_the_budget():
