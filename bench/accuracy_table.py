@@ -1013,11 +1013,11 @@ def secs(v):
     return "—" if v is None else "%.0f" % v
 
 
-def peer_secs(r):
+def peer_secs(r, unit=""):
     """A peer's seconds: its call's, and its whole command's where measured."""
     if r.get("command_s") is None:
-        return secs(r["wall_s"])
-    return "%s (command %s)" % (secs(r["wall_s"]), secs(r["command_s"]))
+        return secs(r["wall_s"]) + unit
+    return "%s%s (whole command %s%s)" % (secs(r["wall_s"]), unit, secs(r["command_s"]), unit)
 
 
 def time_verdict(ours, r):
@@ -1204,8 +1204,8 @@ def summary_line(name, entry):
         "%.2f" % auto["estimated_cost"] if auto and "error" not in auto else "—",
         peer["tool"] if peer else "—", peer["method"] if peer else "",
         drop(entry["fp32_top1"], peer["int8_top1"]) if peer else "—",
-        "; ".join("%s: %s, %s, %s s" % (label, pct(r["int8_top1"]), evals_text(r, entry.get("n_test")),
-                                         peer_secs(r))
+        "; ".join("%s: %s, %s, %s" % (label, pct(r["int8_top1"]), evals_text(r, entry.get("n_test")),
+                                      peer_secs(r, " s"))
                   for label, r in driven) or "—",
         gap, mode or "—", goal_cell(ours, driven))
 

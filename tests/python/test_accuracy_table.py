@@ -139,8 +139,9 @@ def test_time_goal_compares_whole_commands_where_measured():
     assert at.goal_cell(ours, [("INC", inc)]) == (
         "budget met; vs INC: **not fewer** (1 = 1, the least possible) evals, "
         "less time (whole commands 3.0 vs 4.2 s)")
-    assert at.peer_secs(inc) == "2 (command 4)"
-    assert at.peer_secs({"wall_s": 1.5}) == "2"
+    assert at.peer_secs(inc) == "2 (whole command 4)"
+    assert at.peer_secs(inc, " s") == "2 s (whole command 4 s)"
+    assert at.peer_secs({"wall_s": 1.5}, " s") == "2 s"
     # The child's clock time at the call's return, less the launch time, replaces done_at.
     rows = at.with_command_time({"inc autotune": {"wall_s": 1.5, "done_at": 1004.25}}, 1000.0)
     assert rows == {"inc autotune": {"wall_s": 1.5, "command_s": 4.25}}
