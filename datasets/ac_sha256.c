@@ -39,7 +39,6 @@ void ac_sha256_blocks__ref(uint32_t h[8], const uint8_t *p, size_t nblocks)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
 #include <immintrin.h>
 
 /* The x86 SHA extensions: each sha256rnds2 does two rounds on the state
@@ -79,23 +78,10 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t h[
     _mm_storeu_si128((__m128i *)&h[4], st1);
 }
 
-static bool cpu_has_sha(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9))) /* SSE4.1, SSSE3 */
-        return false;
-    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)); /* SHA */
-}
-
 bool ac_sha256_blocks_fast(uint32_t h[8], const uint8_t *p, size_t nblocks)
 {
-    static int has = -1; /* every thread computes the same answer */
-    int known = __atomic_load_n(&has, __ATOMIC_RELAXED);
-    if (known < 0) {
-        known = cpu_has_sha();
-        __atomic_store_n(&has, known, __ATOMIC_RELAXED);
-    }
-    if (!known)
+    /* libgcc's CPU model, filled once at start-up: no state of our own */
+    if (!__builtin_cpu_supports("sha") || !__builtin_cpu_supports("sse4.1") || !__builtin_cpu_supports("ssse3"))
         return false;
     blocks_shani(h, p, nblocks);
     return true;
