@@ -58,6 +58,13 @@ ac_calib_table *ac_calib_collector_table(const ac_calib_collector *c, ac_th_meth
  * between the activation and its int8 fake-quantized value over the tuning
  * batches; the least error wins (ties to the lower threshold). */
 int ac_calib_collector_begin_tune(ac_calib_collector *c, ac_th_method m, ac_err *err);
+/* The tuning candidates' scores on one tensor's batch: out[k] = the sum over
+ * the finite x, in order, of (x - q*s)^2, q = clamp(round_half_away(x / s)),
+ * s = th[k]/127 (signed) or th[k]/255, for k < ncand <= AC_TUNE_STEPS + 1.
+ * All candidates in one pass over x (eight at a time with AVX-512), bit for
+ * bit the oracle's sum for each th[k] alone. */
+void ac_calib_fake_quant_sq_err(const float *x, size_t n, const double *th, int ncand, bool is_signed, double *out);
+double ac_calib_fake_quant_sq_err__ref(const float *x, size_t n, double th, bool is_signed);
 /* After the tuning batches: the tuned table; *moved counts thresholds that rose. */
 ac_calib_table *ac_calib_collector_tuned_table(const ac_calib_collector *c, int *moved, ac_err *err);
 

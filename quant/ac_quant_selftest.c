@@ -6,6 +6,7 @@
  *   ac_quant_selftest                   run the tests
  *   ac_quant_selftest --write-seeds DIR write fuzz seeds (valid encodings) */
 #include "ac_calib_stats.h"
+#include "ac_calibrate.h"
 #include "ac_threshold.h"
 
 #include <math.h>
@@ -682,6 +683,56 @@ static int write_seeds(const char *dir)
     return rc;
 }
 
+/* The tuning pass's squared errors against the round() oracle, bit for bit:
+ * ties (x/s = k + 0.5 exactly), values beyond the int8/uint8 range, both
+ * signs, zero, infinities and NaN (skipped), both signednesses, 22 candidate
+ * thresholds at once and fewer (a partial vector), a zero threshold (the
+ * oracle's path); element by element too. */
+static void test_fake_quant_sq_err(void)
+{
+    enum { N = 4096, K = AC_TUNE_STEPS + 1 };
+    static float x[N];
+    rng_state = 7;
+    const double th = 6.35; /* s = 0.05 signed: many x/s land on exact halves */
+    for (int i = 0; i < N; i++) {
+        switch (i % 8) {
+        case 0: x[i] = (float)((rng_next() % 20001) * 0.025 - 250.0); break; /* halves of s */
+        case 1: x[i] = (float)(((int)(rng_next() % 601) - 300) * 0.05 * 0.5); break;
+        case 2: x[i] = (float)(((int64_t)(rng_next() % 2000001) - 1000000) * 1e-4); break;
+        case 3: x[i] = (float)(((int64_t)(rng_next() % 2001) - 1000) * 1e3); break; /* far beyond */
+        case 4: x[i] = i % 16 == 4 ? INFINITY : -INFINITY; break;
+        case 5: x[i] = i % 16 == 5 ? NAN : 0.0f; break;
+        default: x[i] = (float)((int64_t)(rng_next() % 25601) * (th / 25600.0) - th / 2); break;
+        }
+    }
+    double cand[K];
+    for (int k = 0; k < K; k++)
+        cand[k] = th * (1.0 + k / 4.0) / 2; /* th itself at k = 4 */
+    static const int counts[] = {K, 13, 1};
+    for (int sg = 0; sg < 2; sg++)
+        for (int c = 0; c < 3; c++) {
+            double got[K];
+            ac_calib_fake_quant_sq_err(x, N, cand, counts[c], sg, got);
+            for (int k = 0; k < counts[c]; k++) {
+                double want = ac_calib_fake_quant_sq_err__ref(x, N, cand[k], sg);
+                CHECK(memcmp(&got[k], &want, sizeof want) == 0, "sq_err(th %g, signed %d, %d candidates) = %.17g, "
+                      "oracle %.17g", cand[k], sg, counts[c], got[k], want);
+            }
+        }
+    for (int i = 0; i < N; i++) {
+        double got[K];
+        ac_calib_fake_quant_sq_err(&x[i], 1, cand, K, true, got);
+        double want = ac_calib_fake_quant_sq_err__ref(&x[i], 1, cand[4], true);
+        CHECK(memcmp(&got[4], &want, sizeof want) == 0, "x = %.9g: %.17g vs oracle %.17g", x[i], got[4], want);
+    }
+    /* a zero threshold: NaN sums, as the oracle's */
+    double zero[2] = {0.0, th}, got[2];
+    ac_calib_fake_quant_sq_err(x, 64, zero, 2, true, got);
+    double want0 = ac_calib_fake_quant_sq_err__ref(x, 64, 0.0, true), want1 = ac_calib_fake_quant_sq_err__ref(x, 64, th, true);
+    CHECK((isnan(got[0]) && isnan(want0)) || got[0] == want0, "zero threshold: %g vs oracle %g", got[0], want0);
+    CHECK(memcmp(&got[1], &want1, sizeof want1) == 0, "beside a zero threshold: %.17g vs %.17g", got[1], want1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
@@ -691,6 +742,7 @@ int main(int argc, char **argv)
     test_merge_exact();
     test_wire();
     test_thresholds();
+    test_fake_quant_sq_err();
     if (failures) {
         fprintf(stderr, "quant_selftest: %d failure(s)\n", failures);
         return 1;
