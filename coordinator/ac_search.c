@@ -595,14 +595,18 @@ static void subset_losses(const removable *R, int kept, double kept_subset, doub
     }
 }
 
-/* The full score of the kept set (base + keep[0..kept) in fp32) when it was
- * evaluated and passed; otherwise it is unverified and -1. */
-static double verified_score(const ac_search_options *o, const ac_search_result *res, const ac_candidate *base,
-                             const ranked *keep, int kept, int *tmp)
+/* Whether the kept set (base + keep[0..kept) in fp32) was evaluated and
+ * passed, with its full score in *score (any real: a remote client's metric
+ * need not be a fraction). */
+static bool verified_score(const ac_search_options *o, const ac_search_result *res, const ac_candidate *base,
+                           const ranked *keep, int kept, int *tmp, double *score)
 {
     ac_candidate c = with_fp32(base, keep, kept, tmp);
     int i = find_same(res, &c);
-    return i >= 0 && cand_passes(o, &res->cands[i]) ? res->cands[i].score : -1;
+    if (i < 0 || !cand_passes(o, &res->cands[i]))
+        return false;
+    *score = res->cands[i].score;
+    return true;
 }
 
 /* Whether the unverified kept set passes, in a pass/fail round of its own:
@@ -637,8 +641,8 @@ static int return_to_int8(const ac_search_options *o, const ac_evaluator *ev, ac
                           const ac_candidate *base, ranked *keep, int *kept_io, int *tmp, ac_err *err)
 {
     int kept = *kept_io;
-    double f_kept = verified_score(o, res, base, keep, kept, tmp);
-    bool verified = f_kept >= 0;
+    double f_kept = 0;
+    bool verified = verified_score(o, res, base, keep, kept, tmp, &f_kept);
     if (kept < 2) {
         /* without its only layer the kept set is the base, which fails */
         if (verified)

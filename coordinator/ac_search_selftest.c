@@ -27,6 +27,7 @@ typedef struct {
     int shuffle;            /* evaluate in reverse order (arrival order must not matter) */
     int fail_base_screen;   /* the baseline's subset evaluation fails */
     double fixed_damage;    /* lost on the test set whatever runs in fp32 */
+    double offset;          /* added to every score and to fp32's (a metric below 0) */
 } model;
 
 static double score_of(const model *m, const ac_candidate *c, bool subset)
@@ -44,7 +45,7 @@ static double score_of(const model *m, const ac_candidate *c, bool subset)
         if (!fp32)
             s -= (subset && m->sub_damage[i] > 0 ? m->sub_damage[i] : m->damage[i]) * f;
     }
-    return subset ? s - 0.01 : s - m->fixed_damage; /* the subset is a little harder */
+    return m->offset + (subset ? s - 0.01 : s - m->fixed_damage); /* the subset is a little harder */
 }
 
 static double cost_of(const ac_candidate *c)
@@ -107,7 +108,7 @@ static model base_model(void)
 
 static ac_search_result run_with(model *m, bool auto_mode, int parallel, bool baseline_first)
 {
-    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = auto_mode,
+    ac_search_options o = {.fp32_score = 0.80 + m->offset, .accept_decay = 0.005, .auto_mode = auto_mode,
                            .baseline_first = baseline_first, .parallel = parallel,
                            .debug = getenv("SEARCH_DEBUG") != NULL};
     ac_evaluator ev = {evaluate, int8_layers, layer_name, m};
@@ -330,7 +331,7 @@ static void check_pass_fail_reporting(const ac_search_options *o, const ac_searc
  * evaluator stopped failing ones early or not. Returns the 1-split run. */
 static ac_search_result run_auto_everywhere(const model *proto, const char *what)
 {
-    ac_search_options o = {.fp32_score = 0.80, .accept_decay = 0.005, .auto_mode = true};
+    ac_search_options o = {.fp32_score = 0.80 + proto->offset, .accept_decay = 0.005, .auto_mode = true};
     ac_search_result first;
     memset(&first, 0, sizeof first);
     for (int parallel = 1; parallel <= 4; parallel *= 2) {
@@ -486,6 +487,32 @@ static void test_return_rounds(void)
     ac_search_result_free(&r4);
 }
 
+/* A metric whose scores are below zero (a remote client's, say): the same
+ * search, candidate for candidate, as with the scores above zero. */
+static void test_scores_below_zero(void)
+{
+    model m = base_model();
+    for (int i = 0; i < NL; i++)
+        m.damage[i] = 0.0002;
+    for (int i = 0; i < 8; i++)
+        m.damage[i] = 0.0004;
+    m.damage[10] = 0.03;
+    m.damage[11] = 0.02;
+    ac_search_result up = run_auto_everywhere(&m, "scores above zero");
+    m.offset = -1.0;
+    ac_search_result down = run_auto_everywhere(&m, "scores below zero");
+    int want[2] = {10, 11};
+    CHECK(down.met_budget && fp32_set_is(&down.cands[down.best], want, 2), "best %s", down.cands[down.best].name);
+    CHECK(down.ncands == up.ncands && down.evaluations == up.evaluations && down.rounds == up.rounds,
+          "below zero: %d candidates, %d evaluations, %d rounds; above: %d, %d, %d", down.ncands, down.evaluations,
+          down.rounds, up.ncands, up.evaluations, up.rounds);
+    for (int i = 0; i < up.ncands && i < down.ncands; i++)
+        CHECK(!strcmp(up.cands[i].name, down.cands[i].name), "candidate %d: %s vs %s", i, up.cands[i].name,
+              down.cands[i].name);
+    ac_search_result_free(&up);
+    ac_search_result_free(&down);
+}
+
 static int count_named(const ac_search_result *r, const char *prefix)
 {
     int n = 0;
@@ -598,6 +625,7 @@ int main(void)
     test_return_to_int8_pair();
     test_misleading_subset();
     test_return_rounds();
+    test_scores_below_zero();
     test_forward_for_a_near_miss();
     test_forward_falls_back();
     test_nothing_passes();
