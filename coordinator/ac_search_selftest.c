@@ -456,14 +456,8 @@ static int removal_round(const ac_search_result *r)
 }
 
 /* Eight layers of 0.0004 and two of 0.0002 can return to int8 together,
- * two (10, 11) cannot. The subset losses add up exactly here, so the first
- * pass's search over m in (0, 12) probes the predicted boundary: with one
- * split point 10 (passes), then 11 (fails), two rounds; with four 10 and 11
- * together with evenly spread points, one round. Each pass starts with its
- * round of removal probes, and the second pass (over the kept pair) needs
- * no full round: its one split point, the kept set without its first layer,
- * was evaluated (and failed) in the first pass. */
-static void test_return_rounds(void)
+ * two (10, 11) cannot. */
+static model ten_back_model(void)
 {
     model m = base_model();
     for (int i = 0; i < NL; i++)
@@ -472,6 +466,19 @@ static void test_return_rounds(void)
         m.damage[i] = 0.0004;
     m.damage[10] = 0.03;
     m.damage[11] = 0.02;
+    return m;
+}
+
+/* ten_back_model: the subset losses add up exactly here, so the first
+ * pass's search over m in (0, 12) probes the predicted boundary: with one
+ * split point 10 (passes), then 11 (fails), two rounds; with four 10 and 11
+ * together with evenly spread points, one round. Each pass starts with its
+ * round of removal probes, and the second pass (over the kept pair) needs
+ * no full round: its one split point, the kept set without its first layer,
+ * was evaluated (and failed) in the first pass. */
+static void test_return_rounds(void)
+{
+    model m = ten_back_model();
     ac_search_result r1 = run_auto_everywhere(&m, "ten back to int8");
     const ac_candidate *b = &r1.cands[r1.best];
     int want[2] = {10, 11};
@@ -491,13 +498,7 @@ static void test_return_rounds(void)
  * search, candidate for candidate, as with the scores above zero. */
 static void test_scores_below_zero(void)
 {
-    model m = base_model();
-    for (int i = 0; i < NL; i++)
-        m.damage[i] = 0.0002;
-    for (int i = 0; i < 8; i++)
-        m.damage[i] = 0.0004;
-    m.damage[10] = 0.03;
-    m.damage[11] = 0.02;
+    model m = ten_back_model();
     ac_search_result up = run_auto_everywhere(&m, "scores above zero");
     m.offset = -1.0;
     ac_search_result down = run_auto_everywhere(&m, "scores below zero");
