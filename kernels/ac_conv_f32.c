@@ -285,47 +285,58 @@ static void pack_b(float *dst, int w, const float *b, int64_t rs, int64_t cs, in
     }
 }
 
+/* n zeros at d; the runs are short (padding columns), so no call. */
+static void zero_run(float *d, int n)
+{
+    for (int i = 0; i < n; i++)
+        d[i] = 0.0f;
+}
+
 /* im2col rows [k0, k0+kc) x output pixels [j0, j0+nb) of one (image, group)
- * into cols (row-major, row stride nb). Row k is (ci, ky, kx) in OIHW order. */
+ * into cols (row-major, row stride nb). Row k is (ci, ky, kx) in OIHW order.
+ * Per row, what depends on (ky, kx) only (the input column offset and the
+ * range of output columns that land inside the input) is worked out once;
+ * the output rows of the block are then walked without divisions. */
 static void im2col_block(float *cols, const ac_conv2d_shape *s, const float *xg, int k0, int kc,
                          int j0, int nb)
 {
     const int ksz = s->kh * s->kw;
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    const int sw = s->stride_w;
+    const int oh0 = j0 / s->w_out, ow0 = j0 % s->w_out;
     for (int kk = 0; kk < kc; kk++) {
         const int k = k0 + kk;
         const int ci = k / ksz, ky = (k % ksz) / s->kw, kx = k % s->kw;
         const float *xc = xg + ci * plane_in;
-        float *row = cols + (int64_t)kk * nb;
-        int j = j0;
-        while (j < j0 + nb) {
-            const int oh = j / s->w_out;
-            const int ow_a = j % s->w_out;
-            const int ow_b = imin(s->w_out, ow_a + (j0 + nb - j)); /* end of this output row segment */
-            float *d = row + (j - j0);
-            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
+        const int off = kx * s->dil_w - s->pad_left; /* iw = ow*sw + off */
+        /* valid ow: 0 <= ow*sw + off < w_in */
+        const int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        const int hi = s->w_in - 1 - off < 0 ? 0 : (s->w_in - 1 - off) / sw + 1;
+        float *d = cols + (int64_t)kk * nb;
+        int oh = oh0, ow_a = ow0, left = nb;
+        while (left > 0) {
+            const int ow_b = imin(s->w_out, ow_a + left); /* end of this output row segment */
             const int len = ow_b - ow_a;
+            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
             if (ih < 0 || ih >= s->h_in) {
-                memset(d, 0, sizeof(float) * len);
+                zero_run(d, len);
             } else {
                 const float *src = xc + (int64_t)ih * s->w_in;
-                const int off = kx * s->dil_w - s->pad_left; /* iw = ow*sw + off */
-                const int sw = s->stride_w;
-                /* valid ow: 0 <= ow*sw + off < w_in */
-                const int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-                const int hi = s->w_in - 1 - off < 0 ? 0 : (s->w_in - 1 - off) / sw + 1;
                 const int va = iclamp(lo, ow_a, ow_b);
                 const int vb = iclamp(hi, va, ow_b);
-                memset(d, 0, sizeof(float) * (va - ow_a));
+                zero_run(d, va - ow_a);
                 if (sw == 1) {
                     memcpy(d + (va - ow_a), src + va + off, sizeof(float) * (vb - va));
                 } else {
                     for (int ow = va; ow < vb; ow++)
                         d[ow - ow_a] = src[ow * sw + off];
                 }
-                memset(d + (vb - ow_a), 0, sizeof(float) * (ow_b - vb));
+                zero_run(d + (vb - ow_a), ow_b - vb);
             }
-            j += len;
+            d += len;
+            left -= len;
+            oh++;
+            ow_a = 0;
         }
     }
 }
