@@ -1020,6 +1020,9 @@ def peer_secs(r, unit=""):
     return "%s%s (whole command %s%s)" % (secs(r["wall_s"]), unit, secs(r["command_s"]), unit)
 
 
+TIME_NOISE = 0.10  # run-to-run spread of a whole command here: a few tenths of 3-6 s
+
+
 def time_verdict(ours, r):
     """autocalib's whole command against the peer's whole command where measured (Python
     start, imports, model and data read, the call), else against its call alone."""
@@ -1027,6 +1030,9 @@ def time_verdict(ours, r):
         theirs, scope = r["command_s"], "whole commands %.1f vs %.1f s" % (ours["wall_s"], r["command_s"])
     else:
         theirs, scope = r["wall_s"], "our command %.1f s vs its call %.1f s" % (ours["wall_s"], r["wall_s"])
+    # One measurement each on shared CPUs: closer than this, the order is noise.
+    if abs(ours["wall_s"] - theirs) <= TIME_NOISE * theirs:
+        return "**about the same** time (%s, within %d %%)" % (scope, round(100 * TIME_NOISE))
     return "%s time (%s)" % ("less" if ours["wall_s"] < theirs else "**not less**", scope)
 
 

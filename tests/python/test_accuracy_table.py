@@ -139,6 +139,9 @@ def test_time_goal_compares_whole_commands_where_measured():
     assert at.goal_cell(ours, [("INC", inc)]) == (
         "budget met; vs INC: **not fewer** (1 = 1, the least possible) evals, "
         "less time (whole commands 3.0 vs 4.2 s)")
+    # within 10 %, the order of two single measurements is not a verdict
+    close = dict(inc, command_s=3.1)
+    assert "**about the same** time (whole commands 3.0 vs 3.1 s, within 10 %)" in at.goal_cell(ours, [("INC", close)])
     assert at.peer_secs(inc) == "2 (whole command 4)"
     assert at.peer_secs(inc, " s") == "2 s (whole command 4 s)"
     assert at.peer_secs({"wall_s": 1.5}, " s") == "2 s"
