@@ -449,6 +449,20 @@ static int add_with_fp32(ac_search_result *res, const ac_candidate *base, const 
     return same >= 0 ? same : add_candidate(res, &c);
 }
 
+/* base + rank[0..k) in fp32 in a pass/fail round of its own (unless it was
+ * evaluated already): 1 when it passes, 0 when not, -1 on error. */
+static int prefix_passes(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
+                         const ac_candidate *base, const ranked *rank, int k, int *tmp, ac_err *err)
+{
+    int start = res->ncands;
+    int idx = add_with_fp32(res, base, rank, k, tmp);
+    if (idx < 0)
+        return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
+    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+        return -1;
+    return cand_passes(o, &res->cands[idx]);
+}
+
 /* The split points strictly inside (lo, hi), up to P of them, evenly spread
  * (one, the middle, when none falls inside). */
 static int split_points(int lo, int hi, int P, int *out)
@@ -534,20 +548,17 @@ static int add_removal_probe(const ac_evaluator *ev, ac_search_result *res, cons
  * score (fp32's own when it is every layer and not evaluated). */
 typedef struct {
     int lo, hi, kept;
-    double f_top, f_base, threshold, min_margin;
+    double f_top, f_base, threshold;
     const double *x;
     bool last_wrong; /* the previous round's outcome differed from the prediction */
 } m_search;
 
 /* The largest m in [lo, hi) predicted to pass, or -1 for no prediction: the
  * full score taken as linear in x from the kept set (f_top at x = 0) to the
- * base (f_base at x[kept]). Only from a kept set that clears the threshold
- * by min_margin: from one just above it the line's start is within the
- * score's own noise (top-1 on 1000 images moves by a few samples between
- * neighbouring plans), and the prediction hugs the kept set. */
+ * base (f_base at x[kept]). */
 static int predicted_last_pass(const m_search *s)
 {
-    if (!s->x || s->last_wrong || s->f_top - s->threshold < s->min_margin - SCORE_EPS)
+    if (!s->x || s->last_wrong)
         return -1;
     double span = s->x[s->kept], drop = s->f_top - s->f_base;
     if (!(span > SCORE_EPS) || !(drop > SCORE_EPS))
@@ -559,14 +570,14 @@ static int predicted_last_pass(const m_search *s)
     return m;
 }
 
-/* The round's values of m, sorted: the predicted boundary (its last pass
- * and, room permitting, its first fail), then points spread evenly over
- * (lo, hi) up to P. Without a prediction (none, or the last one was wrong)
- * only the even spread: a misleading prediction costs at most every other
- * round of the k-ary search. */
-static int probe_points(const m_search *s, int P, int *out)
+/* The round's values of m, sorted: the predicted boundary pred (its last
+ * pass and, room permitting, its first fail), then points spread evenly
+ * over (lo, hi) up to P. Without a prediction (pred < 0: none, or the last
+ * one was wrong) only the even spread: a misleading prediction costs at most
+ * every other round of the k-ary search. */
+static int probe_points(const m_search *s, int pred, int P, int *out)
 {
-    int pred = predicted_last_pass(s), n = 0;
+    int n = 0;
     if (pred > s->lo)
         out[n++] = pred;
     if (pred >= s->lo && pred + 1 < s->hi && n < P)
@@ -614,16 +625,10 @@ static bool verified_score(const ac_search_options *o, const ac_search_result *r
 static int kept_set_passes(const ac_search_options *o, const ac_evaluator *ev, ac_search_result *res,
                            const ac_candidate *base, const ranked *keep, int kept, int *tmp, ac_err *err)
 {
-    int start = res->ncands;
-    int all = add_with_fp32(res, base, keep, kept, tmp);
-    if (all < 0)
-        return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
-    if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
-        return -1;
-    if (cand_passes(o, &res->cands[all]))
-        return 1;
-    logf_(o, "auto: even with all %d layers in fp32 the budget is not met", kept);
-    return 0;
+    int passes = prefix_passes(o, ev, res, base, keep, kept, tmp, err);
+    if (passes == 0)
+        logf_(o, "auto: even with all %d layers in fp32 the budget is not met", kept);
+    return passes;
 }
 
 /* One pass of returning layers to int8 (see ac_search.h): a subset round
@@ -663,11 +668,14 @@ static int return_to_int8(const ac_search_options *o, const ac_evaluator *ev, ac
         goto done;
     }
     m_search s = {.lo = 0, .hi = kept, .kept = kept, .f_top = verified ? f_kept : o->fp32_score,
-                  .f_base = base->score, .threshold = o->fp32_score - o->accept_decay,
-                  .min_margin = o->accept_decay / 2};
-    /* The kept set's own subset score is the reference for the losses x,
-     * wanted only when they can predict. */
-    bool predict = s.f_top - s.threshold >= s.min_margin - SCORE_EPS;
+                  .f_base = base->score, .threshold = o->fp32_score - o->accept_decay};
+    /* Predict only from a kept set that clears the threshold by half the
+     * budget: from one just above it the line's start is within the score's
+     * own noise (top-1 on 1000 images moves by a few samples between
+     * neighbouring plans), and the prediction hugs the kept set. The kept
+     * set's own subset score, the reference for the losses x, is probed
+     * only then. */
+    bool predict = s.f_top - s.threshold >= o->accept_decay / 2 - SCORE_EPS;
     int start = res->ncands, first = predict ? -1 : 0;
     for (int i = first; i < kept; i++)
         if (add_removal_probe(ev, res, base, keep, kept, i, scratch, tmp) != start - first + i) {
@@ -691,7 +699,7 @@ static int return_to_int8(const ac_search_options *o, const ac_evaluator *ev, ac
     int P = max_split_points(o);
     while (s.hi - s.lo > 1) {
         int ms[MAX_SPLITS], ids[MAX_SPLITS];
-        int pred = predicted_last_pass(&s), nm = probe_points(&s, P, ms);
+        int pred = predicted_last_pass(&s), nm = probe_points(&s, pred, P, ms);
         start = res->ncands;
         for (int i = 0; i < nm; i++) {
             ids[i] = add_without(res, base, keep, kept, R, ms[i], scratch, tmp);
@@ -810,13 +818,10 @@ static int forward_search(const ac_search_options *o, const ac_evaluator *ev, ac
               ev->layer_name(ev->ctx, keep[i].node), keep[i].score);
     int lo = 0, hi = -1;
     for (int k = 1; k <= nl && k <= FORWARD_MAX && hi < 0; k *= 2) {
-        int start = res->ncands;
-        int idx = add_with_fp32(res, base, keep, k, tmp);
-        if (idx < 0)
-            return ac_err_set(err, AC_E_NOMEM, "search: out of memory"), -1;
-        if (evaluate_round(o, ev, res, start, ROUND_PASS_FAIL, err))
+        int passes = prefix_passes(o, ev, res, base, keep, k, tmp, err);
+        if (passes < 0)
             return -1;
-        if (cand_passes(o, &res->cands[idx]))
+        if (passes)
             hi = k;
         else
             lo = k;
