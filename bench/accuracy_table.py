@@ -1371,7 +1371,7 @@ top-1 against the labels. Detectors: see their sections.
   config set it is given (no per-layer fp32 fallback of its own), so at most six
   evaluations.
 The peers' seconds are wall time of calibration + their evaluations in Python on the same
-CPUs, the tool's call alone with the model and data already in memory; "command" (NNCF,
+CPUs, the tool's call alone with the model and data already in memory; "whole command" (NNCF,
 INC, where measured) is the span autocalib's seconds cover, its whole command: from the
 peer's process launch (Python start, imports, reading the model and the data) to the
 call's return. The goal compares whole commands where both are known.

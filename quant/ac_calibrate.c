@@ -1,6 +1,7 @@
 #include "ac_calibrate.h"
 
 #include "ac_mpack.h"
+#include "ac_round.h"
 
 #include <math.h>
 #include <msgpack.h>
@@ -90,10 +91,10 @@ const ac_calib_stats *ac_calib_collector_stats(const ac_calib_collector *c, int 
 
 /* Squared error of x against its fake-quantized value at threshold th. The
  * quantization follows the spec: q = clamp(round_half_away(x / s)). The
- * oracle of ac_calib_fake_quant_sq_err_add. */
+ * oracle of ac_calib_fake_quant_sq_err. */
 double ac_calib_fake_quant_sq_err__ref(const float *x, size_t n, double th, bool is_signed)
 {
-    double s = is_signed ? th / 127.0 : th / 255.0;
+    double s = ac_scale_from_th(th, is_signed);
     double lo = is_signed ? -128.0 : 0.0, hi = is_signed ? 127.0 : 255.0;
     double acc = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -161,7 +162,7 @@ void ac_calib_fake_quant_sq_err(const float *x, size_t n, const double *th, int 
     double s[AC_TUNE_STEPS + 1];
     bool positive = ncand <= AC_TUNE_STEPS + 1;
     for (int k = 0; k < ncand && positive; k++) {
-        s[k] = is_signed ? th[k] / 127.0 : th[k] / 255.0;
+        s[k] = ac_scale_from_th(th[k], is_signed);
         positive = s[k] > 0 && isfinite(s[k]);
     }
 #if defined(__x86_64__) && defined(__GNUC__)
