@@ -534,7 +534,7 @@ static int run_binary(const ac_graph *g, const ac_node *n, const void *const *in
 {
     const binary_params *p = n->params;
     switch (p->dtype) {
-    case AC_DT_F32: ac_binary_f32__ref(p->kind, &p->s, in[0], in[1], out[0], ith, nth); return 0;
+    case AC_DT_F32: ac_binary_f32(p->kind, &p->s, in[0], in[1], out[0], ith, nth); return 0;
     case AC_DT_I64: return ac_binary_i64__ref(p->kind, &p->s, in[0], in[1], out[0], ith, nth);
     case AC_DT_I32: return ac_binary_i32__ref(p->kind, &p->s, in[0], in[1], out[0], ith, nth);
     default: return 1;

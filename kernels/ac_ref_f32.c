@@ -52,9 +52,7 @@ void ac_unary_f32__ref(const ac_unary_params *p, const float *x, float *y, int64
         y[i] = unary_one(p, x[i]);
 }
 
-/* Rows of the broadcast output: all dims but the last. Thread shares are rows;
- * the innermost dim is walked with the operands' strides. */
-static int64_t bcast_rows(const ac_bcast_shape *s)
+int64_t ac_bcast_rows(const ac_bcast_shape *s)
 {
     int64_t rows = 1;
     for (int d = 0; d + 1 < s->ndim; d++)
@@ -62,8 +60,7 @@ static int64_t bcast_rows(const ac_bcast_shape *s)
     return rows;
 }
 
-/* Element offsets of row r in a and b. */
-static void bcast_row_offsets(const ac_bcast_shape *s, int64_t r, int64_t *ao, int64_t *bo)
+void ac_bcast_row_offsets(const ac_bcast_shape *s, int64_t r, int64_t *ao, int64_t *bo)
 {
     int64_t a = 0, b = 0;
     for (int d = s->ndim - 2; d >= 0; d--) {
@@ -83,10 +80,10 @@ void ac_binary_f32__ref(ac_binary_kind k, const ac_bcast_shape *s, const float *
     int64_t as = s->ndim ? s->a_strides[s->ndim - 1] : 0;
     int64_t bs = s->ndim ? s->b_strides[s->ndim - 1] : 0;
     int64_t lo, hi;
-    ac_ref_range(bcast_rows(s), ith, nth, &lo, &hi);
+    ac_ref_range(ac_bcast_rows(s), ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         int64_t ao, bo;
-        bcast_row_offsets(s, r, &ao, &bo);
+        ac_bcast_row_offsets(s, r, &ao, &bo);
         const float *pa = a + ao, *pb = b + bo;
         float *py = y + r * len;
         for (int64_t i = 0; i < len; i++) {
@@ -110,10 +107,10 @@ void ac_binary_f32__ref(ac_binary_kind k, const ac_bcast_shape *s, const float *
     int64_t as = s->ndim ? s->a_strides[s->ndim - 1] : 0;                                      \
     int64_t bs = s->ndim ? s->b_strides[s->ndim - 1] : 0;                                      \
     int64_t lo, hi;                                                                            \
-    ac_ref_range(bcast_rows(s), ith, nth, &lo, &hi);                                           \
+    ac_ref_range(ac_bcast_rows(s), ith, nth, &lo, &hi);                                           \
     for (int64_t r = lo; r < hi; r++) {                                                        \
         int64_t ao, bo;                                                                        \
-        bcast_row_offsets(s, r, &ao, &bo);                                                     \
+        ac_bcast_row_offsets(s, r, &ao, &bo);                                                     \
         const T *pa = a + ao, *pb = b + bo;                                                    \
         T *py = y + r * len;                                                                   \
         for (int64_t i = 0; i < len; i++) {                                                    \

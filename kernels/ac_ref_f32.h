@@ -89,6 +89,12 @@ typedef enum {
     AC_BINARY_PRELU /* a >= 0 ? a : a * b (b is the slope) */
 } ac_binary_kind;
 
+/* Rows of the broadcast output: all dims but the last. Thread shares are rows;
+ * the innermost dim is walked with the operands' strides. */
+int64_t ac_bcast_rows(const ac_bcast_shape *s);
+/* Element offsets of row r in a and b. */
+void ac_bcast_row_offsets(const ac_bcast_shape *s, int64_t r, int64_t *ao, int64_t *bo);
+
 void ac_binary_f32__ref(ac_binary_kind k, const ac_bcast_shape *s, const float *a, const float *b,
                         float *y, int ith, int nth);
 /* Integer arithmetic wraps on overflow (two's complement); division truncates

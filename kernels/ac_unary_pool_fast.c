@@ -71,6 +71,62 @@ void ac_unary_f32(const ac_unary_params *p, const float *x, float *y, int64_t n,
     }
 }
 
+/* ---- binary ------------------------------------------------------------------------------ */
+
+/* One row: y[i] = a[i*as] OP b[i*bs] with as, bs each 0 or 1; a loop per case
+ * so that each one vectorises (the scalar operand is loaded once). */
+#define AC_BINARY_ROW(NAME, OP)                                                                \
+    static void NAME(const float *a, int64_t as, const float *b, int64_t bs, float *y, int64_t n) \
+    {                                                                                          \
+        if (as == 1 && bs == 1) {                                                              \
+            for (int64_t i = 0; i < n; i++)                                                    \
+                y[i] = a[i] OP b[i];                                                           \
+        } else if (as == 1) {                                                                  \
+            const float v = b[0];                                                              \
+            for (int64_t i = 0; i < n; i++)                                                    \
+                y[i] = a[i] OP v;                                                              \
+        } else if (bs == 1) {                                                                  \
+            const float u = a[0];                                                              \
+            for (int64_t i = 0; i < n; i++)                                                    \
+                y[i] = u OP b[i];                                                              \
+        } else {                                                                               \
+            const float r = a[0] OP b[0];                                                      \
+            for (int64_t i = 0; i < n; i++)                                                    \
+                y[i] = r;                                                                      \
+        }                                                                                      \
+    }
+AC_BINARY_ROW(add_row, +)
+AC_BINARY_ROW(sub_row, -)
+AC_BINARY_ROW(mul_row, *)
+AC_BINARY_ROW(div_row, /)
+#undef AC_BINARY_ROW
+
+typedef void (*binary_row_fn)(const float *a, int64_t as, const float *b, int64_t bs, float *y, int64_t n);
+
+void ac_binary_f32(ac_binary_kind k, const ac_bcast_shape *s, const float *a, const float *b, float *y, int ith,
+                   int nth)
+{
+    const int64_t len = s->ndim ? s->dims[s->ndim - 1] : 1;
+    const int64_t as = s->ndim ? s->a_strides[s->ndim - 1] : 0;
+    const int64_t bs = s->ndim ? s->b_strides[s->ndim - 1] : 0;
+    binary_row_fn row = k == AC_BINARY_ADD   ? add_row
+                        : k == AC_BINARY_SUB ? sub_row
+                        : k == AC_BINARY_MUL ? mul_row
+                        : k == AC_BINARY_DIV ? div_row
+                                             : NULL;
+    if (!row || (as != 0 && as != 1) || (bs != 0 && bs != 1) || ac_kernels_ref_forced()) {
+        ac_binary_f32__ref(k, s, a, b, y, ith, nth);
+        return;
+    }
+    int64_t lo, hi;
+    ac_ref_range(ac_bcast_rows(s), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t ao, bo;
+        ac_bcast_row_offsets(s, r, &ao, &bo);
+        row(a + ao, as, b + bo, bs, y + r * len, len);
+    }
+}
+
 /* ---- 2-D pooling: geometry ------------------------------------------------------------- */
 
 /* Output columns accumulated at a time, on the stack. */

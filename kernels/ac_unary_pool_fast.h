@@ -11,7 +11,7 @@
  * - ac_kernels_ref_forced() (AC_FORCE_REF) routes every call to __ref.
  *
  * Unary: ReLU, Clip and LeakyReLU have their own loop (no per-element switch);
- * the other kinds run __ref. Pooling: the fast path takes 2-D (and 1-D) pools,
+ * the other kinds run __ref. Binary: see ac_binary_f32. Pooling: the fast path takes 2-D (and 1-D) pools,
  * in[0] == out[0] == kernel[0] == 1 with no depth padding, no dilation,
  * non-negative pads (ceil-mode windows hanging over the end included); any
  * other shape runs __ref. */
@@ -22,6 +22,13 @@
 #include "ac_ref_f32.h"
 
 void ac_unary_f32(const ac_unary_params *p, const float *x, float *y, int64_t n, int ith, int nth);
+
+/* Add, Sub, Mul and Div with a loop per operand layout of the innermost dim
+ * (both contiguous, or one of them broadcast); PRELU and other strides run
+ * __ref. Same row split as __ref; y may be a or b. A NaN result is a NaN, but
+ * with two NaN operands which payload comes out is the instruction's choice. */
+void ac_binary_f32(ac_binary_kind k, const ac_bcast_shape *s, const float *a, const float *b, float *y, int ith,
+                   int nth);
 
 void ac_maxpool_f32(const ac_pool_shape *s, const float *x, float *y, int ith, int nth);
 void ac_avgpool_f32(const ac_pool_shape *s, const float *x, float *y, int ith, int nth);

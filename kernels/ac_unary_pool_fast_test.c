@@ -207,6 +207,83 @@ static void test_unary(void)
     free(x);
 }
 
+/* ---- binary ------------------------------------------------------------------------------ */
+
+typedef struct {
+    ac_binary_kind k;
+    ac_bcast_shape s;
+    const float *b; /* the second operand; x is the first */
+} binary_case;
+
+static void run_binary(const void *ctx, bool fast, const void *x, void *y, int ith, int nth)
+{
+    const binary_case *c = ctx;
+    (fast ? ac_binary_f32 : ac_binary_f32__ref)(c->k, &c->s, x, c->b, y, ith, nth);
+}
+
+/* [rows][len] out of a (strides as_outer, as_inner) and b (bs_outer, bs_inner). */
+static ac_bcast_shape bcast_2d(int64_t rows, int64_t len, int64_t as_o, int64_t as_i, int64_t bs_o, int64_t bs_i)
+{
+    ac_bcast_shape s;
+    memset(&s, 0, sizeof s);
+    s.ndim = 2;
+    s.dims[0] = rows;
+    s.dims[1] = len;
+    s.a_strides[0] = as_o;
+    s.a_strides[1] = as_i;
+    s.b_strides[0] = bs_o;
+    s.b_strides[1] = bs_i;
+    return s;
+}
+
+/* Every kind on the operand layouts the fast loops take (both contiguous, b a
+ * column, a a column, both scalars per row, b a row vector) and on one they
+ * leave to __ref (a read transposed), NaN and inf among the inputs; then in place. */
+static void test_binary(void)
+{
+    static const int64_t lens[] = {1, 3, 16, 17, 49, 100};
+    static const ac_binary_kind kinds[] = {AC_BINARY_ADD, AC_BINARY_SUB, AC_BINARY_MUL, AC_BINARY_DIV,
+                                           AC_BINARY_PRELU};
+    enum { ROWS = 5, MAXN = ROWS * 100 };
+    float *a = xmalloc(MAXN * sizeof(float)), *b = xmalloc(MAXN * sizeof(float));
+    fill_floats(a, MAXN, 20);
+    fill_floats(b, MAXN, 20);
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        const int64_t n = lens[l];
+        const ac_bcast_shape layouts[] = {
+            bcast_2d(ROWS, n, n, 1, n, 1),  /* same shape */
+            bcast_2d(ROWS, n, n, 1, 1, 0),  /* b per row (a channel's bias) */
+            bcast_2d(ROWS, n, 1, 0, n, 1),  /* a per row */
+            bcast_2d(ROWS, n, 1, 0, 1, 0),  /* both per row */
+            bcast_2d(ROWS, n, n, 1, 0, 1),  /* b one row for all */
+            bcast_2d(ROWS, n, 1, ROWS, n, 1) /* a transposed: __ref */
+        };
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            for (size_t t = 0; t < sizeof layouts / sizeof layouts[0]; t++) {
+                binary_case c = {kinds[k], layouts[t], b};
+                char what[96];
+                snprintf(what, sizeof what, "binary kind %d layout %zu len %lld", (int)kinds[k], t, (long long)n);
+                check_fast_vs_ref(what, run_binary, &c, a, (size_t)(ROWS * n) * sizeof(float), sizeof(float), true);
+            }
+    }
+    /* y == a: an Add may write over its first input */
+    const ac_bcast_shape s = bcast_2d(ROWS, 100, 100, 1, 1, 0);
+    float *ref = xmalloc(MAXN * sizeof(float)), *buf = xmalloc(MAXN * sizeof(float));
+    ac_binary_f32__ref(AC_BINARY_ADD, &s, a, b, ref, 0, 1);
+    memcpy(buf, a, MAXN * sizeof(float));
+    for (int ith = 0; ith < 2; ith++)
+        ac_binary_f32(AC_BINARY_ADD, &s, buf, b, buf, ith, 2);
+    bool same = true;
+    for (int i = 0; i < MAXN; i++)
+        same = same && (!memcmp(&ref[i], &buf[i], sizeof(float)) || (isnan(ref[i]) && isnan(buf[i])));
+    CHECK(same, "binary add in place differs from __ref");
+    g_cases++;
+    free(ref);
+    free(buf);
+    free(a);
+    free(b);
+}
+
 /* ---- pooling --------------------------------------------------------------------------------- */
 
 typedef enum { POOL_MAX_F32, POOL_AVG_F32, POOL_MAX_Q8, POOL_AVG_Q8 } pool_kind;
@@ -435,6 +512,7 @@ int main(int argc, char **argv)
     /* The fast kernels are under test even when AC_FORCE_REF is set around ctest. */
     ac_kernels_force_ref(false);
     test_unary();
+    test_binary();
     test_pool_fixed();
     test_pool_fallback();
     test_pool_random(random);
