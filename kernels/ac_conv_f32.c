@@ -2,8 +2,9 @@
  *
  * Both ops run on one blocked SGEMM driver: Y[M][N] (+)= A[M][K] * B[K][N].
  *  - conv: per (image, group) A = weights [c_out/g][c_in/g*kh*kw], B = the
- *    im2col of the input ([c_in/g*kh*kw][h_out*w_out]), built block by block
- *    in scratch; a 1x1 stride-1 unpadded conv reads the input directly as B.
+ *    im2col of the input ([c_in/g*kh*kw][h_out*w_out]) read from padded phase
+ *    planes of the input without building it (see "convs without im2col"); a
+ *    1x1 stride-1 unpadded conv reads the input directly as B.
  *  - gemm: A and B are the operands, transposes handled by strides.
  * Depthwise convs (groups == c_in == c_out) take a direct kernel instead
  * (see the depthwise section).
@@ -292,65 +293,14 @@ static void zero_run(float *d, int n)
         d[i] = 0.0f;
 }
 
-/* im2col rows [k0, k0+kc) x output pixels [j0, j0+nb) of one (image, group)
- * into cols (row-major, row stride nb). Row k is (ci, ky, kx) in OIHW order.
- * Per row, what depends on (ky, kx) only (the input column offset and the
- * range of output columns that land inside the input) is worked out once;
- * the output rows of the block are then walked without divisions. */
-static void im2col_block(float *cols, const ac_conv2d_shape *s, const float *xg, int k0, int kc,
-                         int j0, int nb)
-{
-    const int ksz = s->kh * s->kw;
-    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
-    const int sw = s->stride_w;
-    const int oh0 = j0 / s->w_out, ow0 = j0 % s->w_out;
-    for (int kk = 0; kk < kc; kk++) {
-        const int k = k0 + kk;
-        const int ci = k / ksz, ky = (k % ksz) / s->kw, kx = k % s->kw;
-        const float *xc = xg + ci * plane_in;
-        const int off = kx * s->dil_w - s->pad_left; /* iw = ow*sw + off */
-        /* valid ow: 0 <= ow*sw + off < w_in */
-        const int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-        const int hi = s->w_in - 1 - off < 0 ? 0 : (s->w_in - 1 - off) / sw + 1;
-        float *d = cols + (int64_t)kk * nb;
-        int oh = oh0, ow_a = ow0, left = nb;
-        while (left > 0) {
-            const int ow_b = imin(s->w_out, ow_a + left); /* end of this output row segment */
-            const int len = ow_b - ow_a;
-            const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
-            if (ih < 0 || ih >= s->h_in) {
-                zero_run(d, len);
-            } else {
-                const float *src = xc + (int64_t)ih * s->w_in;
-                const int va = iclamp(lo, ow_a, ow_b);
-                const int vb = iclamp(hi, va, ow_b);
-                zero_run(d, va - ow_a);
-                if (sw == 1) {
-                    memcpy(d + (va - ow_a), src + va + off, sizeof(float) * (vb - va));
-                } else {
-                    for (int ow = va; ow < vb; ow++)
-                        d[ow - ow_a] = src[ow * sw + off];
-                }
-                zero_run(d + (vb - ow_a), ow_b - vb);
-            }
-            d += len;
-            left -= len;
-            oh++;
-            ow_a = 0;
-        }
-    }
-}
-
 /* ---- the blocked driver ---------------------------------------------------------- */
 
 typedef struct {
     int m, n, k;
     const float *a; /* A(i, k) = a[i*a_rs + k*a_cs] */
     int64_t a_rs, a_cs;
-    const float *b; /* B(k, j) = b[k*b_rs + j*b_cs], when conv == NULL or direct */
+    const float *b; /* B(k, j) = b[k*b_rs + j*b_cs] */
     int64_t b_rs, b_cs;
-    const ac_conv2d_shape *conv; /* im2col source when set and b == NULL */
-    const float *xg;
     float *y; /* Y(i, j) = y[i*ldy + j] */
     int64_t ldy;
 } gemm_job;
@@ -358,34 +308,31 @@ typedef struct {
 typedef struct {
     float *apack; /* MR x KC */
     float *bpack; /* KC x NB (rounded to NR_MAX) */
-    float *cols;  /* KC x NB im2col staging */
 } scratch_slice;
 
-static void scratch_sizes(int k, int n, bool need_cols, size_t *a_f, size_t *b_f, size_t *c_f)
+static void scratch_sizes(int k, int n, size_t *a_f, size_t *b_f)
 {
     const int kc = imin(k, KC) > 0 ? imin(k, KC) : 1;
     const int nb = round_up(imin(n, NB) > 0 ? imin(n, NB) : 1, NR_MAX);
     *a_f = (size_t)MR * kc;
     *b_f = (size_t)kc * nb;
-    *c_f = need_cols ? (size_t)kc * nb : 0;
 }
 
-static size_t slice_bytes(int k, int n, bool need_cols)
+static size_t slice_bytes(int k, int n)
 {
-    size_t a_f, b_f, c_f;
-    scratch_sizes(k, n, need_cols, &a_f, &b_f, &c_f);
-    return (a_f + b_f + c_f) * sizeof(float) + 3 * ALIGN;
+    size_t a_f, b_f;
+    scratch_sizes(k, n, &a_f, &b_f);
+    return (a_f + b_f) * sizeof(float) + 2 * ALIGN;
 }
 
-static scratch_slice slice_get(void *scratch, int k, int n, bool need_cols, int ith)
+static scratch_slice slice_get(void *scratch, int k, int n, int ith)
 {
-    size_t a_f, b_f, c_f;
-    scratch_sizes(k, n, need_cols, &a_f, &b_f, &c_f);
-    char *base = (char *)scratch + (size_t)ith * slice_bytes(k, n, need_cols);
+    size_t a_f, b_f;
+    scratch_sizes(k, n, &a_f, &b_f);
+    char *base = (char *)scratch + (size_t)ith * slice_bytes(k, n);
     scratch_slice sl;
     sl.apack = align_ptr(base);
     sl.bpack = align_ptr(sl.apack + a_f);
-    sl.cols = need_cols ? align_ptr(sl.bpack + b_f) : NULL;
     return sl;
 }
 
@@ -402,12 +349,7 @@ static void gemm_tile(const gemm_job *job, int m0, int mb, int j0, int nb, const
     for (int k0 = 0; k0 < job->k; k0 += KC) {
         const int kc = imin(KC, job->k - k0);
         const int accumulate = k0 > 0;
-        if (job->b) {
-            pack_b(sl->bpack, w, job->b, job->b_rs, job->b_cs, k0, kc, j0, nb);
-        } else {
-            im2col_block(sl->cols, job->conv, job->xg, k0, kc, j0, nb);
-            pack_b(sl->bpack, w, sl->cols, nb, 1, 0, kc, 0, nb);
-        }
+        pack_b(sl->bpack, w, job->b, job->b_rs, job->b_cs, k0, kc, j0, nb);
         for (int i = m0; i < m0 + mb; i += MR) {
             const int mr = imin(MR, m0 + mb - i);
             /* Rows of A are read in place when contiguous along K (conv weights,
@@ -458,6 +400,224 @@ static int row_block(int m, int n, int outer, int nth)
     while (mb > MB_MIN && (int64_t)outer * nnb * div_up(m, mb) < 4 * nth)
         mb = round_up(mb / 2, MR);
     return mb;
+}
+
+/* ---- convs without im2col ---------------------------------------------------------------
+ * The input of one (image, group) is copied once into zero-padded phase planes:
+ * for stride (sh, sw), channel ci has sh*sw planes, plane (py, px) holding the
+ * padded input's rows py, py+sh, ... and columns px, px+sw, ..., Hq x Wq of
+ * them with Wq = w_out + (kw-1)*dil_w/sw, Hq = h_out + (kh-1)*dil_h/sh (plus a
+ * zero tail). On the widened output grid q = oh*Wq + ow (ow < Wq), tap
+ * (ky, kx) reads plane ((ky*dil_h) % sh, (kx*dil_w) % sw) of ci at
+ * q + (ky*dil_h / sh)*Wq + kx*dil_w / sw: every row of B is a contiguous run
+ * of one plane, so panels are packed straight from it, with no im2col staging
+ * and no per-output-row segments. The widened tile is computed into scratch
+ * and its valid columns (ow < w_out) are stored plus the bias. K order, KC
+ * blocks and FMA chains are those of a GEMM over the im2col matrix, so the
+ * results do not depend on this layout; the price is (Wq - w_out) / w_out more
+ * columns of arithmetic, far less than the copies it saves. */
+
+typedef struct {
+    int wq, hq;         /* one phase plane */
+    int64_t plane;      /* floats per phase plane (Hq*Wq + tail, rounded) */
+    int64_t n_wide;     /* h_out * Wq */
+    int ldt;            /* tile row stride: widened columns per block, whole panels */
+    int rows;           /* tile rows: c_out/groups rounded to MR */
+} wide_geom;
+
+static wide_geom wide_geom_of(const ac_conv2d_shape *s)
+{
+    wide_geom g;
+    const int ox_max = (s->kw - 1) * s->dil_w / s->stride_w;
+    g.wq = s->w_out + ox_max;
+    g.hq = s->h_out + (s->kh - 1) * s->dil_h / s->stride_h;
+    /* The last widened column of the last row reads ox_max past Hq*Wq. */
+    g.plane = (int64_t)round_up(g.hq * g.wq + ox_max, 16);
+    g.n_wide = (int64_t)s->h_out * g.wq;
+    g.ldt = round_up((int)(g.n_wide < NB ? g.n_wide : NB), NR_MAX);
+    g.rows = round_up(s->c_out / s->groups, MR);
+    return g;
+}
+
+typedef struct {
+    float *bpack; /* KC x ldt */
+    float *tile;  /* rows x ldt */
+    float *xp;    /* c_in/groups x sh*sw phase planes */
+} wide_slice;
+
+static void wide_sizes(const ac_conv2d_shape *s, size_t *b_f, size_t *t_f, size_t *x_f)
+{
+    const wide_geom g = wide_geom_of(s);
+    const int k = s->c_in / s->groups * s->kh * s->kw;
+    *b_f = (size_t)imin(k, KC) * (size_t)g.ldt;
+    *t_f = (size_t)g.rows * (size_t)g.ldt;
+    *x_f = (size_t)(s->c_in / s->groups) * (size_t)(s->stride_h * s->stride_w) * (size_t)g.plane;
+}
+
+static size_t wide_slice_bytes(const ac_conv2d_shape *s)
+{
+    size_t b_f, t_f, x_f;
+    wide_sizes(s, &b_f, &t_f, &x_f);
+    return (b_f + t_f + x_f) * sizeof(float) + 3 * ALIGN;
+}
+
+static wide_slice wide_slice_get(const ac_conv2d_shape *s, void *scratch, int ith)
+{
+    size_t b_f, t_f, x_f;
+    wide_sizes(s, &b_f, &t_f, &x_f);
+    char *base = (char *)scratch + (size_t)ith * wide_slice_bytes(s);
+    wide_slice sl;
+    sl.bpack = align_ptr(base);
+    sl.tile = align_ptr(sl.bpack + b_f);
+    sl.xp = align_ptr(sl.tile + t_f);
+    return sl;
+}
+
+/* One phase plane of one channel xc: d[r][c] = padded input row r*sh + py,
+ * column c*sw + px (0 outside the input), tail zero. */
+static void wide_pad_plane(const ac_conv2d_shape *s, const wide_geom *g, const float *xc, int py, int px, float *d)
+{
+    const int sw = s->stride_w;
+    /* column c holds input column c*sw + px - pad_left: inside for c in [ca, cb) */
+    const int first = s->pad_left - px; /* c*sw >= first */
+    const int ca = iclamp(first <= 0 ? 0 : (first + sw - 1) / sw, 0, g->wq);
+    const int last = s->pad_left + s->w_in - px; /* c*sw < last */
+    const int cb = iclamp(last <= 0 ? 0 : (last + sw - 1) / sw, ca, g->wq);
+    for (int r = 0; r < g->hq; r++, d += g->wq) {
+        const int ih = r * s->stride_h + py - s->pad_top;
+        if (ih < 0 || ih >= s->h_in) {
+            zero_run(d, g->wq);
+            continue;
+        }
+        const float *src = xc + (int64_t)ih * s->w_in + (ca * sw + px - s->pad_left);
+        zero_run(d, ca);
+        if (sw == 1)
+            memcpy(d + ca, src, sizeof(float) * (size_t)(cb - ca));
+        else
+            for (int c = ca; c < cb; c++)
+                d[c] = src[(c - ca) * sw];
+        zero_run(d + cb, g->wq - cb);
+    }
+    zero_run(d, (int)(g->plane - (int64_t)g->hq * g->wq));
+}
+
+/* xp = the cin_g channels at xg as phase planes, channel by channel. */
+static void wide_pad(const ac_conv2d_shape *s, const wide_geom *g, const float *xg, int cin_g, float *xp)
+{
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    for (int ci = 0; ci < cin_g; ci++)
+        for (int py = 0; py < s->stride_h; py++)
+            for (int px = 0; px < s->stride_w; px++, xp += g->plane)
+                wide_pad_plane(s, g, xg + ci * plane_in, py, px, xp);
+}
+
+/* Panels of B rows [k0, k0+kc), widened columns [j0, j0+nb), as pack_b lays them out. */
+static void wide_pack(float *dst, int w, const ac_conv2d_shape *s, const wide_geom *g, const float *xp, int k0,
+                      int kc, int64_t j0, int nb)
+{
+    const int ksz = s->kh * s->kw, phases = s->stride_h * s->stride_w;
+    for (int kk = 0; kk < kc; kk++) {
+        const int k = k0 + kk;
+        const int ci = k / ksz, ky = (k % ksz) / s->kw, kx = k % s->kw;
+        const int dy = ky * s->dil_h, dx = kx * s->dil_w;
+        const int phase = (dy % s->stride_h) * s->stride_w + dx % s->stride_w;
+        const float *row = xp + ((int64_t)ci * phases + phase) * g->plane +
+                           (int64_t)(dy / s->stride_h) * g->wq + dx / s->stride_w + j0;
+        for (int p = 0; p * w < nb; p++) {
+            float *d = dst + (int64_t)p * kc * w + (int64_t)kk * w;
+            const int nr = imin(w, nb - p * w);
+            memcpy(d, row + p * w, sizeof(float) * (size_t)nr);
+            if (nr < w)
+                zero_run(d + nr, w - nr);
+        }
+    }
+}
+
+/* y rows [m0, m0+mrows) (of one image and group, plane h_out x w_out) from the
+ * widened tile over columns [j0, j0+nb): the valid columns, plus the bias. */
+static void wide_store(const ac_conv2d_shape *s, const wide_geom *g, const float *tile, float *yg,
+                       const float *bias, int m0, int mrows, int64_t j0, int nb)
+{
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    for (int i = 0; i < mrows; i++) {
+        const float *t = tile + (int64_t)i * g->ldt;
+        float *yr = yg + (int64_t)(m0 + i) * plane_out;
+        const float bv = bias ? bias[m0 + i] : 0.0f;
+        int64_t j = j0;
+        int oh = (int)(j0 / g->wq), ow = (int)(j0 % g->wq);
+        while (j < j0 + nb) {
+            const int len = (int)(j0 + nb - j < g->wq - ow ? j0 + nb - j : g->wq - ow);
+            const int valid = iclamp(s->w_out - ow, 0, len);
+            const float *src = t + (j - j0);
+            float *d = yr + (int64_t)oh * s->w_out + ow;
+            if (bias)
+                for (int v = 0; v < valid; v++)
+                    d[v] = src[v] + bv;
+            else
+                memcpy(d, src, sizeof(float) * (size_t)valid);
+            j += len;
+            oh++;
+            ow = 0;
+        }
+    }
+}
+
+/* The GEMM of one tile: rows [m0, m0+mrows) x widened columns [j0, j0+nb) into sl->tile. */
+static void wide_tile(const ac_conv2d_shape *s, const wide_geom *g, const float *wg, int k, const wide_slice *sl,
+                      int m0, int mrows, int64_t j0, int nb, const ukernel *uk)
+{
+    const int w = uk->nr;
+    for (int k0 = 0; k0 < k; k0 += KC) {
+        const int kc = imin(KC, k - k0);
+        wide_pack(sl->bpack, w, s, g, sl->xp, k0, kc, j0, nb);
+        for (int i = 0; i < mrows; i += MR) {
+            const int mr = imin(MR, mrows - i);
+            /* rows past mr repeat the last row; the tile has room for them */
+            const float *arow[MR];
+            for (int r = 0; r < MR; r++)
+                arow[r] = wg + (int64_t)(m0 + i + imin(r, mr - 1)) * k + k0;
+            for (int p = 0; p * w < nb; p++)
+                uk->fn(kc, arow, 1, sl->bpack + (int64_t)p * kc * w, sl->tile + (int64_t)i * g->ldt + p * w, g->ldt,
+                       k0 > 0);
+        }
+    }
+}
+
+static void conv_wide(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+                      void *scratch, int ith, int nth, const ukernel *uk)
+{
+    const wide_geom g = wide_geom_of(s);
+    const wide_slice sl = wide_slice_get(s, scratch, ith);
+    const int cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
+    const int k = cin_g * s->kh * s->kw;
+    const int outer = s->n * s->groups;
+    const int mb = row_block(cout_g, (int)(g.n_wide < INT32_MAX ? g.n_wide : INT32_MAX), outer, nth);
+    const int nmb = div_up(cout_g, mb);
+    const int64_t nnb = (g.n_wide + NB - 1) / NB;
+    const int64_t tiles = (int64_t)outer * nnb * nmb;
+    const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
+    const int64_t plane_in = (int64_t)s->h_in * s->w_in;
+    const int64_t plane_out = (int64_t)s->h_out * s->w_out;
+    int padded = -1; /* the (image, group) now in sl.xp */
+    for (int64_t t = begin; t < end;) {
+        const int64_t col_block = t / nmb;
+        const int64_t run_end = end < (col_block + 1) * nmb ? end : (col_block + 1) * nmb;
+        const int o = (int)(col_block / nnb);
+        const int64_t j0 = (col_block % nnb) * NB;
+        const int b = o / s->groups, gi = o % s->groups;
+        const int m0 = (int)(t % nmb) * mb;
+        const int mrows = imin((int)(run_end - t) * mb, cout_g - m0);
+        const int nb = (int)(g.n_wide - j0 < NB ? g.n_wide - j0 : NB);
+        t = run_end;
+        if (o != padded) {
+            wide_pad(s, &g, x + ((int64_t)b * s->c_in + (int64_t)gi * cin_g) * plane_in, cin_g, sl.xp);
+            padded = o;
+        }
+        const float *wg = w + (int64_t)gi * cout_g * k;
+        wide_tile(s, &g, wg, k, &sl, m0, mrows, j0, nb, uk);
+        wide_store(s, &g, sl.tile, y + ((int64_t)b * s->c_out + (int64_t)gi * cout_g) * plane_out,
+                   bias ? bias + gi * cout_g : NULL, m0, mrows, j0, nb);
+    }
 }
 
 /* ---- depthwise ----------------------------------------------------------------------
@@ -788,37 +948,24 @@ size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth)
         nth = 1;
     if (conv_is_depthwise(s))
         return (size_t)nth * dw_slice_bytes(s);
-    const int k = s->c_in / s->groups * s->kh * s->kw;
-    const int n = s->h_out * s->w_out;
-    return (size_t)nth * slice_bytes(k, n, !conv_is_pointwise(s));
+    if (!conv_is_pointwise(s))
+        return (size_t)nth * wide_slice_bytes(s);
+    return (size_t)nth * slice_bytes(s->c_in / s->groups, s->h_out * s->w_out);
 }
 
-void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
-                       const float *bias, float *y, void *scratch, int ith, int nth,
-                       ac_conv_isa isa)
+/* 1x1 stride 1 unpadded: per (image, group) B is the input planes as they are. */
+static void conv_pointwise(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+                           void *scratch, int ith, int nth, const ukernel *uk)
 {
-    isa = resolve_isa(isa);
-    if (nth < 1) {
-        nth = 1;
-        ith = 0;
-    }
-    if (s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0)
-        return;
-    if (conv_is_depthwise(s)) {
-        conv_depthwise(s, x, w, bias, y, scratch, ith, nth, isa);
-        return;
-    }
-    const ukernel *uk = ukernel_for(isa);
     const int cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
-    const int k = cin_g * s->kh * s->kw;
+    const int k = cin_g;
     const int n = s->h_out * s->w_out;
-    const bool direct = conv_is_pointwise(s);
-    const scratch_slice sl = slice_get(scratch, k, n, !direct, ith);
+    const scratch_slice sl = slice_get(scratch, k, n, ith);
     const int outer = s->n * s->groups;
     const int mb = row_block(cout_g, n, outer, nth);
     const int nmb = div_up(cout_g, mb), nnb = div_up(n, NB);
     /* Tiles ordered (image*group, column block, row block); a thread's run of
-     * tiles in one column block is done in one pass so its B block is built once. */
+     * tiles in one column block is done in one pass so its B block is packed once. */
     const int64_t tiles = (int64_t)outer * nnb * nmb;
     const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
@@ -840,14 +987,9 @@ void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
         job.a = w + (int64_t)g * cout_g * k;
         job.a_rs = k;
         job.a_cs = 1;
-        job.xg = x + ((int64_t)b * s->c_in + (int64_t)g * cin_g) * plane_in;
-        if (direct) {
-            job.b = job.xg;
-            job.b_rs = plane_in;
-            job.b_cs = 1;
-        } else {
-            job.conv = s;
-        }
+        job.b = x + ((int64_t)b * s->c_in + (int64_t)g * cin_g) * plane_in;
+        job.b_rs = plane_in;
+        job.b_cs = 1;
         job.y = y + ((int64_t)b * s->c_out + (int64_t)g * cout_g) * n;
         job.ldy = n;
         gemm_tile(&job, m0, mrows, j0, ncols, &sl, uk);
@@ -860,6 +1002,25 @@ void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
             }
         }
     }
+}
+
+void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
+                       const float *bias, float *y, void *scratch, int ith, int nth,
+                       ac_conv_isa isa)
+{
+    isa = resolve_isa(isa);
+    if (nth < 1) {
+        nth = 1;
+        ith = 0;
+    }
+    if (s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0)
+        return;
+    if (conv_is_depthwise(s))
+        conv_depthwise(s, x, w, bias, y, scratch, ith, nth, isa);
+    else if (conv_is_pointwise(s))
+        conv_pointwise(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
+    else
+        conv_wide(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
 }
 
 void ac_conv2d_f32(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
@@ -878,7 +1039,7 @@ size_t ac_gemm_f32_scratch_bytes(const ac_gemm_shape *s, int nth)
 {
     if (nth < 1)
         nth = 1;
-    return (size_t)nth * slice_bytes(s->k, s->n, false);
+    return (size_t)nth * slice_bytes(s->k, s->n);
 }
 
 void ac_gemm_f32_isa(const ac_gemm_shape *s, const float *a, const float *b, const float *c,
@@ -892,7 +1053,7 @@ void ac_gemm_f32_isa(const ac_gemm_shape *s, const float *a, const float *b, con
     if (s->m <= 0 || s->n <= 0)
         return;
     const ukernel *uk = ukernel_for(isa);
-    const scratch_slice sl = slice_get(scratch, s->k, s->n, false, ith);
+    const scratch_slice sl = slice_get(scratch, s->k, s->n, ith);
     gemm_job job;
     memset(&job, 0, sizeof job);
     job.m = s->m;

@@ -6,6 +6,8 @@
  *    on the rounding of any summation order);
  *  - fast with nth = 1, 2, 3 (each ith run in turn) is bit-identical, and the
  *    AVX-512 and AVX2 kernels agree bit for bit (same FMA chains);
+ *  - a non-depthwise conv gives the bits of ac_gemm_f32 on its explicit im2col
+ *    matrix (the fast path packs B from padded phase planes instead);
  *  - every output element is written (outputs start as NaN);
  *  - scratch is exactly *_scratch_bytes(s, nth) bytes (ASan builds catch overruns);
  *  - the force-ref switch routes the public entry points to __ref. */
@@ -107,6 +109,55 @@ static void run_conv_fast(const ac_conv2d_shape *s, const float *x, const float 
     free(scratch);
 }
 
+/* The im2col matrix of image b, group g: [cin_g*kh*kw][h_out*w_out], row k =
+ * (ci, ky, kx), zeros where the tap falls in the padding. */
+static float *im2col(const ac_conv2d_shape *s, const float *x, int b, int g)
+{
+    const int cin_g = s->c_in / s->groups, n = s->h_out * s->w_out;
+    float *cols = xmalloc((size_t)cin_g * s->kh * s->kw * n * sizeof(float));
+    for (int ci = 0; ci < cin_g; ci++)
+        for (int ky = 0; ky < s->kh; ky++)
+            for (int kx = 0; kx < s->kw; kx++) {
+                float *d = cols + (size_t)((ci * s->kh + ky) * s->kw + kx) * n;
+                const float *xc = x + ((size_t)b * s->c_in + (size_t)g * cin_g + ci) * s->h_in * s->w_in;
+                for (int oh = 0; oh < s->h_out; oh++)
+                    for (int ow = 0; ow < s->w_out; ow++) {
+                        const int ih = oh * s->stride_h - s->pad_top + ky * s->dil_h;
+                        const int iw = ow * s->stride_w - s->pad_left + kx * s->dil_w;
+                        const bool in = ih >= 0 && ih < s->h_in && iw >= 0 && iw < s->w_in;
+                        d[oh * s->w_out + ow] = in ? xc[ih * s->w_in + iw] : 0.0f;
+                    }
+            }
+    return cols;
+}
+
+/* A non-depthwise conv is the GEMM weights x im2col (plus the bias as Gemm's C)
+ * whatever way the fast conv reads its input: same K order and K blocks, so
+ * the same bits as ac_gemm_f32_isa on the explicit im2col matrix. */
+static void check_conv_is_gemm(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                               const float *y, ac_conv_isa isa, const char *name)
+{
+    const int cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
+    const int k = cin_g * s->kh * s->kw, n = s->h_out * s->w_out;
+    ac_gemm_shape gs = {.m = cout_g, .n = n, .k = k, .alpha = 1.0f, .beta = bias ? 1.0f : 0.0f,
+                        .c_rows = cout_g, .c_cols = 1};
+    const size_t bytes = ac_gemm_f32_scratch_bytes(&gs, 1);
+    void *scratch = xmalloc(bytes ? bytes : 1);
+    float *yg = xmalloc((size_t)cout_g * n * sizeof(float));
+    bool same = true;
+    for (int b = 0; b < s->n && same; b++)
+        for (int g = 0; g < s->groups && same; g++) {
+            float *cols = im2col(s, x, b, g);
+            ac_gemm_f32_isa(&gs, w + (size_t)g * cout_g * k, cols, bias ? bias + g * cout_g : NULL, yg, scratch, 0,
+                            1, isa);
+            same = !memcmp(yg, y + ((size_t)b * s->c_out + (size_t)g * cout_g) * n, (size_t)cout_g * n * sizeof(float));
+            free(cols);
+        }
+    CHECK(same, "%s (isa %d): differs from the GEMM over its im2col matrix", name, (int)isa);
+    free(scratch);
+    free(yg);
+}
+
 static void check_conv(const conv_case *c, const char *name)
 {
     ac_conv2d_shape s;
@@ -143,6 +194,8 @@ static void check_conv(const conv_case *c, const char *name)
         char what[160];
         snprintf(what, sizeof what, "%s (isa %d, nth 1)", name, (int)isas[ii]);
         compare_tol(what, y1, ref, mag, ny);
+        if (!(s.groups > 1 && s.groups == s.c_in && s.groups == s.c_out)) /* depthwise: a direct kernel */
+            check_conv_is_gemm(&s, x, w, with_bias ? b : NULL, y1, isas[ii], name);
         for (int nth = 2; nth <= 3; nth++) {
             float *yn = nan_floats(ny);
             run_conv_fast(&s, x, w, with_bias ? b : NULL, yn, nth, isas[ii]);
