@@ -19,7 +19,7 @@ SANITIZE=${AC_SANITIZE:-OFF}
 APT_PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev
-  libturbojpeg0-dev libpng-dev zlib1g-dev
+  libturbojpeg0-dev libpng-dev zlib1g-dev libdeflate-dev
   libprotobuf-c-dev protobuf-c-compiler libjansson-dev
   libonnx-dev libonnx-testdata
   clang libclang-rt-14-dev

@@ -718,6 +718,35 @@ static void write_idx_gz(const char *path, const uint8_t *hdr, size_t hn, const 
     gzclose(f);
 }
 
+/* The same idx content from every gzip form: one member (read whole), two
+ * concatenated members (streamed); damaged or cut gzip data is an error that
+ * names the file. */
+static void test_idx_gzip_forms(const uint8_t hi[16], const uint8_t px[12])
+{
+    ac_err e = {0};
+    ac_idx one, two;
+    CHECK(ac_idx_load(tpath("img.gz"), &one, &e) == AC_OK && one.nbytes == 12 && !memcmp(one.data, px, 12),
+          "idx gzip: %s", e.msg);
+    write_idx_gz(tpath("two.gz"), hi, 16, px, 5);
+    gzFile f = gzopen(tpath("two.gz"), "ab"); /* a second member */
+    gzwrite(f, px + 5, 7);
+    gzclose(f);
+    CHECK(ac_idx_load(tpath("two.gz"), &two, &e) == AC_OK && two.nbytes == 12 && !memcmp(two.data, px, 12),
+          "idx two-member gzip: %s", e.msg);
+    ac_idx_free(&one);
+    ac_idx_free(&two);
+    uint8_t *buf;
+    size_t len;
+    CHECK(ac_file_read(tpath("img.gz"), &buf, &len, &e) == AC_OK, "%s", e.msg);
+    buf[len / 2] ^= 0xff;
+    buf[len / 2 + 1] ^= 0x5a;
+    write_file(tpath("bad.gz"), buf, len);
+    CHECK(ac_idx_load(tpath("bad.gz"), &one, &e) != AC_OK && strstr(e.msg, "bad.gz"), "damaged gzip: %s", e.msg);
+    write_file(tpath("cut.gz"), buf, len - 6);
+    CHECK(ac_idx_load(tpath("cut.gz"), &one, &e) != AC_OK && strstr(e.msg, "cut.gz"), "cut gzip: %s", e.msg);
+    free(buf);
+}
+
 static void test_idx(void)
 {
     ac_err e = {0};
@@ -751,6 +780,7 @@ static void test_idx(void)
     write_idx_gz(tpath("short.gz"), hi, 16, px, 11);
     CHECK(ac_dataset_open_idx(tpath("short.gz"), NULL, &o, &e) == NULL && strstr(e.msg, "promises 12 data bytes"),
           "%s", e.msg);
+    test_idx_gzip_forms(hi, px);
 }
 
 /* YOLO labels come out in pixels of the samples, and travel with the images

@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libdeflate.h>
 #include <zlib.h>
+
+#include "ac_image.h"
 
 void ac_idx_free(ac_idx *x)
 {
@@ -47,9 +50,44 @@ int ac_idx_parse(const uint8_t *buf, size_t len, const char *name, ac_idx *out, 
     return AC_OK;
 }
 
+/* The whole file in one call: a plain idx file as it is, a single-member
+ * gzip by libdeflate (2-3x zlib's speed on Fashion-MNIST's 26 MB training
+ * images, read on every run). Returns 1 when it does not apply (several
+ * gzip members, a size the trailer cannot give, bad data): the caller then
+ * streams the file through zlib, which names what is wrong. */
+static int load_whole(const char *path, ac_idx *out, ac_err *err)
+{
+    uint8_t *file;
+    size_t flen;
+    ac_err ferr = {0};
+    if (ac_file_read(path, &file, &flen, &ferr))
+        return 1;
+    int rc = 1;
+    if (flen < 18 || file[0] != 0x1f || file[1] != 0x8b) {
+        rc = ac_idx_parse(file, flen, path, out, err);
+    } else {
+        /* ISIZE: the uncompressed size mod 2^32, last 4 bytes (little-endian) */
+        const size_t isize = (size_t)file[flen - 4] | (size_t)file[flen - 3] << 8 | (size_t)file[flen - 2] << 16 |
+                             (size_t)file[flen - 1] << 24;
+        uint8_t *buf = malloc(isize ? isize : 1);
+        struct libdeflate_decompressor *d = buf ? libdeflate_alloc_decompressor() : NULL;
+        size_t in_used = 0, got = 0;
+        if (d && libdeflate_gzip_decompress_ex(d, file, flen, buf, isize, &in_used, &got) == LIBDEFLATE_SUCCESS &&
+            in_used == flen && got == isize)
+            rc = ac_idx_parse(buf, got, path, out, err);
+        libdeflate_free_decompressor(d);
+        free(buf);
+    }
+    free(file);
+    return rc;
+}
+
 int ac_idx_load(const char *path, ac_idx *out, ac_err *err)
 {
     memset(out, 0, sizeof *out);
+    int whole = load_whole(path, out, err);
+    if (whole <= 0)
+        return whole;
     gzFile f = gzopen(path, "rb");
     if (!f)
         return ac_err_set(err, AC_E_IO, "%s: cannot open: %s", path, strerror(errno));
