@@ -213,18 +213,47 @@ static ac_task base_task(const fjob *j, ac_task_kind kind, const blob *data, int
     return t;
 }
 
-/* Shards: [0, n) in pieces of shard_batches whole batches (the last one may be short). */
+/* Batches per shard: fixed (--shard_batches, default 8), so that partial
+ * scores merge in the same grouping on any farm. */
+static int shard_batches(const fjob *j)
+{
+    return j->o->shard_batches > 0 ? j->o->shard_batches : 8;
+}
+
+/* Batches per shard of a calibration pass whose statistics merge exactly
+ * (ranges, histogram counts): the grouping cannot change them, so the pass
+ * is cut to keep every worker busy, at most shard_batches per shard (each
+ * partial carries every tensor's histogram). */
+static int calib_shard_batches(const fjob *j, int64_t n)
+{
+    const int64_t batches = (n + j->batch - 1) / j->batch;
+    const int64_t workers = j->o->workers > 0 ? j->o->workers : 1;
+    const int64_t per = (batches + workers - 1) / workers;
+    return per < 1 ? 1 : per < shard_batches(j) ? (int)per : shard_batches(j);
+}
+
+/* Shards: [0, n) in pieces of per_batches whole batches (the last one may be short). */
+static int shard_count_of(const fjob *j, int64_t n, int per_batches)
+{
+    int64_t per = (int64_t)per_batches * j->batch;
+    return (int)((n + per - 1) / per);
+}
+
+static void shard_range_of(const fjob *j, int64_t n, int per_batches, int s, int64_t *b, int64_t *e)
+{
+    int64_t per = (int64_t)per_batches * j->batch;
+    *b = s * per;
+    *e = *b + per < n ? *b + per : n;
+}
+
 static int shard_count(const fjob *j, int64_t n)
 {
-    int64_t per = (int64_t)(j->o->shard_batches > 0 ? j->o->shard_batches : 8) * j->batch;
-    return (int)((n + per - 1) / per);
+    return shard_count_of(j, n, shard_batches(j));
 }
 
 static void shard_range(const fjob *j, int64_t n, int s, int64_t *b, int64_t *e)
 {
-    int64_t per = (int64_t)(j->o->shard_batches > 0 ? j->o->shard_batches : 8) * j->batch;
-    *b = s * per;
-    *e = *b + per < n ? *b + per : n;
+    shard_range_of(j, n, shard_batches(j), s, b, e);
 }
 
 /* How many candidates the farm can evaluate side by side without slowing
@@ -340,7 +369,9 @@ static int run_tasks(fjob *j, const char *what, const ac_task *tasks, int n, ac_
 
 /* ---- calibration on the farm -------------------------------------------------------- */
 
-static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, const char *what, ac_err *err)
+/* per_batches: the pass's shard size (its merge decides what may vary). */
+static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, int per_batches, const char *what,
+                      ac_err *err)
 {
     uint8_t *tpl = NULL, *payload = NULL;
     size_t tlen = 0, plen = 0;
@@ -351,7 +382,7 @@ static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, con
     free(tpl);
     if (rc)
         return -1;
-    int n = shard_count(j, nsamples);
+    int n = shard_count_of(j, nsamples, per_batches);
     ac_task *tasks = calloc((size_t)n, sizeof *tasks);
     ac_farm_outcome *out = calloc((size_t)n, sizeof *out);
     rc = -1;
@@ -362,7 +393,7 @@ static int calib_pass(fjob *j, ac_calib_collector *master, int64_t nsamples, con
     j->round++;
     for (int s = 0; s < n; s++) {
         int64_t b, e;
-        shard_range(j, nsamples, s, &b, &e);
+        shard_range_of(j, nsamples, per_batches, s, &b, &e);
         tasks[s] = base_task(j, AC_TASK_CALIB, &j->calib_blob, b, e);
         tasks[s].key.candidate = 0;
         tasks[s].key.shard = (uint32_t)s;
@@ -403,14 +434,15 @@ static int calibrate(fjob *j, ac_err *err)
     if (j->n_calib <= 0)
         return ac_err_set(err, AC_E_INVALID, "calibration data %s: %lld samples, fewer than one batch of %d",
                           ac_dataset_source_name(j->calib), (long long)count, j->batch);
+    const int per = calib_shard_batches(j, j->n_calib);
     ac_job_say(&j->o->q, j->t0, "calibration: %lld samples in %d shard(s) on the farm (range, histogram, KL tuning passes)",
-        (long long)j->n_calib, shard_count(j, j->n_calib));
+        (long long)j->n_calib, shard_count_of(j, j->n_calib, per));
     ac_calib_collector *c = ac_calib_collector_new(j->g, 0, err);
     if (!c)
         return -1;
     int rc = -1;
-    if (calib_pass(j, c, j->n_calib, "calibration (range pass)", err) || ac_calib_collector_begin_hist(c, err) ||
-        calib_pass(j, c, j->n_calib, "calibration (histogram pass)", err))
+    if (calib_pass(j, c, j->n_calib, per, "calibration (range pass)", err) || ac_calib_collector_begin_hist(c, err) ||
+        calib_pass(j, c, j->n_calib, per, "calibration (histogram pass)", err))
         goto done;
     /* Every method's table comes from the same merged statistics. */
     for (int m = 0; m < AC_TH_METHOD_COUNT; m++) {
@@ -421,7 +453,7 @@ static int calibrate(fjob *j, ac_err *err)
     if (q->kl_tune) {
         int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
         tune = tune < j->batch ? j->batch : tune - tune % j->batch;
-        if (ac_calib_collector_begin_tune(c, AC_TH_KL, err) || calib_pass(j, c, tune, "calibration (KL tuning)", err))
+        if (ac_calib_collector_begin_tune(c, AC_TH_KL, err) || calib_pass(j, c, tune, shard_batches(j), "calibration (KL tuning)", err))
             goto done;
         ac_calib_table_destroy(&j->tables[AC_TH_KL]);
         j->tables[AC_TH_KL] = ac_calib_collector_tuned_table(c, &j->tuned_up, err);

@@ -887,12 +887,13 @@ dw_pad_plane_avx2(const ac_conv2d_shape *s, const float *xc, float *pad, int row
         for (; j + 8 <= len; j += 8)
             _mm256_storeu_ps(d + j, _mm256_loadu_ps(src + j));
         if (j < len) {
-            /* tail through a small buffer: never reads past the input row */
-            float tmp[8];
-            for (int i = 0; i < 8; i++)
-                tmp[i] = j + i < len ? src[j + i] : 0.0f;
+            /* tail: a masked load never reads past the input row (lanes past it
+             * come in as 0); a copy through a stack buffer instead stalled on
+             * store forwarding once per row, more than the plane's arithmetic */
+            const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(len - j), lane);
             /* may spill into the next row (rewritten next) or the slice's 8 spare floats */
-            _mm256_storeu_ps(d + j, _mm256_loadu_ps(tmp));
+            _mm256_storeu_ps(d + j, _mm256_maskload_ps(src + j, mask));
         }
     }
 }
