@@ -6,19 +6,21 @@
 #include <libdeflate.h>
 #include <zlib.h>
 
-#include "ac_image.h"
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "ac_bigbuf.h"
 
 void ac_idx_free(ac_idx *x)
 {
     if (x) {
-        free(x->data);
+        free(x->alloc);
         memset(x, 0, sizeof *x);
     }
 }
 
-int ac_idx_parse(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err)
+static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err)
 {
-    memset(out, 0, sizeof *out);
     if (len < 4 || buf[0] || buf[1])
         return ac_err_set(err, AC_E_INVALID, "%s: not an idx file (magic must start 00 00)", name);
     if (buf[2] != 0x08)
@@ -43,11 +45,44 @@ int ac_idx_parse(const uint8_t *buf, size_t len, const char *name, ac_idx *out, 
                           have);
     out->ndim = nd;
     out->nbytes = total;
-    out->data = malloc(total ? total : 1);
-    if (!out->data)
-        return ac_err_set(err, AC_E_NOMEM, "%s: out of memory for %zu bytes", name, total);
-    memcpy(out->data, buf + 4 + 4 * nd, total);
     return AC_OK;
+}
+
+int ac_idx_parse(uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = parse_header(buf, len, name, out, err);
+    if (rc) {
+        memset(out, 0, sizeof *out);
+        free(buf);
+        return rc;
+    }
+    /* the data stays where the file put it: no copy of a 47 MB training set */
+    out->alloc = buf;
+    out->data = buf + 4 + 4 * (size_t)out->ndim;
+    return AC_OK;
+}
+
+/* The file's bytes in one buffer (huge pages when large); non-zero on any failure. */
+static int read_whole(const char *path, uint8_t **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f)
+        return -1;
+    void *b = NULL;
+    int rc = -1;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && ac_bigbuf_alloc(&b, (size_t)st.st_size) == 0) {
+        if (fread(b, 1, (size_t)st.st_size, f) == (size_t)st.st_size && !ferror(f)) {
+            *buf = b;
+            *len = (size_t)st.st_size;
+            b = NULL;
+            rc = 0;
+        }
+        free(b);
+    }
+    fclose(f);
+    return rc;
 }
 
 /* The whole file in one call: a plain idx file as it is, a single-member
@@ -59,25 +94,24 @@ static int load_whole(const char *path, ac_idx *out, ac_err *err)
 {
     uint8_t *file;
     size_t flen;
-    ac_err ferr = {0};
-    if (ac_file_read(path, &file, &flen, &ferr))
+    if (read_whole(path, &file, &flen))
         return 1;
+    if (flen < 18 || file[0] != 0x1f || file[1] != 0x8b)
+        return ac_idx_parse(file, flen, path, out, err);
+    /* ISIZE: the uncompressed size mod 2^32, last 4 bytes (little-endian) */
+    const size_t isize = (size_t)file[flen - 4] | (size_t)file[flen - 3] << 8 | (size_t)file[flen - 2] << 16 |
+                         (size_t)file[flen - 1] << 24;
+    void *buf = NULL;
+    struct libdeflate_decompressor *d = ac_bigbuf_alloc(&buf, isize) == 0 ? libdeflate_alloc_decompressor() : NULL;
+    size_t in_used = 0, got = 0;
     int rc = 1;
-    if (flen < 18 || file[0] != 0x1f || file[1] != 0x8b) {
-        rc = ac_idx_parse(file, flen, path, out, err);
-    } else {
-        /* ISIZE: the uncompressed size mod 2^32, last 4 bytes (little-endian) */
-        const size_t isize = (size_t)file[flen - 4] | (size_t)file[flen - 3] << 8 | (size_t)file[flen - 2] << 16 |
-                             (size_t)file[flen - 1] << 24;
-        uint8_t *buf = malloc(isize ? isize : 1);
-        struct libdeflate_decompressor *d = buf ? libdeflate_alloc_decompressor() : NULL;
-        size_t in_used = 0, got = 0;
-        if (d && libdeflate_gzip_decompress_ex(d, file, flen, buf, isize, &in_used, &got) == LIBDEFLATE_SUCCESS &&
-            in_used == flen && got == isize)
-            rc = ac_idx_parse(buf, got, path, out, err);
-        libdeflate_free_decompressor(d);
-        free(buf);
+    if (d && libdeflate_gzip_decompress_ex(d, file, flen, buf, isize, &in_used, &got) == LIBDEFLATE_SUCCESS &&
+        in_used == flen && got == isize) {
+        rc = ac_idx_parse(buf, got, path, out, err);
+        buf = NULL;
     }
+    libdeflate_free_decompressor(d);
+    free(buf);
     free(file);
     return rc;
 }
@@ -119,8 +153,9 @@ int ac_idx_load(const char *path, ac_idx *out, ac_err *err)
     gzclose(f);
     if (!buf)
         return ac_err_set(err, AC_E_NOMEM, "%s: out of memory", path);
-    if (!rc)
-        rc = ac_idx_parse(buf, len, path, out, err);
-    free(buf);
-    return rc;
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    return ac_idx_parse(buf, len, path, out, err);
 }

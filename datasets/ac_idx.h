@@ -13,13 +13,15 @@
 typedef struct {
     int ndim;
     int64_t dims[4];
-    uint8_t *data; /* malloc'ed, product(dims) bytes */
+    uint8_t *data; /* product(dims) bytes, inside alloc */
     size_t nbytes;
+    void *alloc;   /* the file's bytes (owned; data skips the header) */
 } ac_idx;
 
 int ac_idx_load(const char *path, ac_idx *out, ac_err *err);
-/* From memory (the decompressed file); copies the data. */
-int ac_idx_parse(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err);
+/* From memory (the decompressed file). Takes buf (malloc'ed or from
+ * ac_bigbuf_alloc) in every case: out keeps it, or it is freed on error. */
+int ac_idx_parse(uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err);
 void ac_idx_free(ac_idx *x);
 
 #endif

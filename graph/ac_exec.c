@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_bigbuf.h"
 #include "ac_mem_plan.h"
 #include "ac_ops.h"
 
@@ -75,7 +76,7 @@ static int plan_arena(ac_exec *e)
         b[n++] = (ac_mem_block){.bytes = ac_tensor_bytes(ts), .first = first[t], .last = last[t]};
     }
     e->act_bytes = ac_mem_plan(b, n);
-    if (posix_memalign(&e->arena, AC_MEM_ALIGN, e->act_bytes ? e->act_bytes : 1) != 0) {
+    if (ac_bigbuf_alloc(&e->arena, e->act_bytes) != 0) {
         e->arena = NULL;
         goto done;
     }
@@ -128,7 +129,7 @@ static ac_exec *exec_new(const ac_graph *g, bool shared, ac_err *err)
                 continue; /* placed in the arena below */
             size_t bytes = ac_tensor_bytes(&g->tensors[t]);
             e->act_bytes += bytes;
-            if (posix_memalign(&e->buf[t], 64, bytes ? bytes : 1) != 0) {
+            if (ac_bigbuf_alloc(&e->buf[t], bytes) != 0) {
                 e->buf[t] = NULL;
                 goto nomem;
             }
@@ -200,7 +201,7 @@ int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
             return ac_err_set(err, AC_E_INVALID, "graph input '%s' was not given", g->tensors[t].name);
         /* Inputs are copied so a caller's buffer is never aliased by a later run. */
         size_t bytes = ac_tensor_bytes(&g->tensors[t]);
-        if (!e->buf[t] && posix_memalign(&e->buf[t], 64, bytes ? bytes : 1) != 0) {
+        if (!e->buf[t] && ac_bigbuf_alloc(&e->buf[t], bytes) != 0) {
             e->buf[t] = NULL;
             return ac_err_set(err, AC_E_NOMEM, "out of memory for input '%s'", g->tensors[t].name);
         }

@@ -6,6 +6,7 @@
 
 #include "ac_int8_eltwise.h"
 #include "ac_int8_fast.h"
+#include "ac_bigbuf.h"
 #include "ac_mem_plan.h"
 #include "ac_ops.h"
 #include "ac_unary_pool_fast.h"
@@ -63,7 +64,7 @@ static int plan_arena(ac_qexec *e)
             a.b[a.n++] = (ac_mem_block){.bytes = bytes, .first = a.first[t], .last = a.last[t]};
         }
     e->act_bytes = ac_mem_plan(a.b, a.n);
-    if (posix_memalign(&e->arena, AC_MEM_ALIGN, e->act_bytes ? e->act_bytes : 1) != 0) {
+    if (ac_bigbuf_alloc(&e->arena, e->act_bytes) != 0) {
         e->arena = NULL;
         goto done;
     }
@@ -91,7 +92,7 @@ static bool is_activation(const ac_plan *p, int t)
 
 static int alloc_buf(void **b, size_t bytes)
 {
-    if (posix_memalign(b, 64, bytes ? bytes : 1) != 0) {
+    if (ac_bigbuf_alloc(b, bytes) != 0) {
         *b = NULL;
         return -1;
     }

@@ -82,7 +82,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     default: {
         ac_idx x;
-        rc = ac_idx_parse(p, n, "idx", &x, &err);
+        uint8_t *copy = malloc(n ? n : 1); /* ac_idx_parse takes its buffer */
+        if (!copy)
+            return 0;
+        if (n)
+            memcpy(copy, p, n);
+        rc = ac_idx_parse(copy, n, "idx", &x, &err);
         if (rc == AC_OK)
             touch(x.data, x.nbytes);
         ac_idx_free(&x);
