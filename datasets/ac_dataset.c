@@ -147,6 +147,9 @@ static int get_image(ac_dataset *ds, int64_t i, ac_image_decoder *dec, ac_image 
     case AC_DS_IDX: {
         int h = (int)ds->idx_images.dims[1], w = (int)ds->idx_images.dims[2];
         size_t n = (size_t)h * w;
+        int rc = ac_idx_need(&ds->idx_images, (size_t)(i + 1) * n, err);
+        if (rc)
+            return rc;
         img->u8 = malloc(n);
         if (!img->u8)
             return ac_err_set(err, AC_E_NOMEM, "out of memory");
@@ -546,7 +549,7 @@ ac_dataset *ac_dataset_open_idx(const char *images, const char *labels, const ac
     if (!rc && ds->yolo)
         rc = ac_err_set(err, AC_E_INVALID, "YOLO labels apply to image folders and lists, not idx files");
     if (!rc)
-        rc = ac_idx_load(images, &ds->idx_images, err);
+        rc = ac_idx_open(images, &ds->idx_images, err);
     if (!rc && ds->idx_images.ndim != 3)
         rc = ac_err_set(err, AC_E_UNSUPPORTED, "%s: idx images need 3 dimensions (count, rows, columns), got %d",
                         images, ds->idx_images.ndim);
@@ -684,6 +687,38 @@ static void hash_labels(ac_sha256 *s, const ac_labels *l)
     free(text);
 }
 
+/* A field of the file's bytes (its length, then the bytes), read in 1 MiB pieces. */
+static int hash_file(ac_sha256 *s, const char *path, ac_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f)
+        return ac_err_set(err, AC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return ac_err_set(err, AC_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)st.st_size >> (8 * i));
+    ac_sha256_update(s, len, sizeof len);
+    enum { PIECE = 1 << 20 };
+    uint8_t *buf = malloc(PIECE);
+    size_t total = 0, n = 0;
+    while (buf && (n = fread(buf, 1, PIECE, f)) > 0) {
+        ac_sha256_update(s, buf, n);
+        total += n;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    free(buf);
+    if (!buf)
+        return ac_err_set(err, AC_E_NOMEM, "out of memory");
+    if (bad || total != (size_t)st.st_size)
+        return ac_err_set(err, AC_E_IO, "%s: read %zu of %lld bytes", path, total, (long long)st.st_size);
+    return AC_OK;
+}
+
 int ac_dataset_hash(ac_dataset *ds, uint8_t out[32], ac_err *err)
 {
     if (ds->hashed) {
@@ -718,7 +753,14 @@ int ac_dataset_hash(ac_dataset *ds, uint8_t out[32], ac_err *err)
             ac_sha256_field(&s, v, vn);
         }
         break;
-    case AC_DS_IDX: ac_sha256_field(&s, ds->idx_images.data, ds->idx_images.nbytes); break;
+    case AC_DS_IDX: {
+        /* the file as stored: hashing it needs no decompression (the data is
+         * decompressed only as far as samples are read) */
+        int rc = hash_file(&s, ds->source, err);
+        if (rc)
+            return rc;
+        break;
+    }
     }
     hash_labels(&s, ds->labels);
     char opts[256];

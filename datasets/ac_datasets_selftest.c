@@ -777,9 +777,23 @@ static void test_idx(void)
     CHECK(ac_dataset_open_idx(tpath("img.gz"), tpath("lab4.gz"), &o, &e) == NULL &&
               strstr(e.msg, "4 labels (1-d) for 3 images"),
           "%s", e.msg);
+    /* A file shorter than its header: the samples it holds read, the next
+     * one is an error naming the file (the data is decompressed as far as
+     * samples are read); a whole load says so at once. */
     write_idx_gz(tpath("short.gz"), hi, 16, px, 11);
-    CHECK(ac_dataset_open_idx(tpath("short.gz"), NULL, &o, &e) == NULL && strstr(e.msg, "promises 12 data bytes"),
-          "%s", e.msg);
+    ds = ac_dataset_open_idx(tpath("short.gz"), NULL, &o, &e);
+    CHECK(ds != NULL, "short idx opens: %s", e.msg);
+    if (ds) {
+        float out[12];
+        CHECK(ac_dataset_read(ds, 0, 0, 2, out, &e) == AC_OK && out[5] == (100 - 10) * 0.5f, "short idx: %s", e.msg);
+        CHECK(ac_dataset_read(ds, 0, 2, 1, out, &e) != AC_OK && strstr(e.msg, "short.gz") &&
+                  strstr(e.msg, "ends after 11 bytes; the header promises 12"),
+              "short idx, last sample: %s", e.msg);
+        ac_dataset_destroy(&ds);
+    }
+    ac_idx whole;
+    CHECK(ac_idx_load(tpath("short.gz"), &whole, &e) != AC_OK && strstr(e.msg, "promises 12 data bytes"), "%s",
+          e.msg);
     test_idx_gzip_forms(hi, px);
 }
 

@@ -1,25 +1,49 @@
 #include "ac_idx.h"
 
 #include <errno.h>
+#include <libdeflate.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libdeflate.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
-#include <stdio.h>
-#include <sys/stat.h>
-
 #include "ac_bigbuf.h"
+
+static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err, bool header_only);
+
+struct ac_idx_stream {
+    gzFile f;
+    char *path;
+    size_t have; /* data bytes in so far */
+    pthread_mutex_t mu;
+};
+
+static void stream_close(ac_idx_stream **p)
+{
+    if (!*p)
+        return;
+    if ((*p)->f)
+        gzclose((*p)->f);
+    pthread_mutex_destroy(&(*p)->mu);
+    free((*p)->path);
+    free(*p);
+    *p = NULL;
+}
 
 void ac_idx_free(ac_idx *x)
 {
     if (x) {
+        stream_close(&x->stream);
         free(x->alloc);
         memset(x, 0, sizeof *x);
     }
 }
 
-static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err)
+/* header_only: buf holds the header alone and the data is not checked against it. */
+static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err, bool header_only)
 {
     if (len < 4 || buf[0] || buf[1])
         return ac_err_set(err, AC_E_INVALID, "%s: not an idx file (magic must start 00 00)", name);
@@ -40,7 +64,7 @@ static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx
         total *= (size_t)out->dims[i];
     }
     size_t have = len - 4 - 4 * (size_t)nd;
-    if (have != total)
+    if (!header_only && have != total)
         return ac_err_set(err, AC_E_INVALID, "%s: idx header promises %zu data bytes, the file holds %zu", name, total,
                           have);
     out->ndim = nd;
@@ -48,10 +72,101 @@ static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx
     return AC_OK;
 }
 
+/* Reads up to n bytes (fewer only at the end of the data); -1 on corrupt data. */
+static int64_t gz_read_full(gzFile f, uint8_t *dst, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+        int r = gzread(f, dst + got, (unsigned)want);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (int64_t)got;
+}
+
+static int gz_error(gzFile f, const char *path, ac_err *err)
+{
+    int zerr;
+    const char *m = gzerror(f, &zerr);
+    return ac_err_set(err, AC_E_INVALID, "%s: corrupt gzip data: %s", path, m);
+}
+
+int ac_idx_open(const char *path, ac_idx *out, ac_err *err)
+{
+    memset(out, 0, sizeof *out);
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return ac_err_set(err, AC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t hdr[4 + 4 * 4];
+    int64_t got = gz_read_full(f, hdr, 4);
+    if (got == 4 && hdr[3] >= 1 && hdr[3] <= 4) {
+        int64_t more = gz_read_full(f, hdr + 4, 4 * (size_t)hdr[3]);
+        got = more < 0 ? more : got + more;
+    }
+    if (got < 0) {
+        int rc = gz_error(f, path, err);
+        gzclose(f);
+        return rc;
+    }
+    /* the header as ac_idx_parse checks it, with the data the header promises assumed present */
+    int rc = parse_header(hdr, (size_t)got, path, out, err, true);
+    ac_idx_stream *st = rc ? NULL : calloc(1, sizeof *st);
+    if (!rc && st)
+        st->path = strdup(path);
+    /* untouched pages cost nothing: the buffer is as big as the header says */
+    if (!rc && (!st || !st->path || ac_bigbuf_alloc(&out->alloc, out->nbytes) != 0))
+        rc = ac_err_set(err, AC_E_NOMEM, "%s: out of memory for %zu bytes of idx data", path, out->nbytes);
+    if (rc) {
+        if (st)
+            free(st->path);
+        free(st);
+        free(out->alloc);
+        gzclose(f);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    pthread_mutex_init(&st->mu, NULL);
+    st->f = f;
+    out->data = out->alloc;
+    out->stream = st;
+    return AC_OK;
+}
+
+/* Decompress ahead in steps of at least 1 MiB: few calls, little waste. */
+#define NEED_STEP ((size_t)1 << 20)
+
+int ac_idx_need(ac_idx *x, size_t bytes, ac_err *err)
+{
+    ac_idx_stream *st = x->stream;
+    if (!st || bytes == 0)
+        return AC_OK;
+    if (bytes > x->nbytes)
+        bytes = x->nbytes;
+    pthread_mutex_lock(&st->mu);
+    int rc = AC_OK;
+    if (st->have < bytes) {
+        size_t to = bytes - st->have < NEED_STEP ? st->have + NEED_STEP : bytes;
+        if (to > x->nbytes)
+            to = x->nbytes;
+        int64_t got = gz_read_full(st->f, x->data + st->have, to - st->have);
+        if (got < 0)
+            rc = gz_error(st->f, st->path, err);
+        else if ((st->have += (size_t)got) < bytes)
+            rc = ac_err_set(err, AC_E_INVALID, "%s: idx data ends after %zu bytes; the header promises %zu",
+                            st->path, st->have, x->nbytes);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
 int ac_idx_parse(uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err)
 {
     memset(out, 0, sizeof *out);
-    int rc = parse_header(buf, len, name, out, err);
+    int rc = parse_header(buf, len, name, out, err, false);
     if (rc) {
         memset(out, 0, sizeof *out);
         free(buf);

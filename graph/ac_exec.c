@@ -21,6 +21,8 @@ struct ac_exec {
     size_t scratch_bytes;
     int nthreads;
     int scratch_nth;     /* thread count the scratch was sized for */
+    ac_exec_node_fn hook;
+    void *hook_ctx;
 };
 
 static int max_threads(const ac_exec *e)
@@ -183,6 +185,17 @@ void ac_exec_set_threads(ac_exec *e, int nthreads)
     e->nthreads = nthreads > 0 ? nthreads : 0;
 }
 
+void ac_exec_set_node_hook(ac_exec *e, ac_exec_node_fn fn, void *ctx)
+{
+    e->hook = fn;
+    e->hook_ctx = ctx;
+}
+
+int ac_exec_threads(const ac_exec *e)
+{
+    return max_threads(e);
+}
+
 const void *ac_exec_tensor(const ac_exec *e, int t)
 {
     if (t < 0 || t >= e->g->ntensors)
@@ -212,11 +225,19 @@ int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
         return err ? (int)err->code : AC_E_NOMEM;
 
     int failed_node = -1;
+    bool hook_failed = false;
     /* One parallel region for the whole run; every thread walks all nodes. */
 #pragma omp parallel num_threads(nth)
     {
         int ith = omp_get_thread_num();
         int nthr = omp_get_num_threads();
+        if (e->hook) {
+            if (e->hook(e->hook_ctx, e, -1, ith, nthr)) {
+#pragma omp atomic write
+                hook_failed = true;
+            }
+#pragma omp barrier
+        }
         for (int i = 0; i < g->nnodes; i++) {
             const ac_node *n = &g->nodes[i];
             const ac_op_def *def = ac_op_def_get(n->op);
@@ -236,8 +257,17 @@ int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
                 }
             }
 #pragma omp barrier
+            if (e->hook) {
+                if (e->hook(e->hook_ctx, e, i, ith, nthr)) {
+#pragma omp atomic write
+                    hook_failed = true;
+                }
+#pragma omp barrier
+            }
         }
     }
+    if (hook_failed)
+        return ac_err_set(err, AC_E_INTERNAL, "the node hook failed during the run of '%s'", g->name);
     if (failed_node >= 0) {
         const ac_node *n = &g->nodes[failed_node];
         return ac_err_set(err, AC_E_INVALID, "node '%s' (%s): run failed on its input data",

@@ -26,6 +26,18 @@ void ac_exec_destroy(ac_exec **p);
 /* 0 = OpenMP default (all cores). */
 void ac_exec_set_threads(ac_exec *e, int nthreads);
 
+/* A hook run after every node of a run (node = -1 first, once the graph
+ * inputs are in place), by every thread of the run's team (ith of nth),
+ * after the node's barrier and followed by another: the node's outputs are
+ * complete and, with shared buffers too, still valid. It may run OpenMP
+ * barriers of its own (all threads call it). Non-zero fails the run.
+ * NULL removes it. */
+typedef int (*ac_exec_node_fn)(void *ctx, const ac_exec *e, int node, int ith, int nth);
+void ac_exec_set_node_hook(ac_exec *e, ac_exec_node_fn fn, void *ctx);
+
+/* The thread count a run will ask OpenMP for. */
+int ac_exec_threads(const ac_exec *e);
+
 /* inputs[i] feeds graph input g->inputs[i]; each holds numel * dtype_size bytes. */
 int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err);
 

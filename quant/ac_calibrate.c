@@ -1,6 +1,7 @@
 #include "ac_calibrate.h"
 
 #include "ac_mpack.h"
+#include "ac_ref_f32.h"
 #include "ac_round.h"
 
 #include <math.h>
@@ -214,6 +215,130 @@ int ac_calib_collector_observe(ac_calib_collector *c, const ac_exec *e, ac_err *
         return ac_err_set(err, AC_E_INTERNAL, "calibration: tensor '%s' has no buffer after the run",
                           c->g->tensors[missing].name);
     return 0;
+}
+
+/* ---- observing node by node ------------------------------------------------------- */
+
+struct ac_calib_observer {
+    ac_calib_collector *c;
+    int nth;                       /* threads it was made for */
+    ac_calib_collector **helpers;  /* threads 1..nth-1: their shares (range, histogram) */
+    int *first, *count;            /* per node + 1 (node -1 = the inputs): its slots in order[] */
+    int *order;                    /* slot indices grouped by producer */
+    int missing;                   /* a tensor without a buffer, or -1 */
+};
+
+ac_calib_observer *ac_calib_observer_new(ac_calib_collector *c, int nth, ac_err *err)
+{
+    ac_calib_observer *o = calloc(1, sizeof *o);
+    const int nn = c->g->nnodes + 1;
+    if (nth < 1)
+        nth = 1;
+    if (o) {
+        o->c = c;
+        o->nth = nth;
+        o->missing = -1;
+        o->helpers = calloc((size_t)nth, sizeof *o->helpers);
+        o->first = calloc((size_t)nn, sizeof(int));
+        o->count = calloc((size_t)nn, sizeof(int));
+        o->order = malloc(sizeof(int) * (size_t)(c->nslots ? c->nslots : 1));
+    }
+    if (!o || !o->helpers || !o->first || !o->count || !o->order) {
+        ac_calib_observer_destroy(&o);
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    /* slots by producer node (graph inputs first), each group in slot order */
+    for (int i = 0; i < c->nslots; i++)
+        o->count[c->g->tensors[c->slots[i].tensor].producer + 1]++;
+    for (int n = 1; n < nn; n++)
+        o->first[n] = o->first[n - 1] + o->count[n - 1];
+    int *fill = calloc((size_t)nn, sizeof(int));
+    if (!fill) {
+        ac_calib_observer_destroy(&o);
+        ac_err_set(err, AC_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < c->nslots; i++) {
+        int n = c->g->tensors[c->slots[i].tensor].producer + 1;
+        o->order[o->first[n] + fill[n]++] = i;
+    }
+    free(fill);
+    if (c->pass != AC_CALIB_PASS_TUNE)
+        for (int t = 1; t < nth; t++)
+            if (!(o->helpers[t] = ac_calib_collector_new_shard(c, err))) {
+                ac_calib_observer_destroy(&o);
+                return NULL;
+            }
+    return o;
+}
+
+int ac_calib_observer_node(void *observer, const ac_exec *e, int node, int ith, int nth)
+{
+    ac_calib_observer *o = observer;
+    ac_calib_collector *c = o->c;
+    const int g = node + 1;
+    for (int k = 0; k < o->count[g]; k++) {
+        const int i = o->order[o->first[g] + k];
+        const slot *s = &c->slots[i];
+        const float *x = ac_exec_tensor(e, s->tensor);
+        if (!x) {
+            if (ith == 0)
+                o->missing = s->tensor;
+            continue;
+        }
+        const int64_t n = ac_tensor_numel(&c->g->tensors[s->tensor]);
+        if (c->pass == AC_CALIB_PASS_TUNE) {
+            /* whole tensors: the per-tensor double sums keep their order */
+            if (i % nth == ith)
+                observe_slot(c, &c->slots[i], x, (size_t)n);
+        } else if (nth > o->nth) {
+            if (ith == 0) /* more threads than planned: thread 0 alone, whole */
+                observe_slot(c, &c->slots[i], x, (size_t)n);
+        } else {
+            int64_t lo, hi;
+            ac_ref_range(n, ith, nth, &lo, &hi);
+            ac_calib_collector *mine = ith == 0 ? c : o->helpers[ith];
+            if (hi > lo)
+                observe_slot(mine, &mine->slots[i], x + lo, (size_t)(hi - lo));
+        }
+    }
+    return 0;
+}
+
+int ac_calib_observer_finish(ac_calib_observer *o, ac_err *err)
+{
+    if (o->missing >= 0)
+        return ac_err_set(err, AC_E_INTERNAL, "calibration: tensor '%s' has no buffer after its node ran",
+                          o->c->g->tensors[o->missing].name);
+    /* Range and histogram statistics merge exactly: the thread split changes no bit. */
+    for (int t = 1; t < o->nth; t++) {
+        if (!o->helpers[t])
+            continue;
+        if (ac_calib_collector_merge(o->c, o->helpers[t], err))
+            return -1;
+        ac_calib_collector *fresh = ac_calib_collector_new_shard(o->c, err);
+        if (!fresh)
+            return -1;
+        ac_calib_collector_destroy(&o->helpers[t]);
+        o->helpers[t] = fresh;
+    }
+    return 0;
+}
+
+void ac_calib_observer_destroy(ac_calib_observer **p)
+{
+    if (!p || !*p)
+        return;
+    ac_calib_observer *o = *p;
+    for (int t = 0; o->helpers && t < o->nth; t++)
+        ac_calib_collector_destroy(&o->helpers[t]);
+    free(o->helpers);
+    free(o->first);
+    free(o->count);
+    free(o->order);
+    free(o);
+    *p = NULL;
 }
 
 ac_calib_collector *ac_calib_collector_new_shard(const ac_calib_collector *master, ac_err *err)

@@ -38,6 +38,24 @@ ac_calib_pass ac_calib_collector_pass(const ac_calib_collector *c);
  * depend on the thread count. */
 int ac_calib_collector_observe(ac_calib_collector *c, const ac_exec *e, ac_err *err);
 
+/* Observation node by node, during the run: each tensor is folded in
+ * right after its producer ran, so the executor may share buffers between
+ * tensors (ac_exec_new_shared: a fraction of the memory, and the tensor is
+ * read while it is still in cache). Same statistics as
+ * ac_calib_collector_observe after each run, for any thread count: in the
+ * range and histogram passes each thread takes a share of a tensor into its
+ * own collector, merged exactly at the end; in the tuning pass each tensor
+ * is one thread's, whole.
+ *   o = ac_calib_observer_new(c, ac_exec_threads(e));
+ *   ac_exec_set_node_hook(e, ac_calib_observer_node, o);  ... runs ...
+ *   ac_calib_observer_finish(o, err);   folds the threads' shares into c */
+typedef struct ac_calib_observer ac_calib_observer;
+ac_calib_observer *ac_calib_observer_new(ac_calib_collector *c, int nth, ac_err *err);
+int ac_calib_observer_node(void *observer, const ac_exec *e, int node, int ith, int nth);
+/* The first error of the runs (a tensor without a buffer), else 0. Then the merge. */
+int ac_calib_observer_finish(ac_calib_observer *o, ac_err *err);
+void ac_calib_observer_destroy(ac_calib_observer **p);
+
 /* An empty collector for a shard of the current pass of `master`: same
  * tensors, same histogram ranges (pass 2) or tuning candidates (pass 3), no
  * data. What a worker fills and the coordinator merges back into master. */

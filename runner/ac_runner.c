@@ -160,18 +160,28 @@ int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int6
         return ac_err_set(err, AC_E_INVALID,
                           "calibration range [%lld, %lld): %lld samples is not a whole number of batches of %d",
                           (long long)begin, (long long)end, (long long)(end - begin), r->batch);
-    for (int64_t first = begin; first < end; first += r->batch) {
+    /* Tensors are observed as their nodes finish: the executor may share buffers. */
+    ac_calib_observer *obs = ac_calib_observer_new(c, ac_exec_threads(fp32), err);
+    if (!obs)
+        return -1;
+    ac_exec_set_node_hook(fp32, ac_calib_observer_node, obs);
+    int rc = 0;
+    for (int64_t first = begin; first < end && !rc; first += r->batch) {
         const void *in[1] = {r->x};
-        if (ac_runner_read_batch(r, first, r->batch, err) || ac_exec_run(fp32, in, err) ||
-            ac_calib_collector_observe(c, fp32, err))
-            return -1;
-        if (r->fn) {
-            int rc = r->fn(r->ctx, first, r->batch, err);
-            if (rc)
-                return rc;
+        if (ac_runner_read_batch(r, first, r->batch, err) || ac_exec_run(fp32, in, err)) {
+            ac_err fin = {0};
+            if (ac_calib_observer_finish(obs, &fin) && err)
+                *err = fin; /* the observer's reason before the run's */
+            rc = -1;
+        } else if (r->fn) {
+            rc = r->fn(r->ctx, first, r->batch, err);
         }
     }
-    return 0;
+    ac_exec_set_node_hook(fp32, NULL, NULL);
+    if (!rc && ac_calib_observer_finish(obs, err))
+        rc = -1;
+    ac_calib_observer_destroy(&obs);
+    return rc;
 }
 
 static void tensor_view(const ac_graph *g, int t, const float *data, int n, ac_metric_tensor *v)

@@ -54,7 +54,9 @@ const float *ac_runner_input(const ac_runner *r);
 int ac_runner_read_batch(ac_runner *r, int64_t first, int n, ac_err *err);
 
 /* Observes the fp32 runs of [begin, end) in full batches: (end - begin) must
- * be a multiple of the batch (statistics count every sample once). */
+ * be a multiple of the batch (statistics count every sample once). Tensors
+ * are observed as their nodes finish (ac_calib_observer), so fp32 may be an
+ * executor with shared buffers. */
 int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int64_t begin, int64_t end,
                         ac_err *err);
 

@@ -1,8 +1,9 @@
 /* Calibration on a real model and real data: the bundled Fashion-MNIST net over
  * Fashion-MNIST test images. Checks that statistics collected on shards and
  * merged equal one pass over all the data (bit for bit, any merge order), that
- * the threshold table is sane for every method, and that the tuning pass only
- * moves thresholds up. Skips (77) when the dataset package is absent. */
+ * the threshold table is sane for every method, that the tuning pass only
+ * moves thresholds up, and that observing node by node on shared buffers
+ * (the workers' way) gives the same statistics for 1-3 threads. Skips (77) when the dataset package is absent. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,78 @@ static void test_sharded_equals_whole(fixture *f)
     ac_calib_collector_destroy(&b2);
 }
 
+/* Feed [begin, end) observing node by node on executor e (nth threads). */
+static void feed_observed(fixture *f, ac_exec *e, int nth, ac_calib_collector *c, int begin, int end)
+{
+    ac_err err = {0};
+    ac_exec_set_threads(e, nth);
+    ac_calib_observer *o = ac_calib_observer_new(c, ac_exec_threads(e), &err);
+    CHECK(o != NULL, "%s", err.msg);
+    if (!o)
+        return;
+    ac_exec_set_node_hook(e, ac_calib_observer_node, o);
+    for (int i = begin; i < end; i += BATCH) {
+        CHECK(ac_dataset_read(f->ds, 0, i, BATCH, f->x, &err) == 0, "%s", err.msg);
+        const void *in[1] = {f->x};
+        CHECK(ac_exec_run(e, in, &err) == 0, "%s", err.msg);
+    }
+    ac_exec_set_node_hook(e, NULL, NULL);
+    CHECK(ac_calib_observer_finish(o, &err) == 0, "%s", err.msg);
+    ac_calib_observer_destroy(&o);
+}
+
+/* Tensors observed as their nodes finish, on an executor whose buffers are
+ * shared (each tensor overwritten once its consumers ran), split over 1, 2
+ * and 3 threads: the same statistics as observing every tensor after each
+ * run, in the range and histogram passes, and the same tuned table. */
+static void test_observed_by_node(fixture *f)
+{
+    ac_err err = {0};
+    ac_exec *shared = ac_exec_new_shared(f->g, &err);
+    CHECK(shared != NULL, "%s", err.msg);
+    if (!shared)
+        return;
+    ac_calib_collector *ref = ac_calib_collector_new(f->g, 0, &err);
+    feed(f, ref, 0, 30);
+    CHECK(ac_calib_collector_begin_hist(ref, &err) == 0, "%s", err.msg);
+    feed(f, ref, 0, 30);
+    ac_calib_table *ref_kl = ac_calib_collector_table(ref, AC_TH_KL, &err);
+    CHECK(ac_calib_collector_begin_tune(ref, AC_TH_KL, &err) == 0, "%s", err.msg);
+    feed(f, ref, 0, 20);
+    ac_calib_table *ref_tuned = ac_calib_collector_tuned_table(ref, NULL, &err);
+    for (int nth = 1; nth <= 3; nth++) {
+        ac_calib_collector *c = ac_calib_collector_new(f->g, 0, &err);
+        ac_calib_collector *probe = ac_calib_collector_new(f->g, 0, &err);
+        feed_observed(f, shared, nth, c, 0, 30);
+        feed(f, probe, 0, 30);
+        CHECK(collectors_equal(f, probe, c), "range pass observed by node, %d thread(s): differs", nth);
+        CHECK(ac_calib_collector_begin_hist(c, &err) == 0 && ac_calib_collector_begin_hist(probe, &err) == 0, "%s",
+              err.msg);
+        feed_observed(f, shared, nth, c, 0, 30);
+        feed(f, probe, 0, 30);
+        CHECK(collectors_equal(f, probe, c), "histogram pass observed by node, %d thread(s): differs", nth);
+        ac_calib_table *kl = ac_calib_collector_table(c, AC_TH_KL, &err);
+        CHECK(ac_calib_collector_begin_tune(c, AC_TH_KL, &err) == 0, "%s", err.msg);
+        feed_observed(f, shared, nth, c, 0, 20);
+        ac_calib_table *tuned = ac_calib_collector_tuned_table(c, NULL, &err);
+        for (size_t i = 0; kl && tuned && ref_kl && ref_tuned && i < ac_calib_table_size(ref_kl); i++) {
+            const ac_calib_entry *r = ac_calib_table_at(ref_kl, i), *k = ac_calib_table_find(kl, r->name);
+            const ac_calib_entry *rt = ac_calib_table_find(ref_tuned, r->name), *t = ac_calib_table_find(tuned, r->name);
+            CHECK(k && k->th == r->th, "%s: KL threshold by node (%d thread(s)) differs", r->name, nth);
+            CHECK(t && rt && t->th == rt->th, "%s: tuned threshold by node (%d thread(s)) differs", r->name, nth);
+        }
+        CHECK(kl && tuned, "%s", err.msg);
+        ac_calib_table_destroy(&kl);
+        ac_calib_table_destroy(&tuned);
+        ac_calib_collector_destroy(&c);
+        ac_calib_collector_destroy(&probe);
+    }
+    ac_calib_table_destroy(&ref_kl);
+    ac_calib_table_destroy(&ref_tuned);
+    ac_calib_collector_destroy(&ref);
+    ac_exec_destroy(&shared);
+}
+
 /* The farm's path: template bytes -> worker collector -> partial bytes -> merge.
  * Must equal feeding the master directly, in every pass; garbage is refused. */
 static void test_wire_round_trip(fixture *f)
@@ -209,6 +282,7 @@ int main(int argc, char **argv)
     }
     test_sharded_equals_whole(&f);
     test_wire_round_trip(&f);
+    test_observed_by_node(&f);
     ac_dataset_destroy(&f.ds);
     ac_exec_destroy(&f.e);
     ac_graph_destroy(&f.g);

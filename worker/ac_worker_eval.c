@@ -281,7 +281,8 @@ static int run_calib(ac_worker_eval *w, const ac_task *t, const task_data *d, ac
     if (w->calib_graph != d->graph_id) {
         ac_exec_destroy(&w->calib_exec);
         w->calib_graph = 0;
-        w->calib_exec = ac_exec_new(d->g, err);
+        /* observed node by node (ac_runner_calibrate): buffers may be shared */
+        w->calib_exec = ac_exec_new_shared(d->g, err);
         if (!w->calib_exec)
             goto done;
         ac_exec_set_threads(w->calib_exec, w->threads);
