@@ -68,6 +68,40 @@ int ac_job_load_model(const ac_quantize_options *o, ac_job_model *m, ac_err *err
     return 0;
 }
 
+/* Same nodes and tensors (names, dtypes, ranks) in the same order. */
+static bool same_structure(const ac_graph *a, const ac_graph *b)
+{
+    if (a->nnodes != b->nnodes || a->ntensors != b->ntensors)
+        return false;
+    for (int t = 0; t < a->ntensors; t++) {
+        const ac_tensor *x = &a->tensors[t], *y = &b->tensors[t];
+        if (strcmp(x->name, y->name) || x->dtype != y->dtype || x->ndim != y->ndim || x->producer != y->producer)
+            return false;
+    }
+    return true;
+}
+
+ac_graph *ac_job_load_model_batch(const ac_quantize_options *o, const ac_job_model *m, int batch, ac_err *err)
+{
+    const ac_tensor *in = &m->g->tensors[m->g->inputs[m->input]];
+    char shape[256];
+    int n = snprintf(shape, sizeof shape, "(%d", batch);
+    for (int d = 1; d < in->ndim && n < (int)sizeof shape; d++)
+        n += snprintf(shape + n, sizeof shape - (size_t)n, ",%lld", (long long)in->dims[d]);
+    if (n + 2 > (int)sizeof shape) {
+        ac_err_set(err, AC_E_INVALID, "input '%s': shape too long to restate", in->name);
+        return NULL;
+    }
+    strcat(shape, ")");
+    ac_model_options mo = {.weights = o->weights, .input_shapes = shape};
+    ac_graph *g = ac_model_load(o->model, &mo, NULL, err);
+    if (g && !same_structure(m->g, g)) {
+        ac_err_set(err, AC_E_UNSUPPORTED, "%s at batch %d is another graph", o->model, batch);
+        ac_graph_destroy(&g);
+    }
+    return g;
+}
+
 ac_dataset *ac_job_open_data(const ac_quantize_options *o, const ac_job_model *m, const char *images,
                              const char *lmdb, const char *idx_images, const char *idx_labels,
                              const char *yolo_labels, const char *what, ac_err *err)

@@ -34,6 +34,12 @@ typedef struct {
 /* Loads o->model with o->input_data_shape; one float32 data input with a batch dim. */
 int ac_job_load_model(const ac_quantize_options *o, ac_job_model *m, ac_err *err);
 
+/* m's model loaded again with another batch (dim 0 of the data input), for
+ * work that reads every tensor of a run and so wants small batches. NULL
+ * (err set) when the model does not load at that batch or its graph is not
+ * m->g's tensor for tensor (the caller then keeps m->g). */
+ac_graph *ac_job_load_model_batch(const ac_quantize_options *o, const ac_job_model *m, int batch, ac_err *err);
+
 /* Opens the one source given (images, an LMDB or idx files) with the sample
  * layout the model input asks for, and checks the sample size. what: "calib"
  * or "test", for messages. */
