@@ -182,7 +182,7 @@ static void fold_buckets(ac_calib_stats *st, buckets *b)
     b->hi = 0;
 }
 
-void ac_calib_stats_observe(ac_calib_stats *st, const float *x, size_t n)
+void ac_calib_stats_observe__ref(ac_calib_stats *st, const float *x, size_t n)
 {
     buckets b;
     memset(&b, 0, sizeof b);
@@ -249,10 +249,8 @@ int ac_calib_stats_set_hist_range(ac_calib_stats *st, float absmax, ac_err *err)
     return AC_OK;
 }
 
-bool ac_calib_stats_observe_hist(ac_calib_stats *st, const float *x, size_t n)
+void ac_calib_stats_observe_hist__ref(ac_calib_stats *st, const float *x, size_t n)
 {
-    if (!st->has_hist)
-        return false;
     const double width = st->hist_width;
     const size_t last = (size_t)st->nbins - 1;
     for (size_t i = 0; i < n; i++) {
@@ -267,7 +265,6 @@ bool ac_calib_stats_observe_hist(ac_calib_stats *st, const float *x, size_t n)
             st->hist_clamped++;
         st->hist[idx]++;
     }
-    return true;
 }
 
 /* ---- merge / compare ---------------------------------------------------------------- */
@@ -276,6 +273,145 @@ static bool add_u64(uint64_t *dst, uint64_t a, uint64_t b)
 {
     *dst = a + b;
     return *dst >= a;
+}
+
+
+/* ---- the AVX-512 passes -----------------------------------------------------------
+ * The same statistics as the __ref loops, bit for bit: the per-element work
+ * (classifying, min/max, counts, mantissa and exponent; for the histogram the
+ * double division and floor, which vector instructions round exactly as the
+ * scalar ones) runs 16 or 8 lanes at a time; what stays scalar is the bucket
+ * and bin increments, done only for the lanes that add something (after a
+ * ReLU half the values are zeros and add nothing). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx512dq,popcnt")))
+
+static bool have_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+}
+
+/* The adds since the last fold stay below a bucket block (bucket sums < 2^64). */
+AVX512_TARGET static void observe_avx512(ac_calib_stats *st, const float *x, size_t n)
+{
+    buckets b;
+    memset(&b, 0, sizeof b);
+    b.lo = NSHIFT;
+    __m512 vmin = _mm512_set1_ps(INFINITY), vmax = _mm512_set1_ps(-INFINITY);
+    __m512i vlo = _mm512_set1_epi32(NSHIFT), vhi = _mm512_setzero_si512();
+    const __m512i expmask = _mm512_set1_epi32(0xff), fracmask = _mm512_set1_epi32(0x7fffff);
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff), hidden = _mm512_set1_epi32(0x800000);
+    const __m512i one = _mm512_set1_epi32(1);
+    uint64_t finite = 0, zeros = 0, nonfinite = 0;
+    size_t adds = 0;
+    uint32_t mant[16], shift[16];
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        if (adds > OBSERVE_BLOCK - 16) {
+            fold_buckets(st, &b);
+            adds = 0;
+        }
+        const __m512i bits = _mm512_loadu_si512((const void *)(x + i));
+        const __m512i bexp = _mm512_and_si512(_mm512_srli_epi32(bits, 23), expmask);
+        const __mmask16 fin = _mm512_cmpneq_epi32_mask(bexp, expmask);
+        const __mmask16 zero = fin & _mm512_testn_epi32_mask(bits, absmask);
+        const __mmask16 nz = fin & (__mmask16)~zero;
+        const __m512 v = _mm512_mask_mov_ps(_mm512_castsi512_ps(bits), zero, _mm512_setzero_ps()); /* -0 as +0 */
+        vmin = _mm512_mask_min_ps(vmin, fin, vmin, v);
+        vmax = _mm512_mask_max_ps(vmax, fin, vmax, v);
+        finite += (uint64_t)_mm_popcnt_u32(fin);
+        zeros += (uint64_t)_mm_popcnt_u32(zero);
+        nonfinite += 16 - (uint64_t)_mm_popcnt_u32(fin);
+        const __mmask16 normal = _mm512_test_epi32_mask(bexp, bexp);
+        const __m512i frac = _mm512_and_si512(bits, fracmask);
+        const __m512i m = _mm512_mask_or_epi32(frac, normal, frac, hidden);
+        const __m512i sh = _mm512_maskz_sub_epi32(normal, bexp, one);
+        vlo = _mm512_mask_min_epu32(vlo, nz, vlo, sh);
+        vhi = _mm512_mask_max_epu32(vhi, nz, vhi, sh);
+        _mm512_storeu_si512((void *)mant, m);
+        _mm512_storeu_si512((void *)shift, sh);
+        const uint32_t sign = (uint32_t)_mm512_movepi32_mask(bits);
+        for (uint32_t left = nz; left; left &= left - 1) {
+            const int l = __builtin_ctz(left);
+            const uint64_t mv = mant[l];
+            b.abs[(sign >> l) & 1][shift[l]] += mv;
+            b.sq[shift[l]] += mv * mv;
+        }
+        adds += (size_t)_mm_popcnt_u32(nz);
+    }
+    /* the lanes' ranges of touched buckets, then the tail one value at a time */
+    const unsigned lo = _mm512_reduce_min_epu32(vlo), hi = _mm512_reduce_max_epu32(vhi);
+    b.lo = lo < b.lo ? lo : b.lo;
+    b.hi = hi > b.hi ? hi : b.hi;
+    fold_buckets(st, &b);
+    st->n_nonfinite += nonfinite;
+    if (finite) {
+        const float mn = _mm512_reduce_min_ps(vmin), mx = _mm512_reduce_max_ps(vmax);
+        if (st->count == 0) {
+            st->min = mn;
+            st->max = mx;
+        } else {
+            st->min = mn < st->min ? mn : st->min;
+            st->max = mx > st->max ? mx : st->max;
+        }
+        st->count += finite;
+        st->n_zero += zeros;
+    }
+    ac_calib_stats_observe__ref(st, x + i, n - i);
+}
+
+AVX512_TARGET static void observe_hist_avx512(ac_calib_stats *st, const float *x, size_t n)
+{
+    const double width = st->hist_width;
+    const uint64_t last = (uint64_t)st->nbins - 1;
+    const __m512d vw = _mm512_set1_pd(width), half = _mm512_set1_pd(0.5), vlast = _mm512_set1_pd((double)last);
+    const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(INFINITY);
+    const __m512i ilast = _mm512_set1_epi64((long long)last);
+    uint64_t idx[8];
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512d a = _mm512_abs_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+        /* a > 0 and not inf: zeros, NaN (unordered) and inf add nothing */
+        const __mmask8 ok = _mm512_cmp_pd_mask(a, zero, _CMP_GT_OQ) & _mm512_cmp_pd_mask(a, inf, _CMP_NEQ_OQ);
+        if (!ok)
+            continue;
+        const __m512d t = _mm512_roundscale_pd(_mm512_add_pd(_mm512_div_pd(a, vw), half), _MM_FROUND_TO_NEG_INF);
+        const __mmask8 in = ok & _mm512_cmp_pd_mask(t, vlast, _CMP_LE_OQ);
+        st->hist_clamped += (uint64_t)_mm_popcnt_u32(ok & (__mmask8)~in);
+        _mm512_storeu_si512((void *)idx, _mm512_mask_cvttpd_epu64(ilast, in, t));
+        for (uint32_t left = ok; left; left &= left - 1)
+            st->hist[idx[__builtin_ctz(left)]]++;
+    }
+    ac_calib_stats_observe_hist__ref(st, x + i, n - i);
+}
+#endif
+
+void ac_calib_stats_observe(ac_calib_stats *st, const float *x, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (have_avx512()) {
+        observe_avx512(st, x, n);
+        return;
+    }
+#endif
+    ac_calib_stats_observe__ref(st, x, n);
+}
+
+bool ac_calib_stats_observe_hist(ac_calib_stats *st, const float *x, size_t n)
+{
+    if (!st->has_hist)
+        return false;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* width 0 (an all-zero tensor's range) sends every value to the last bin: __ref */
+    if (st->hist_width > 0.0 && have_avx512()) {
+        observe_hist_avx512(st, x, n);
+        return true;
+    }
+#endif
+    ac_calib_stats_observe_hist__ref(st, x, n);
+    return true;
 }
 
 int ac_calib_stats_merge(ac_calib_stats *dst, const ac_calib_stats *src, ac_err *err)

@@ -33,8 +33,10 @@ ac_calib_stats *ac_calib_stats_new(int nbins);
 void ac_calib_stats_destroy(ac_calib_stats **p);
 ac_calib_stats *ac_calib_stats_dup(const ac_calib_stats *st);
 
-/* Pass 1: fold n values into the range statistics and moments. */
+/* Pass 1: fold n values into the range statistics and moments. __ref is the
+ * plain one-value-at-a-time loop, the oracle of the fast one (same bytes). */
 void ac_calib_stats_observe(ac_calib_stats *st, const float *x, size_t n);
+void ac_calib_stats_observe__ref(ac_calib_stats *st, const float *x, size_t n);
 
 /* Start pass 2 with the global abs-max (from the merged pass-1 statistics).
  * Fails when absmax is negative or not finite, or when a different range is
@@ -46,6 +48,12 @@ int ac_calib_stats_set_hist_range(ac_calib_stats *st, float absmax, ac_err *err)
  * counted in hist_clamped. Requires a range (set_hist_range); without one the
  * call does nothing and returns false. */
 bool ac_calib_stats_observe_hist(ac_calib_stats *st, const float *x, size_t n);
+
+/* The plain one-value-at-a-time loops of both passes: the oracles of the
+ * vector versions above (the same bytes), used where the CPU lacks AVX-512.
+ * The histogram one requires a range. */
+void ac_calib_stats_observe__ref(ac_calib_stats *st, const float *x, size_t n);
+void ac_calib_stats_observe_hist__ref(ac_calib_stats *st, const float *x, size_t n);
 
 /* dst += src. Both must have the same nbins; where both have a histogram range
  * the ranges must be bit-identical. dst adopts src's range when it has none. */

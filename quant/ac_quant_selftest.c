@@ -130,6 +130,39 @@ static void test_moments(void)
     ac_calib_stats_destroy(&pieces);
     free(many);
 
+    /* The fast passes against their __ref oracles: every length around the
+     * vector widths and the bucket block, zeros of both signs, subnormals,
+     * huge values, NaN and inf, on fresh statistics and on statistics already
+     * holding data (min/max carried in), post-ReLU data (half exact zeros),
+     * and a histogram range below the data (clamped values). */
+    static const size_t lens[] = {0, 1, 2, 3, 4, 5, 7, 9, 63, 1000, 65535, 65536, 65537, 131075};
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+        for (int kind = 0; kind < 3; kind++) {
+            rng_state = 11 + l * 3 + (uint64_t)kind;
+            float *d = make_batch(lens[l] + 5, kind);
+            if (kind == 2)
+                for (size_t i = 0; i < lens[l] + 5; i++)
+                    d[i] = d[i] > 0 ? d[i] : 0.0f; /* a ReLU's output */
+            ac_calib_stats *fast = ac_calib_stats_new(0), *ref = ac_calib_stats_new(0);
+            ac_calib_stats_observe(fast, d + 5, lens[l]);
+            ac_calib_stats_observe__ref(ref, d + 5, lens[l]);
+            CHECK(ac_calib_stats_equal(fast, ref));
+            ac_calib_stats_observe(fast, d, 5); /* then more data, min/max carried in */
+            ac_calib_stats_observe__ref(ref, d, 5);
+            CHECK(ac_calib_stats_equal(fast, ref));
+            /* pass 2 with a range from 70 % of the data's abs-max: values above it clamp */
+            float range = ac_calib_stats_absmax(ref) * (kind == 1 ? 0.7f : 1.0f);
+            if (ac_calib_stats_set_hist_range(fast, range, NULL) == 0 &&
+                ac_calib_stats_set_hist_range(ref, range, NULL) == 0) {
+                CHECK(ac_calib_stats_observe_hist(fast, d, lens[l] + 5));
+                ac_calib_stats_observe_hist__ref(ref, d, lens[l] + 5);
+                CHECK(ac_calib_stats_equal(fast, ref));
+            }
+            ac_calib_stats_destroy(&fast);
+            ac_calib_stats_destroy(&ref);
+            free(d);
+        }
+
     /* Empty statistics. */
     st = ac_calib_stats_new(16);
     CHECK(ac_calib_stats_count(st) == 0 && ac_calib_stats_absmax(st) == 0.0f);
