@@ -451,8 +451,8 @@ static int calibrate(fjob *j, ac_err *err)
             goto done;
     }
     if (q->kl_tune) {
+        /* TUNE_IMAGES samples, a padded batch when the batch is larger */
         int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
-        tune = tune < j->batch ? j->batch : tune - tune % j->batch;
         if (ac_calib_collector_begin_tune(c, AC_TH_KL, err) || calib_pass(j, c, tune, shard_batches(j), "calibration (KL tuning)", err))
             goto done;
         ac_calib_table_destroy(&j->tables[AC_TH_KL]);

@@ -120,8 +120,8 @@ static int calibrate(job *j, ac_err *err)
             goto done;
     }
     if (j->o->kl_tune && j->o->th_method == AC_TH_KL) {
+        /* TUNE_IMAGES samples, a padded batch when the batch is larger */
         int64_t tune = TUNE_IMAGES < j->n_calib ? TUNE_IMAGES : j->n_calib;
-        tune = tune < j->batch ? j->batch : tune - tune % j->batch;
         if (ac_calib_collector_begin_tune(c, j->o->th_method, err) || feed_calibration(j, c, tune, "KL tuning", err))
             goto done;
         j->table = ac_calib_collector_tuned_table(c, &j->tuned_up, err);

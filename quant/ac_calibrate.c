@@ -226,7 +226,23 @@ struct ac_calib_observer {
     int *first, *count;            /* per node + 1 (node -1 = the inputs): its slots in order[] */
     int *order;                    /* slot indices grouped by producer */
     int missing;                   /* a tensor without a buffer, or -1 */
+    int nreal, batch;              /* real samples of the runs' batches (0: all) */
 };
+
+void ac_calib_observer_set_real(ac_calib_observer *o, int nreal, int batch)
+{
+    o->nreal = nreal;
+    o->batch = batch;
+}
+
+/* Elements of tensor t that belong to real samples. */
+static int64_t observed_elems(const ac_calib_observer *o, const ac_tensor *t)
+{
+    const int64_t n = ac_tensor_numel(t);
+    if (o->nreal <= 0 || o->nreal >= o->batch || t->ndim < 1 || t->dims[0] != o->batch)
+        return n;
+    return n / o->batch * o->nreal;
+}
 
 ac_calib_observer *ac_calib_observer_new(ac_calib_collector *c, int nth, ac_err *err)
 {
@@ -287,7 +303,7 @@ int ac_calib_observer_node(void *observer, const ac_exec *e, int node, int ith, 
                 o->missing = s->tensor;
             continue;
         }
-        const int64_t n = ac_tensor_numel(&c->g->tensors[s->tensor]);
+        const int64_t n = observed_elems(o, &c->g->tensors[s->tensor]);
         if (c->pass == AC_CALIB_PASS_TUNE) {
             /* whole tensors: the per-tensor double sums keep their order */
             if (i % nth == ith)

@@ -52,6 +52,10 @@ int ac_calib_collector_observe(ac_calib_collector *c, const ac_exec *e, ac_err *
 typedef struct ac_calib_observer ac_calib_observer;
 ac_calib_observer *ac_calib_observer_new(ac_calib_collector *c, int nth, ac_err *err);
 int ac_calib_observer_node(void *observer, const ac_exec *e, int node, int ith, int nth);
+/* The next runs carry nreal real samples in a batch of `batch` (the rest is
+ * padding): tensors whose dim 0 is the batch are observed on their first
+ * nreal samples only. Default: every sample. */
+void ac_calib_observer_set_real(ac_calib_observer *o, int nreal, int batch);
 /* The first error of the runs (a tensor without a buffer), else 0. Then the merge. */
 int ac_calib_observer_finish(ac_calib_observer *o, ac_err *err);
 void ac_calib_observer_destroy(ac_calib_observer **p);

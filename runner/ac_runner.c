@@ -156,10 +156,6 @@ int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int6
 {
     if (check_range(r, begin, end, err))
         return -1;
-    if ((end - begin) % r->batch)
-        return ac_err_set(err, AC_E_INVALID,
-                          "calibration range [%lld, %lld): %lld samples is not a whole number of batches of %d",
-                          (long long)begin, (long long)end, (long long)(end - begin), r->batch);
     /* Tensors are observed as their nodes finish: the executor may share buffers. */
     ac_calib_observer *obs = ac_calib_observer_new(c, ac_exec_threads(fp32), err);
     if (!obs)
@@ -168,13 +164,16 @@ int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int6
     int rc = 0;
     for (int64_t first = begin; first < end && !rc; first += r->batch) {
         const void *in[1] = {r->x};
-        if (ac_runner_read_batch(r, first, r->batch, err) || ac_exec_run(fp32, in, err)) {
+        /* a short last batch is padded; only its real samples are observed */
+        const int n = end - first < r->batch ? (int)(end - first) : r->batch;
+        ac_calib_observer_set_real(obs, n, r->batch);
+        if (ac_runner_read_batch(r, first, n, err) || ac_exec_run(fp32, in, err)) {
             ac_err fin = {0};
             if (ac_calib_observer_finish(obs, &fin) && err)
                 *err = fin; /* the observer's reason before the run's */
             rc = -1;
         } else if (r->fn) {
-            rc = r->fn(r->ctx, first, r->batch, err);
+            rc = r->fn(r->ctx, first, n, err);
         }
     }
     ac_exec_set_node_hook(fp32, NULL, NULL);

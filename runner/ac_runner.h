@@ -53,10 +53,10 @@ const float *ac_runner_input(const ac_runner *r);
  * n..batch-1 repeat sample first + n - 1. */
 int ac_runner_read_batch(ac_runner *r, int64_t first, int n, ac_err *err);
 
-/* Observes the fp32 runs of [begin, end) in full batches: (end - begin) must
- * be a multiple of the batch (statistics count every sample once). Tensors
- * are observed as their nodes finish (ac_calib_observer), so fp32 may be an
- * executor with shared buffers. */
+/* Observes the fp32 runs of [begin, end) batch by batch; a short last batch
+ * is padded and only its real samples are observed (statistics count every
+ * sample once). Tensors are observed as their nodes finish
+ * (ac_calib_observer), so fp32 may be an executor with shared buffers. */
 int ac_runner_calibrate(ac_runner *r, ac_exec *fp32, ac_calib_collector *c, int64_t begin, int64_t end,
                         ac_err *err);
 

@@ -14,6 +14,7 @@
 #include "ac_dataset.h"
 #include "ac_exec.h"
 #include "ac_model.h"
+#include "ac_runner.h"
 #include "ac_check.h"
 
 #define BATCH 10
@@ -198,6 +199,49 @@ static void test_observed_by_node(fixture *f)
     ac_exec_destroy(&shared);
 }
 
+/* The runner's calibration over 25 samples at batch 10 (the last batch
+ * padded, only its 5 real samples observed) equals the same 25 samples at
+ * batch 5, in the range and histogram passes. */
+static void test_padded_last_batch(fixture *f, const char *model)
+{
+    ac_err err = {0};
+    ac_model_options mo = {.input_shapes = "(5,1,28,28)"};
+    ac_graph *g5 = ac_model_load(model, &mo, NULL, &err);
+    CHECK(g5 != NULL, "%s", err.msg);
+    if (!g5)
+        return;
+    ac_exec *e10 = ac_exec_new_shared(f->g, &err), *e5 = ac_exec_new_shared(g5, &err);
+    ac_runner *r10 = ac_runner_new(f->g, 0, f->ds, &err), *r5 = ac_runner_new(g5, 0, f->ds, &err);
+    ac_calib_collector *c10 = ac_calib_collector_new(f->g, 0, &err), *c5 = ac_calib_collector_new(g5, 0, &err);
+    CHECK(e10 && e5 && r10 && r5 && c10 && c5, "%s", err.msg);
+    if (e10 && e5 && r10 && r5 && c10 && c5) {
+        for (int pass = 0; pass < 2; pass++) {
+            CHECK(ac_runner_calibrate(r10, e10, c10, 0, 25, &err) == 0, "%s", err.msg);
+            CHECK(ac_runner_calibrate(r5, e5, c5, 0, 25, &err) == 0, "%s", err.msg);
+            bool same = true;
+            for (int t = 0; t < f->g->ntensors && t < g5->ntensors; t++) {
+                const ac_calib_stats *a = ac_calib_collector_stats(c10, t), *b = ac_calib_collector_stats(c5, t);
+                same = same && (a == NULL) == (b == NULL) && (!a || ac_calib_stats_equal(a, b));
+                CHECK(!a || ac_calib_stats_count(a) == (uint64_t)(ac_tensor_numel(&f->g->tensors[t]) / 10 * 25) ||
+                          f->g->tensors[t].dims[0] != 10,
+                      "%s: %llu values observed for 25 samples", f->g->tensors[t].name,
+                      (unsigned long long)ac_calib_stats_count(a));
+            }
+            CHECK(same, "pass %d: 25 samples at batch 10 (padded) differ from batch 5", pass + 1);
+            if (pass == 0)
+                CHECK(ac_calib_collector_begin_hist(c10, &err) == 0 && ac_calib_collector_begin_hist(c5, &err) == 0,
+                      "%s", err.msg);
+        }
+    }
+    ac_calib_collector_destroy(&c10);
+    ac_calib_collector_destroy(&c5);
+    ac_runner_destroy(&r10);
+    ac_runner_destroy(&r5);
+    ac_exec_destroy(&e10);
+    ac_exec_destroy(&e5);
+    ac_graph_destroy(&g5);
+}
+
 /* The farm's path: template bytes -> worker collector -> partial bytes -> merge.
  * Must equal feeding the master directly, in every pass; garbage is refused. */
 static void test_wire_round_trip(fixture *f)
@@ -283,6 +327,7 @@ int main(int argc, char **argv)
     test_sharded_equals_whole(&f);
     test_wire_round_trip(&f);
     test_observed_by_node(&f);
+    test_padded_last_batch(&f, model);
     ac_dataset_destroy(&f.ds);
     ac_exec_destroy(&f.e);
     ac_graph_destroy(&f.g);
