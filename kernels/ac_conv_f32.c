@@ -533,6 +533,16 @@ static void wide_pack(float *dst, int w, const ac_conv2d_shape *s, const wide_ge
     }
 }
 
+/* d[0, n) = src[0, n) (+ bv with a bias): a run of tile columns stored back. */
+static void store_run(float *d, const float *src, int n, bool with_bias, float bv)
+{
+    if (with_bias)
+        for (int v = 0; v < n; v++)
+            d[v] = src[v] + bv;
+    else
+        memcpy(d, src, sizeof(float) * (size_t)n);
+}
+
 /* y rows [m0, m0+mrows) (of one image and group, plane h_out x w_out) from the
  * widened tile over columns [j0, j0+nb): the valid columns, plus the bias. */
 static void wide_store(const ac_conv2d_shape *s, const wide_geom *g, const float *tile, float *yg,
@@ -548,17 +558,29 @@ static void wide_store(const ac_conv2d_shape *s, const wide_geom *g, const float
         while (j < j0 + nb) {
             const int len = (int)(j0 + nb - j < g->wq - ow ? j0 + nb - j : g->wq - ow);
             const int valid = iclamp(s->w_out - ow, 0, len);
-            const float *src = t + (j - j0);
-            float *d = yr + (int64_t)oh * s->w_out + ow;
-            if (bias)
-                for (int v = 0; v < valid; v++)
-                    d[v] = src[v] + bv;
-            else
-                memcpy(d, src, sizeof(float) * (size_t)valid);
+            store_run(yr + (int64_t)oh * s->w_out + ow, t + (j - j0), valid, bias != NULL, bv);
             j += len;
             oh++;
             ow = 0;
         }
+    }
+}
+
+/* One K block [k0, k0+kc) of a tile in scratch: rows [m0, m0+mrows) of the
+ * row-major A (row stride k) against the packed panels of nb columns,
+ * accumulated into tile (row stride ldt, whole panels and MR rows of room). */
+static void tile_k_block(const ukernel *uk, const float *a, int k, int k0, int kc, int m0, int mrows,
+                         const float *bpack, int nb, float *tile, int ldt)
+{
+    const int w = uk->nr;
+    for (int i = 0; i < mrows; i += MR) {
+        const int mr = imin(MR, mrows - i);
+        /* rows past mr repeat the last row; the tile has room for them */
+        const float *arow[MR];
+        for (int r = 0; r < MR; r++)
+            arow[r] = a + (int64_t)(m0 + i + imin(r, mr - 1)) * k + k0;
+        for (int p = 0; p * w < nb; p++)
+            uk->fn(kc, arow, 1, bpack + (int64_t)p * kc * w, tile + (int64_t)i * ldt + p * w, ldt, k0 > 0);
     }
 }
 
@@ -570,16 +592,7 @@ static void wide_tile(const ac_conv2d_shape *s, const wide_geom *g, const float 
     for (int k0 = 0; k0 < k; k0 += KC) {
         const int kc = imin(KC, k - k0);
         wide_pack(sl->bpack, w, s, g, sl->xp, k0, kc, j0, nb);
-        for (int i = 0; i < mrows; i += MR) {
-            const int mr = imin(MR, mrows - i);
-            /* rows past mr repeat the last row; the tile has room for them */
-            const float *arow[MR];
-            for (int r = 0; r < MR; r++)
-                arow[r] = wg + (int64_t)(m0 + i + imin(r, mr - 1)) * k + k0;
-            for (int p = 0; p * w < nb; p++)
-                uk->fn(kc, arow, 1, sl->bpack + (int64_t)p * kc * w, sl->tile + (int64_t)i * g->ldt + p * w, g->ldt,
-                       k0 > 0);
-        }
+        tile_k_block(uk, wg, k, k0, kc, m0, mrows, sl->bpack, nb, sl->tile, g->ldt);
     }
 }
 
@@ -943,6 +956,103 @@ static bool conv_is_pointwise(const ac_conv2d_shape *s)
 
 /* ---- conv ------------------------------------------------------------------------------ */
 
+/* ---- pointwise convs on small planes: images side by side ------------------------------
+ * A 1x1 conv on a 7x7 plane is a GEMM with N = 49: two 32-wide panels, the
+ * second mostly zeros, and every tile an edge tile. With one group and
+ * planes under a column block, the images of the batch are laid side by
+ * side instead, N = n * h * w: column j is pixel j % hw of image j / hw, so
+ * panels and blocks are full. Panels are packed from the images' planes
+ * and the tile (in scratch) is stored back to each image with its bias.
+ * Each output element is still one FMA chain per K block, so the results
+ * are those of the per-image path bit for bit. */
+
+static bool pointwise_batched(const ac_conv2d_shape *s)
+{
+    return s->groups == 1 && s->n > 1 && (int64_t)s->h_out * s->w_out < NB;
+}
+
+typedef struct {
+    int ldt, rows;
+} pwb_geom;
+
+static pwb_geom pwb_geom_of(const ac_conv2d_shape *s)
+{
+    const int64_t n_all = (int64_t)s->n * s->h_out * s->w_out;
+    pwb_geom g = {round_up((int)(n_all < NB ? n_all : NB), NR_MAX), round_up(s->c_out, MR)};
+    return g;
+}
+
+static size_t pwb_slice_bytes(const ac_conv2d_shape *s)
+{
+    const pwb_geom g = pwb_geom_of(s);
+    return ((size_t)imin(s->c_in, KC) * g.ldt + (size_t)g.rows * g.ldt) * sizeof(float) + 2 * ALIGN;
+}
+
+/* Panels of B rows [k0, k0+kc), columns [j0, j0+nb) of the side-by-side images. */
+static void pwb_pack(float *dst, int w, const float *x, int64_t hw, int64_t img_stride, int k0, int kc, int64_t j0,
+                     int nb)
+{
+    for (int p = 0; p * w < nb; p++) {
+        float *d = dst + (int64_t)p * kc * w;
+        const int nr = imin(w, nb - p * w);
+        int64_t j = j0 + p * w;
+        int done = 0;
+        while (done < nr) { /* runs within one image */
+            const int64_t img = j / hw, pix = j % hw;
+            const int len = (int)(hw - pix < nr - done ? hw - pix : nr - done);
+            const float *src = x + img * img_stride + (int64_t)k0 * hw + pix;
+            for (int kk = 0; kk < kc; kk++)
+                memcpy(d + (int64_t)kk * w + done, src + (int64_t)kk * hw, sizeof(float) * (size_t)len);
+            done += len;
+            j += len;
+        }
+        if (nr < w)
+            for (int kk = 0; kk < kc; kk++)
+                zero_run(d + (int64_t)kk * w + nr, w - nr);
+    }
+}
+
+static void conv_pointwise_batched(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                                   float *y, void *scratch, int ith, int nth, const ukernel *uk)
+{
+    const pwb_geom g = pwb_geom_of(s);
+    const int64_t hw = (int64_t)s->h_out * s->w_out, n_all = (int64_t)s->n * hw;
+    const int k = s->c_in, m = s->c_out, wd = uk->nr;
+    float *bpack = align_ptr((char *)scratch + (size_t)ith * pwb_slice_bytes(s));
+    float *tile = align_ptr(bpack + (size_t)imin(k, KC) * g.ldt);
+    const int mb = row_block(m, (int)(n_all < INT32_MAX ? n_all : INT32_MAX), 1, nth);
+    const int nmb = div_up(m, mb);
+    const int64_t nnb = (n_all + NB - 1) / NB;
+    const int64_t tiles = nnb * nmb;
+    const int64_t begin = tiles * ith / nth, end = tiles * (ith + 1) / nth;
+    for (int64_t t = begin; t < end;) {
+        const int64_t col_block = t / nmb;
+        const int64_t run_end = end < (col_block + 1) * nmb ? end : (col_block + 1) * nmb;
+        const int m0 = (int)(t % nmb) * mb;
+        const int mrows = imin((int)(run_end - t) * mb, m - m0);
+        const int64_t j0 = col_block * NB;
+        const int nb = (int)(n_all - j0 < NB ? n_all - j0 : NB);
+        t = run_end;
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            const int kc = imin(KC, k - k0);
+            pwb_pack(bpack, wd, x, hw, (int64_t)s->c_in * hw, k0, kc, j0, nb);
+            tile_k_block(uk, w, k, k0, kc, m0, mrows, bpack, nb, tile, g.ldt);
+        }
+        /* back to each image's planes, plus the bias */
+        for (int i = 0; i < mrows; i++) {
+            const float bv = bias ? bias[m0 + i] : 0.0f;
+            const float *tr = tile + (int64_t)i * g.ldt;
+            int64_t j = j0;
+            while (j < j0 + nb) {
+                const int64_t img = j / hw, pix = j % hw;
+                const int len = (int)(hw - pix < j0 + nb - j ? hw - pix : j0 + nb - j);
+                store_run(y + (img * s->c_out + m0 + i) * hw + pix, tr + (j - j0), len, bias != NULL, bv);
+                j += len;
+            }
+        }
+    }
+}
+
 size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth)
 {
     if (nth < 1)
@@ -951,6 +1061,8 @@ size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth)
         return (size_t)nth * dw_slice_bytes(s);
     if (!conv_is_pointwise(s))
         return (size_t)nth * wide_slice_bytes(s);
+    if (pointwise_batched(s))
+        return (size_t)nth * pwb_slice_bytes(s);
     return (size_t)nth * slice_bytes(s->c_in / s->groups, s->h_out * s->w_out);
 }
 
@@ -1018,6 +1130,8 @@ void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
         return;
     if (conv_is_depthwise(s))
         conv_depthwise(s, x, w, bias, y, scratch, ith, nth, isa);
+    else if (conv_is_pointwise(s) && pointwise_batched(s))
+        conv_pointwise_batched(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
     else if (conv_is_pointwise(s))
         conv_pointwise(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
     else

@@ -238,6 +238,10 @@ static const conv_case k_conv_cases[] = {
     {1, 3, 9, 70, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3},      /* depthwise s2, wide rows (row path) */
     {2, 4, 11, 77, 4, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 4},     /* depthwise dilated, wide rows */
     {1, 3, 12, 13, 3, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 3},     /* depthwise unpadded, 11-wide */
+    {3, 24, 7, 7, 40, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* pointwise 7x7, images side by side */
+    {5, 16, 3, 5, 13, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* pointwise tiny planes, many per panel */
+    {2, 300, 14, 14, 20, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},  /* pointwise K > 256, blocks across images */
+    {2, 8, 9, 9, 12, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2},      /* pointwise groups 2: per image */
 };
 
 static void test_conv_fixed(void)
