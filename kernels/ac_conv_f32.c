@@ -473,6 +473,21 @@ static wide_slice wide_slice_get(const ac_conv2d_shape *s, void *scratch, int it
     return sl;
 }
 
+/* d[c] = src[c * step] for c < n: a copy for step 1, a loop of its own for
+ * step 2 (the usual stride), which the compiler keeps in registers. */
+static void gather_run(float *restrict d, const float *restrict src, int n, int step)
+{
+    if (step == 1) {
+        memcpy(d, src, sizeof(float) * (size_t)n);
+    } else if (step == 2) {
+        for (int c = 0; c < n; c++)
+            d[c] = src[2 * c];
+    } else {
+        for (int c = 0; c < n; c++)
+            d[c] = src[(int64_t)c * step];
+    }
+}
+
 /* One phase plane of one channel xc: d[r][c] = padded input row r*sh + py,
  * column c*sw + px (0 outside the input), tail zero. */
 static void wide_pad_plane(const ac_conv2d_shape *s, const wide_geom *g, const float *xc, int py, int px, float *d)
@@ -491,24 +506,33 @@ static void wide_pad_plane(const ac_conv2d_shape *s, const wide_geom *g, const f
         }
         const float *src = xc + (int64_t)ih * s->w_in + (ca * sw + px - s->pad_left);
         zero_run(d, ca);
-        if (sw == 1)
-            memcpy(d + ca, src, sizeof(float) * (size_t)(cb - ca));
-        else
-            for (int c = ca; c < cb; c++)
-                d[c] = src[(c - ca) * sw];
+        gather_run(d + ca, src, cb - ca, sw);
         zero_run(d + cb, g->wq - cb);
     }
     zero_run(d, (int)(g->plane - (int64_t)g->hq * g->wq));
 }
 
-/* xp = the cin_g channels at xg as phase planes, channel by channel. */
+/* Whether some tap reads phase (py, px): a 1x1 stride-2 conv reads one of four. */
+static bool phase_used(const ac_conv2d_shape *s, int py, int px)
+{
+    bool row = false, col = false;
+    for (int ky = 0; ky < s->kh && !row; ky++)
+        row = ky * s->dil_h % s->stride_h == py;
+    for (int kx = 0; kx < s->kw && !col; kx++)
+        col = kx * s->dil_w % s->stride_w == px;
+    return row && col;
+}
+
+/* xp = the cin_g channels at xg as phase planes, channel by channel (the
+ * planes no tap reads are left as they are). */
 static void wide_pad(const ac_conv2d_shape *s, const wide_geom *g, const float *xg, int cin_g, float *xp)
 {
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
     for (int ci = 0; ci < cin_g; ci++)
         for (int py = 0; py < s->stride_h; py++)
             for (int px = 0; px < s->stride_w; px++, xp += g->plane)
-                wide_pad_plane(s, g, xg + ci * plane_in, py, px, xp);
+                if (phase_used(s, py, px))
+                    wide_pad_plane(s, g, xg + ci * plane_in, py, px, xp);
 }
 
 /* Panels of B rows [k0, k0+kc), widened columns [j0, j0+nb), as pack_b lays them out. */
