@@ -715,6 +715,17 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 dw_load8
                          p[0]);
 }
 
+/* The first n (1..8) lanes of v to d. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void dw_store8(float *d, __m256 v, int n)
+{
+    if (n >= 8) {
+        _mm256_storeu_ps(d, v);
+        return;
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(d, mask, v);
+}
+
 /* The plane's outputs as blocks of 8 (row by row); 4 blocks at a time so the
  * four FMA chains overlap (one chain alone is latency bound). */
 __attribute__((target("avx2,fma"))) static void
@@ -749,21 +760,10 @@ dw_plane_avx2(const ac_conv2d_shape *s, const float *pad, int cols, const float 
                 a3 = _mm256_fmadd_ps(wv, dw_load8(base[3] + off, sw), a3);
             }
         }
-        if (cnt == 4 && valid[0] == 8 && valid[1] == 8 && valid[2] == 8 && valid[3] == 8) {
-            _mm256_storeu_ps(dst[0], _mm256_add_ps(a0, bv));
-            _mm256_storeu_ps(dst[1], _mm256_add_ps(a1, bv));
-            _mm256_storeu_ps(dst[2], _mm256_add_ps(a2, bv));
-            _mm256_storeu_ps(dst[3], _mm256_add_ps(a3, bv));
-            continue;
-        }
-        float tmp[4][8];
-        _mm256_storeu_ps(tmp[0], _mm256_add_ps(a0, bv));
-        _mm256_storeu_ps(tmp[1], _mm256_add_ps(a1, bv));
-        _mm256_storeu_ps(tmp[2], _mm256_add_ps(a2, bv));
-        _mm256_storeu_ps(tmp[3], _mm256_add_ps(a3, bv));
+        const __m256 acc[4] = {_mm256_add_ps(a0, bv), _mm256_add_ps(a1, bv), _mm256_add_ps(a2, bv),
+                               _mm256_add_ps(a3, bv)};
         for (int u = 0; u < cnt; u++)
-            for (int j = 0; j < valid[u]; j++)
-                dst[u][j] = tmp[u][j];
+            dw_store8(dst[u], acc[u], valid[u]);
     }
 }
 
@@ -823,21 +823,11 @@ dw3x3_blocks_avx2(const ac_conv2d_shape *s, const float *pad, int64_t cols, cons
         a1 = _mm256_add_ps(a1, bv);
         a2 = _mm256_add_ps(a2, bv);
         a3 = _mm256_add_ps(a3, bv);
-        if (cnt == 4 && valid[0] == 8 && valid[1] == 8 && valid[2] == 8 && valid[3] == 8) {
-            _mm256_storeu_ps(dst[0], a0);
-            _mm256_storeu_ps(dst[1], a1);
-            _mm256_storeu_ps(dst[2], a2);
-            _mm256_storeu_ps(dst[3], a3);
-            continue;
-        }
-        float tmp[4][8];
-        _mm256_storeu_ps(tmp[0], a0);
-        _mm256_storeu_ps(tmp[1], a1);
-        _mm256_storeu_ps(tmp[2], a2);
-        _mm256_storeu_ps(tmp[3], a3);
+        /* a block's valid lanes only (a 7- or 28-wide row ends inside one):
+         * masked stores, no copy through the stack */
+        const __m256 acc[4] = {a0, a1, a2, a3};
         for (int u = 0; u < cnt; u++)
-            for (int j = 0; j < valid[u]; j++)
-                dst[u][j] = tmp[u][j];
+            dw_store8(dst[u], acc[u], valid[u]);
     }
 }
 
@@ -868,14 +858,7 @@ dw3x3_rows_avx2(const ac_conv2d_shape *s, const float *pad, int64_t cols, const 
             __m256 a0;
             AC_DW3X3_BLOCK(a0, row + ow * sw, cols, dw, sw);
             a0 = _mm256_add_ps(a0, bv);
-            if (ow + 8 <= s->w_out) {
-                _mm256_storeu_ps(yrow + ow, a0);
-            } else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, a0);
-                for (int j = 0; j < s->w_out - ow; j++)
-                    yrow[ow + j] = tmp[j];
-            }
+            dw_store8(yrow + ow, a0, imin(8, s->w_out - ow));
         }
     }
 }
