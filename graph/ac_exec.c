@@ -23,7 +23,34 @@ struct ac_exec {
     int scratch_nth;     /* thread count the scratch was sized for */
     ac_exec_node_fn hook;
     void *hook_ctx;
+    /* shared mode: fold[i] is the activation node i + 1 that Conv node i
+     * applies as it stores (kind NONE: none); its output aliases the conv's */
+    ac_conv_act *fold;
 };
+
+/* Readers of tensor t among the nodes, plus one if it is a graph output. */
+static int readers(const ac_graph *g, int t)
+{
+    int r = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].ninputs; j++)
+            r += g->nodes[i].inputs[j] == t;
+    for (int o = 0; o < g->noutputs; o++)
+        r += g->outputs[o] == t;
+    return r;
+}
+
+/* Conv node i followed by an activation that alone reads its output: the
+ * activation can run in the conv's stores. */
+static bool find_fold(const ac_graph *g, int i, ac_conv_act *act)
+{
+    const ac_node *n = &g->nodes[i], *m = &g->nodes[i + 1];
+    if (n->op != AC_OP_CONV || n->noutputs != 1 || m->noutputs != 1 || m->ninputs < 1)
+        return false;
+    const int t = n->outputs[0], t2 = m->outputs[0];
+    return t >= 0 && t2 >= 0 && m->inputs[0] == t && g->tensors[t].dtype == AC_DT_F32 &&
+           g->tensors[t2].dtype == AC_DT_F32 && ac_op_conv_act(g, m, act) && readers(g, t) == 1;
+}
 
 static int max_threads(const ac_exec *e)
 {
@@ -66,13 +93,24 @@ static int plan_arena(ac_exec *e)
     int *last = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
     int *tensor = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
     ac_mem_block *b = malloc(sizeof *b * (size_t)(nt ? nt : 1));
+    int *alias = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
     int rc = -1, n = 0;
-    if (!first || !last || !tensor || !b)
+    if (!first || !last || !tensor || !b || !alias)
         goto done;
     ac_mem_lifetimes(g, first, last);
+    /* a folded activation's output is the conv's buffer, which lives as long */
+    for (int t = 0; t < nt; t++)
+        alias[t] = -1;
+    for (int i = 0; i + 1 < g->nnodes; i++) {
+        if (e->fold[i].kind == AC_CONV_ACT_NONE)
+            continue;
+        const int t = g->nodes[i].outputs[0], t2 = g->nodes[i + 1].outputs[0];
+        alias[t2] = t;
+        last[t] = last[t2] > last[t] ? last[t2] : last[t];
+    }
     for (int t = 0; t < nt; t++) {
         const ac_tensor *ts = &g->tensors[t];
-        if (ac_tensor_is_const(ts) || (ts->producer < 0 && !ts->is_input))
+        if (ac_tensor_is_const(ts) || (ts->producer < 0 && !ts->is_input) || alias[t] >= 0)
             continue;
         tensor[n] = t;
         b[n++] = (ac_mem_block){.bytes = ac_tensor_bytes(ts), .first = first[t], .last = last[t]};
@@ -84,8 +122,12 @@ static int plan_arena(ac_exec *e)
     }
     for (int k = 0; k < n; k++)
         e->buf[tensor[k]] = (char *)e->arena + b[k].offset;
+    for (int t = 0; t < nt; t++)
+        if (alias[t] >= 0)
+            e->buf[t] = e->buf[alias[t]];
     rc = 0;
 done:
+    free(alias);
     free(first);
     free(last);
     free(tensor);
@@ -139,8 +181,19 @@ static ac_exec *exec_new(const ac_graph *g, bool shared, ac_err *err)
     }
     e->in_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
     e->out_ptr = calloc((size_t)(e->max_io + 1), sizeof(void *));
-    if (!e->in_ptr || !e->out_ptr || (shared && plan_arena(e)))
+    if (!e->in_ptr || !e->out_ptr)
         goto nomem;
+    if (shared) {
+        /* only with shared buffers: there the conv's own output is never read back */
+        e->fold = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *e->fold);
+        if (!e->fold)
+            goto nomem;
+        for (int i = 0; i + 1 < g->nnodes; i++)
+            if (!find_fold(g, i, &e->fold[i]))
+                e->fold[i].kind = AC_CONV_ACT_NONE;
+        if (plan_arena(e))
+            goto nomem;
+    }
     return e;
 nomem:
     ac_err_set(err, AC_E_NOMEM, "out of memory allocating tensors of '%s'", g->name);
@@ -176,6 +229,7 @@ void ac_exec_destroy(ac_exec **p)
     free(e->in_ptr);
     free(e->out_ptr);
     free(e->scratch);
+    free(e->fold);
     free(e);
     *p = NULL;
 }
@@ -189,6 +243,14 @@ void ac_exec_set_node_hook(ac_exec *e, ac_exec_node_fn fn, void *ctx)
 {
     e->hook = fn;
     e->hook_ctx = ctx;
+}
+
+int ac_exec_folds(const ac_exec *e)
+{
+    int n = 0;
+    for (int i = 0; e->fold && i < e->g->nnodes; i++)
+        n += e->fold[i].kind != AC_CONV_ACT_NONE;
+    return n;
 }
 
 int ac_exec_threads(const ac_exec *e)
@@ -226,6 +288,9 @@ int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
 
     int failed_node = -1;
     bool hook_failed = false;
+    /* Folds run only where nothing looks between the two ops: no node hook,
+     * and the fast conv kernel (the __ref one does not fold). */
+    const bool fold = e->fold && !e->hook && !ac_kernels_ref_forced();
     /* One parallel region for the whole run; every thread walks all nodes. */
 #pragma omp parallel num_threads(nth)
     {
@@ -248,7 +313,9 @@ int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
                 for (int j = 0; j < n->noutputs; j++)
                     e->out_ptr[j] = n->outputs[j] >= 0 ? e->buf[n->outputs[j]] : NULL;
             } /* implicit barrier: pointers are ready for all threads */
-            int rc = def->run(g, n, e->in_ptr, e->out_ptr, e->scratch, ith, nthr);
+            const bool folded = fold && e->fold[i].kind != AC_CONV_ACT_NONE;
+            int rc = folded ? !ac_op_run_conv_act(g, n, e->in_ptr, e->out_ptr, e->scratch, ith, nthr, &e->fold[i])
+                            : def->run(g, n, e->in_ptr, e->out_ptr, e->scratch, ith, nthr);
             if (rc) {
 #pragma omp critical
                 {
@@ -264,6 +331,8 @@ int ac_exec_run(ac_exec *e, const void *const *inputs, ac_err *err)
                 }
 #pragma omp barrier
             }
+            if (folded)
+                i++; /* the activation ran in the conv's stores */
         }
     }
     if (hook_failed)

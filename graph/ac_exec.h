@@ -35,6 +35,12 @@ void ac_exec_set_threads(ac_exec *e, int nthreads);
 typedef int (*ac_exec_node_fn)(void *ctx, const ac_exec *e, int node, int ith, int nth);
 void ac_exec_set_node_hook(ac_exec *e, ac_exec_node_fn fn, void *ctx);
 
+/* Activations the executor runs inside the preceding conv's stores (with
+ * shared buffers only: a Relu, Relu6 or constant Clip that alone reads a
+ * Conv's output; not during runs with a node hook, nor with the __ref
+ * kernels forced). The outputs are the same bits either way. */
+int ac_exec_folds(const ac_exec *e);
+
 /* The thread count a run will ask OpenMP for. */
 int ac_exec_threads(const ac_exec *e);
 

@@ -453,6 +453,20 @@ static int infer_unary(ac_graph *g, ac_node *n, ac_err *err)
     return set_out_like(g, n, err, 0, in_t(g, n, 0));
 }
 
+bool ac_op_conv_act(const ac_graph *g, const ac_node *n, ac_conv_act *act)
+{
+    if ((n->op != AC_OP_RELU && n->op != AC_OP_RELU6 && n->op != AC_OP_CLIP) || !n->params || n->ninputs < 1 ||
+        n->inputs[0] < 0 || g->tensors[n->inputs[0]].dtype != AC_DT_F32)
+        return false;
+    const unary_params *p = n->params;
+    if (p->min_input || p->max_input) /* bounds known only at run time */
+        return false;
+    act->kind = p->u.kind == AC_UNARY_RELU ? AC_CONV_ACT_RELU : AC_CONV_ACT_CLIP;
+    act->lo = p->u.alpha;
+    act->hi = p->u.beta;
+    return p->u.kind == AC_UNARY_RELU || p->u.kind == AC_UNARY_CLIP;
+}
+
 static int run_unary(const ac_graph *g, const ac_node *n, const void *const *in, void *const *out,
                      void *scratch, int ith, int nth)
 {
@@ -747,6 +761,14 @@ static int run_conv(const ac_graph *g, const ac_node *n, const void *const *in, 
     ac_conv2d_f32(n->params, in[0], in[1], n->ninputs > 2 ? in[2] : NULL, out[0], scratch, ith,
                   nth);
     return 0;
+}
+
+bool ac_op_run_conv_act(const ac_graph *g, const ac_node *n, const void *const *in, void *const *out, void *scratch,
+                        int ith, int nth, const ac_conv_act *act)
+{
+    if (n->op != AC_OP_CONV || !n->params)
+        return false;
+    return ac_conv2d_f32_act(n->params, in[0], in[1], n->ninputs > 2 ? in[2] : NULL, out[0], scratch, ith, nth, act);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------------- */

@@ -5,6 +5,7 @@
 #ifndef AC_OPS_H
 #define AC_OPS_H
 
+#include "ac_conv_f32.h"
 #include "ac_graph.h"
 
 typedef struct {
@@ -31,6 +32,15 @@ typedef struct {
 
 /* NULL for AC_OP_UNKNOWN / out of range. */
 const ac_op_def *ac_op_def_get(ac_op op);
+
+/* Conv + activation in one pass (the executor's fold, graph/ac_exec.c):
+ * whether node n is an activation a conv can apply to its stores (Relu,
+ * Relu6, Clip with constant bounds on an fp32 tensor), as act; and running
+ * fp32 Conv node n with act applied (false when the conv kernel would take
+ * its __ref path, which does not fold: the caller runs the two ops). */
+bool ac_op_conv_act(const ac_graph *g, const ac_node *n, ac_conv_act *act);
+bool ac_op_run_conv_act(const ac_graph *g, const ac_node *n, const void *const *in, void *const *out, void *scratch,
+                        int ith, int nth, const ac_conv_act *act);
 
 /* Run inference node by node in topological order. A node whose inputs are all
  * constant (and Shape of a known shape) is folded: executed once, its outputs

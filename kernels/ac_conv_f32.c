@@ -234,6 +234,26 @@ static float *align_ptr(void *p)
     return (float *)((u + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
 }
 
+/* ---- activations on stored outputs ------------------------------------------------ */
+
+/* y[0, n) through act in place: ac_unary_f32's ReLU (x > 0 ? x : 0, NaN and
+ * -0 to +0) and Clip (NaN kept) expressions. */
+static void act_span(float *y, int64_t n, const ac_conv_act *act)
+{
+    if (!act || act->kind == AC_CONV_ACT_NONE)
+        return;
+    if (act->kind == AC_CONV_ACT_RELU) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        return;
+    }
+    const float lo = act->lo, hi = act->hi;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = y[i] < lo ? lo : y[i];
+        y[i] = v > hi ? hi : v;
+    }
+}
+
 /* ---- packing -------------------------------------------------------------------- */
 
 /* dst[kk][r] (kc x MR) = A(i0 + r, k0 + kk), A(i, k) = a[i*rs + k*cs]; rows r >= mr are 0. */
@@ -557,20 +577,21 @@ static void wide_pack(float *dst, int w, const ac_conv2d_shape *s, const wide_ge
     }
 }
 
-/* d[0, n) = src[0, n) (+ bv with a bias): a run of tile columns stored back. */
-static void store_run(float *d, const float *src, int n, bool with_bias, float bv)
+/* d[0, n) = src[0, n) (+ bv with a bias), then act: a run of tile columns stored back. */
+static void store_run(float *d, const float *src, int n, bool with_bias, float bv, const ac_conv_act *act)
 {
     if (with_bias)
         for (int v = 0; v < n; v++)
             d[v] = src[v] + bv;
     else
         memcpy(d, src, sizeof(float) * (size_t)n);
+    act_span(d, n, act);
 }
 
 /* y rows [m0, m0+mrows) (of one image and group, plane h_out x w_out) from the
  * widened tile over columns [j0, j0+nb): the valid columns, plus the bias. */
 static void wide_store(const ac_conv2d_shape *s, const wide_geom *g, const float *tile, float *yg,
-                       const float *bias, int m0, int mrows, int64_t j0, int nb)
+                       const float *bias, int m0, int mrows, int64_t j0, int nb, const ac_conv_act *act)
 {
     const int64_t plane_out = (int64_t)s->h_out * s->w_out;
     for (int i = 0; i < mrows; i++) {
@@ -582,7 +603,7 @@ static void wide_store(const ac_conv2d_shape *s, const wide_geom *g, const float
         while (j < j0 + nb) {
             const int len = (int)(j0 + nb - j < g->wq - ow ? j0 + nb - j : g->wq - ow);
             const int valid = iclamp(s->w_out - ow, 0, len);
-            store_run(yr + (int64_t)oh * s->w_out + ow, t + (j - j0), valid, bias != NULL, bv);
+            store_run(yr + (int64_t)oh * s->w_out + ow, t + (j - j0), valid, bias != NULL, bv, act);
             j += len;
             oh++;
             ow = 0;
@@ -621,7 +642,7 @@ static void wide_tile(const ac_conv2d_shape *s, const wide_geom *g, const float 
 }
 
 static void conv_wide(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
-                      void *scratch, int ith, int nth, const ukernel *uk)
+                      void *scratch, int ith, int nth, const ukernel *uk, const ac_conv_act *act)
 {
     const wide_geom g = wide_geom_of(s);
     const wide_slice sl = wide_slice_get(s, scratch, ith);
@@ -653,7 +674,7 @@ static void conv_wide(const ac_conv2d_shape *s, const float *x, const float *w, 
         const float *wg = w + (int64_t)gi * cout_g * k;
         wide_tile(s, &g, wg, k, &sl, m0, mrows, j0, nb, uk);
         wide_store(s, &g, sl.tile, y + ((int64_t)b * s->c_out + (int64_t)gi * cout_g) * plane_out,
-                   bias ? bias + gi * cout_g : NULL, m0, mrows, j0, nb);
+                   bias ? bias + gi * cout_g : NULL, m0, mrows, j0, nb, act);
     }
 }
 
@@ -920,7 +941,7 @@ dw_pad_plane_avx2(const ac_conv2d_shape *s, const float *xc, float *pad, int row
 
 static void conv_depthwise(const ac_conv2d_shape *s, const float *x, const float *w,
                            const float *bias, float *y, void *scratch, int ith, int nth,
-                           ac_conv_isa isa)
+                           ac_conv_isa isa, const ac_conv_act *act)
 {
     const int64_t plane_in = (int64_t)s->h_in * s->w_in;
     const int64_t plane_out = (int64_t)s->h_out * s->w_out;
@@ -946,6 +967,7 @@ static void conv_depthwise(const ac_conv2d_shape *s, const float *x, const float
             for (int oh = 0; oh < s->h_out; oh++)
                 dw_row_scalar(s, xc, wc, bv, yc + (int64_t)oh * s->w_out, oh);
         }
+        act_span(yc, plane_out, act);
     }
 }
 
@@ -1020,7 +1042,8 @@ static void pwb_pack(float *dst, int w, const float *x, int64_t hw, int64_t img_
 }
 
 static void conv_pointwise_batched(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
-                                   float *y, void *scratch, int ith, int nth, const ukernel *uk)
+                                   float *y, void *scratch, int ith, int nth, const ukernel *uk,
+                                   const ac_conv_act *act)
 {
     const pwb_geom g = pwb_geom_of(s);
     const int64_t hw = (int64_t)s->h_out * s->w_out, n_all = (int64_t)s->n * hw;
@@ -1053,7 +1076,7 @@ static void conv_pointwise_batched(const ac_conv2d_shape *s, const float *x, con
             while (j < j0 + nb) {
                 const int64_t img = j / hw, pix = j % hw;
                 const int len = (int)(hw - pix < j0 + nb - j ? hw - pix : j0 + nb - j);
-                store_run(y + (img * s->c_out + m0 + i) * hw + pix, tr + (j - j0), len, bias != NULL, bv);
+                store_run(y + (img * s->c_out + m0 + i) * hw + pix, tr + (j - j0), len, bias != NULL, bv, act);
                 j += len;
             }
         }
@@ -1075,7 +1098,7 @@ size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth)
 
 /* 1x1 stride 1 unpadded: per (image, group) B is the input planes as they are. */
 static void conv_pointwise(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
-                           void *scratch, int ith, int nth, const ukernel *uk)
+                           void *scratch, int ith, int nth, const ukernel *uk, const ac_conv_act *act)
 {
     const int cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
     const int k = cin_g;
@@ -1113,20 +1136,30 @@ static void conv_pointwise(const ac_conv2d_shape *s, const float *x, const float
         job.y = y + ((int64_t)b * s->c_out + (int64_t)g * cout_g) * n;
         job.ldy = n;
         gemm_tile(&job, m0, mrows, j0, ncols, &sl, uk);
-        if (bias) {
-            for (int i = m0; i < m0 + mrows; i++) {
+        for (int i = m0; i < m0 + mrows; i++) {
+            float *yr = job.y + (int64_t)i * n + j0;
+            if (bias) {
                 const float bv = bias[g * cout_g + i];
-                float *yr = job.y + (int64_t)i * n + j0;
                 for (int j = 0; j < ncols; j++)
                     yr[j] += bv;
             }
+            act_span(yr, ncols, act);
         }
     }
 }
 
+static void conv_isa_act(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+                         void *scratch, int ith, int nth, ac_conv_isa isa, const ac_conv_act *act);
+
 void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
                        const float *bias, float *y, void *scratch, int ith, int nth,
                        ac_conv_isa isa)
+{
+    conv_isa_act(s, x, w, bias, y, scratch, ith, nth, isa, NULL);
+}
+
+static void conv_isa_act(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+                         void *scratch, int ith, int nth, ac_conv_isa isa, const ac_conv_act *act)
 {
     isa = resolve_isa(isa);
     if (nth < 1) {
@@ -1136,13 +1169,22 @@ void ac_conv2d_f32_isa(const ac_conv2d_shape *s, const float *x, const float *w,
     if (s->n <= 0 || s->c_out <= 0 || s->h_out <= 0 || s->w_out <= 0)
         return;
     if (conv_is_depthwise(s))
-        conv_depthwise(s, x, w, bias, y, scratch, ith, nth, isa);
+        conv_depthwise(s, x, w, bias, y, scratch, ith, nth, isa, act);
     else if (conv_is_pointwise(s) && pointwise_batched(s))
-        conv_pointwise_batched(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
+        conv_pointwise_batched(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa), act);
     else if (conv_is_pointwise(s))
-        conv_pointwise(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
+        conv_pointwise(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa), act);
     else
-        conv_wide(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa));
+        conv_wide(s, x, w, bias, y, scratch, ith, nth, ukernel_for(isa), act);
+}
+
+bool ac_conv2d_f32_act(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+                       void *scratch, int ith, int nth, const ac_conv_act *act)
+{
+    if (ac_kernels_ref_forced() || (!scratch && ac_conv2d_f32_scratch_bytes(s, nth) > 0))
+        return false;
+    conv_isa_act(s, x, w, bias, y, scratch, ith, nth, AC_CONV_ISA_AUTO, act);
+    return true;
 }
 
 void ac_conv2d_f32(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,

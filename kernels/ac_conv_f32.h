@@ -23,6 +23,15 @@ typedef struct {
     int groups;
 } ac_conv2d_shape;
 
+/* An activation a conv applies to its own output as it stores it (the
+ * executor folds a Relu or Clip that only reads the conv into it): exactly
+ * the unary ops' expressions, so the same bits as running them after. */
+typedef enum { AC_CONV_ACT_NONE = 0, AC_CONV_ACT_RELU, AC_CONV_ACT_CLIP } ac_conv_act_kind;
+typedef struct {
+    ac_conv_act_kind kind;
+    float lo, hi; /* CLIP */
+} ac_conv_act;
+
 /* y[n][co][oh][ow] = bias[co] + sum over ci in the group, kh, kw. bias may be NULL. */
 void ac_conv2d_f32__ref(const ac_conv2d_shape *s, const float *x, const float *w,
                         const float *bias, float *y, int ith, int nth);
@@ -35,6 +44,11 @@ void ac_conv2d_f32__ref(const ac_conv2d_shape *s, const float *x, const float *w
 size_t ac_conv2d_f32_scratch_bytes(const ac_conv2d_shape *s, int nth);
 void ac_conv2d_f32(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, void *scratch, int ith, int nth);
+/* The same, then act on every output this thread stored, while it is in cache.
+ * Only the fast path applies it: false (nothing done) when the __ref kernels
+ * would run (forced, or no scratch), so the caller runs the op itself. */
+bool ac_conv2d_f32_act(const ac_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+                       void *scratch, int ith, int nth, const ac_conv_act *act);
 
 /* Y[M][N] = alpha * op(A)[M][K] * op(B)[K][N] + beta * C, where op transposes
  * when trans_* is set and C (may be NULL) broadcasts per the ONNX Gemm rule:
