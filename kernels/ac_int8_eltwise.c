@@ -291,3 +291,83 @@ void ac_add_q8(const ac_add_q8_params *p, const void *const *x, void *y, int ith
 {
     ac_add_q8_isa(p, x, y, ith, nth, ac_kernels_ref_forced() ? AC_ELT_ISA_REF : AC_ELT_ISA_AUTO);
 }
+
+/* ---- fp32 <-> int8 boundaries -------------------------------------------------------- */
+
+#define T_AVX512VL __attribute__((target("avx2,avx512f,avx512vl")))
+
+static bool have_avx512vl(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+}
+
+/* 8 values of x / scale rounded half away from zero, NaN as 0, clamped to [lo, hi]. */
+T_AVX512VL static inline __m256i quantize8(const float *x, __m512d scale, __m512d lo, __m512d hi)
+{
+    const __m512d v = _mm512_div_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x)), scale);
+    const __m512d t = _mm512_roundscale_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    /* v - t is exact: |fraction| >= 1/2 rounds away from zero */
+    const __m512d frac = _mm512_abs_pd(_mm512_sub_pd(v, t));
+    const __mmask8 away = _mm512_cmp_pd_mask(frac, _mm512_set1_pd(0.5), _CMP_GE_OQ);
+    const __m512d one = _mm512_castsi512_pd(_mm512_or_si512(
+        _mm512_castpd_si512(_mm512_set1_pd(1.0)),
+        _mm512_and_si512(_mm512_castpd_si512(v), _mm512_set1_epi64((long long)0x8000000000000000ULL))));
+    __m512d r = _mm512_mask_add_pd(t, away, t, one);
+    r = _mm512_min_pd(_mm512_max_pd(r, lo), hi); /* inf clamps; NaN handled below */
+    const __mmask8 nan = _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_mov_pd(r, nan, _mm512_setzero_pd());
+    return _mm512_cvtpd_epi32(r);
+}
+
+T_AVX512VL static void quantize_avx512(const float *x, void *y, int64_t lo_i, int64_t hi_i, double scale,
+                                       bool is_signed)
+{
+    const __m512d vs = _mm512_set1_pd(scale);
+    const __m512d lo = _mm512_set1_pd(is_signed ? -128.0 : 0.0), hi = _mm512_set1_pd(is_signed ? 127.0 : 255.0);
+    uint8_t *out = y;
+    int64_t i = lo_i;
+    for (; i + 16 <= hi_i; i += 16) {
+        const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(quantize8(x + i, vs, lo, hi)),
+                                             quantize8(x + i + 8, vs, lo, hi), 1);
+        _mm_storeu_si128((__m128i *)(out + i), _mm512_cvtepi32_epi8(q)); /* the low byte: two's complement */
+    }
+    for (; i < hi_i; i++)
+        ac_q8_put(y, is_signed, i, ac_quantize((double)x[i], scale, is_signed));
+}
+
+T_AVX512VL static void dequantize_avx512(const void *x, float *y, int64_t lo_i, int64_t hi_i, double scale,
+                                         bool is_signed)
+{
+    const __m512d vs = _mm512_set1_pd(scale);
+    const uint8_t *in = x;
+    int64_t i = lo_i;
+    for (; i + 8 <= hi_i; i += 8) {
+        const __m128i b = _mm_loadl_epi64((const __m128i *)(in + i));
+        const __m256i q = is_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+        _mm256_storeu_ps(y + i, _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtepi32_pd(q), vs)));
+    }
+    for (; i < hi_i; i++)
+        y[i] = (float)((double)ac_q8_get(x, is_signed, i) * scale);
+}
+
+void ac_quantize_q8(const float *x, void *y, int64_t n, double scale, bool is_signed, int ith, int nth)
+{
+    if (ac_kernels_ref_forced() || !have_avx512vl()) {
+        ac_quantize_q8__ref(x, y, n, scale, is_signed, ith, nth);
+        return;
+    }
+    int64_t lo, hi;
+    ac_ref_range(n, ith, nth, &lo, &hi);
+    quantize_avx512(x, y, lo, hi, scale, is_signed);
+}
+
+void ac_dequantize_q8(const void *x, float *y, int64_t n, double scale, bool is_signed, int ith, int nth)
+{
+    if (ac_kernels_ref_forced() || !have_avx512vl()) {
+        ac_dequantize_q8__ref(x, y, n, scale, is_signed, ith, nth);
+        return;
+    }
+    int64_t lo, hi;
+    ac_ref_range(n, ith, nth, &lo, &hi);
+    dequantize_avx512(x, y, lo, hi, scale, is_signed);
+}

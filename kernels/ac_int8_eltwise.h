@@ -20,6 +20,14 @@ void ac_clamp_q8(const ac_clamp_q8_params *p, const void *x, void *y, int64_t n,
                  int nth);
 void ac_add_q8(const ac_add_q8_params *p, const void *const *x, void *y, int ith, int nth);
 
+/* fp32 <-> int8 at plan boundaries (ac_quantize_q8__ref / ac_dequantize_q8__ref,
+ * bit for bit): y = sat(round_half_away(x / scale)) (NaN to 0) and
+ * y = (float)(q * scale), both in double, 16 values per AVX-512 step (the
+ * rounding is C round()'s: the fraction after truncation, exact in double,
+ * decides). Without AVX-512F/VL the __ref loops run. */
+void ac_quantize_q8(const float *x, void *y, int64_t n, double scale, bool is_signed, int ith, int nth);
+void ac_dequantize_q8(const void *x, float *y, int64_t n, double scale, bool is_signed, int ith, int nth);
+
 /* For tests and benchmarks: the same kernels with the instruction set pinned
  * and never redirected by AC_FORCE_REF. An ISA the CPU lacks falls back to the
  * best one below it (AC_ELT_ISA_REF is the __ref kernel itself). */

@@ -15,6 +15,7 @@
  * Usage: ac_int8_eltwise_test [--seed N] */
 #include "ac_int8_eltwise.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,52 @@ static void test_add(void)
 
 /* With ac_kernels_force_ref() (what AC_FORCE_REF=1 sets) the public entry
  * points run __ref: the results must not change. */
+/* fp32 <-> int8 boundaries against the __ref loops: halfway values k + 1/2
+ * (and their float neighbours) times the scale, signed zeros, NaN, +-inf,
+ * huge and tiny values, for both signednesses, several scales, lengths with
+ * tails and nth 1-3; dequantize over every code. */
+static void test_boundaries(void)
+{
+    enum { N = 517 };
+    static const double scales[] = {0.1, 3.7 / 127.0, 1e-3, 1000.0, 6.0 / 255.0};
+    float *x = xmalloc(N * sizeof(float));
+    uint8_t want[N], got[N];
+    float fw[N], fg[N];
+    for (size_t sc = 0; sc < sizeof scales / sizeof scales[0]; sc++) {
+        const double scale = scales[sc];
+        for (int i = 0; i < N; i++) {
+            const int k = rng_int(-300, 300);
+            switch (i % 8) {
+            case 0: x[i] = (float)((k + 0.5) * scale); break;
+            case 1: x[i] = nextafterf((float)((k + 0.5) * scale), INFINITY); break;
+            case 2: x[i] = nextafterf((float)((k + 0.5) * scale), -INFINITY); break;
+            case 3: x[i] = (float)(k * scale * 0.37); break;
+            case 4: x[i] = i % 16 == 4 ? -0.0f : 0.0f; break;
+            case 5: x[i] = i % 24 == 5 ? NAN : i % 24 == 13 ? INFINITY : -INFINITY; break;
+            case 6: x[i] = (float)(k * 1e30); break;
+            default: x[i] = (float)(k * 1e-40); break;
+            }
+        }
+        for (int sig = 0; sig < 2; sig++)
+            for (int nth = 1; nth <= 3; nth++) {
+                ac_quantize_q8__ref(x, want, N, scale, sig, 0, 1);
+                memset(got, 0xA5, sizeof got);
+                for (int ith = 0; ith < nth; ith++)
+                    ac_quantize_q8(x, got, N, scale, sig, ith, nth);
+                CHECK(!memcmp(want, got, N), "quantize scale %g signed %d nth %d differs", scale, sig, nth);
+                uint8_t codes[N];
+                for (int i = 0; i < N; i++)
+                    codes[i] = (uint8_t)i;
+                ac_dequantize_q8__ref(codes, fw, N, scale, sig, 0, 1);
+                for (int ith = 0; ith < nth; ith++)
+                    ac_dequantize_q8(codes, fg, N, scale, sig, ith, nth);
+                CHECK(!memcmp(fw, fg, sizeof fw), "dequantize scale %g signed %d nth %d differs", scale, sig, nth);
+                g_cases += 2;
+            }
+    }
+    free(x);
+}
+
 static void test_forced(void)
 {
     ac_kernels_force_ref(true);
@@ -316,6 +363,7 @@ int main(int argc, char **argv)
     printf("int8_eltwise_test: isa auto = %s\n", ac_elt_isa_name(ac_elt_isa_resolve(AC_ELT_ISA_AUTO)));
     test_clamp();
     test_add();
+    test_boundaries();
     test_forced();
     printf("int8_eltwise_test: %d cases, %d failures\n", g_cases, failures);
     return failures ? 1 : 0;

@@ -303,9 +303,9 @@ static void convert(const ac_qexec *e, int t, bool from_codes, int ith, int nth)
     const ac_tensor_plan *tp = &e->p->tensors[t];
     int64_t n = ac_tensor_numel(&e->g->tensors[t]);
     if (from_codes)
-        ac_dequantize_q8__ref(e->qbuf[t], e->fbuf[t], n, tp->scale, tp->is_signed, ith, nth);
+        ac_dequantize_q8(e->qbuf[t], e->fbuf[t], n, tp->scale, tp->is_signed, ith, nth);
     else
-        ac_quantize_q8__ref(e->fbuf[t], e->qbuf[t], n, tp->scale, tp->is_signed, ith, nth);
+        ac_quantize_q8(e->fbuf[t], e->qbuf[t], n, tp->scale, tp->is_signed, ith, nth);
 }
 
 static void set_pointers(ac_qexec *e, const ac_node *n, bool int8)
