@@ -454,6 +454,47 @@ static void test_reshape(ac_int8_model *m, const char *path, const ac_calib_tabl
     ac_graph_destroy(&g2);
 }
 
+/* Two plans' executors sharing one lent arena, run alternately batch by
+ * batch, give the outputs of executors with arenas of their own; a lent
+ * executor refuses to run before an arena is lent. */
+static void test_lent_arena(const ac_plan *pa, const ac_plan *pb, const float *x, int nbatch)
+{
+    ac_err err = {0};
+    const ac_plan *plans[2] = {pa, pb};
+    ac_qexec *own[2], *lent[2];
+    size_t need = 0;
+    for (int i = 0; i < 2; i++) {
+        own[i] = ac_qexec_new_shared(plans[i], &err);
+        lent[i] = ac_qexec_new_lent(plans[i], &err);
+        CHECK(own[i] && lent[i], "lent arena: %s", err.msg);
+        if (!own[i] || !lent[i])
+            return;
+        if (ac_qexec_activation_bytes(lent[i]) > need)
+            need = ac_qexec_activation_bytes(lent[i]);
+    }
+    const ac_graph *g = pa->g;
+    const int64_t in_numel = ac_tensor_numel(&g->tensors[g->inputs[0]]);
+    const size_t ob = sizeof(float) * (size_t)ac_tensor_numel(&g->tensors[g->outputs[0]]);
+    const void *in0[1] = {x};
+    CHECK(ac_qexec_run(lent[0], in0, &err) != 0 && strstr(err.msg, "lent"), "run before a lend: %s", err.msg);
+    void *pool = NULL;
+    CHECK(posix_memalign(&pool, 64, need ? need : 1) == 0, "pool");
+    for (int k = 0; pool && k < nbatch; k++)
+        for (int i = 0; i < 2; i++) {
+            const void *in[1] = {x + (int64_t)k * in_numel};
+            ac_qexec_lend(lent[i], pool);
+            CHECK(ac_qexec_run(own[i], in, &err) == 0 && ac_qexec_run(lent[i], in, &err) == 0, "%s", err.msg);
+            const float *ya = ac_qexec_tensor_float(own[i], g->outputs[0]);
+            const float *yb = ac_qexec_tensor_float(lent[i], g->outputs[0]);
+            CHECK(ya && yb && !memcmp(ya, yb, ob), "plan %d batch %d: the lent arena's outputs differ", i, k);
+        }
+    free(pool);
+    for (int i = 0; i < 2; i++) {
+        ac_qexec_destroy(&own[i]);
+        ac_qexec_destroy(&lent[i]);
+    }
+}
+
 static void test_fmnist(const char *repo, const char *zoo, const char *file_out)
 {
     ac_err err = {0};
@@ -489,6 +530,14 @@ static void test_fmnist(const char *repo, const char *zoo, const char *file_out)
             {.accuracy_opt = true, .first_conv_fp32 = true, .fp32_layers = forced,
              .n_fp32_layers = 1},
         };
+        if (tab) {
+            ac_plan *pt = ac_plan_build(g, tab, &opts[0], &err), *pc = ac_plan_build(g, tab, &opts[1], &err);
+            CHECK(pt && pc, "%s: plans: %s", path, err.msg);
+            if (pt && pc)
+                test_lent_arena(pt, pc, xte, 2);
+            ac_plan_destroy(&pt);
+            ac_plan_destroy(&pc);
+        }
         for (int k = 0; tab && k < 3; k++) {
             ac_plan *p = ac_plan_build(g, tab, &opts[k], &err);
             CHECK(p, "%s: plan: %s", path, err.msg);

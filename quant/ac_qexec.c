@@ -30,7 +30,21 @@ struct ac_qexec {
     int nthreads;
     void *arena;          /* shared mode: fbuf/qbuf point into it (graph/ac_mem_plan.h) */
     size_t act_bytes;     /* bytes of activation buffers */
+    /* lent mode (ac_qexec_new_lent): the arena is the caller's, bound per run */
+    bool lent, bound;
+    size_t *foff, *qoff;  /* per tensor: offset in the arena, SIZE_MAX for none */
 };
+
+/* Every planned buffer at its offset from base. */
+static void bind_arena(ac_qexec *e, void *base)
+{
+    for (int t = 0; t < e->g->ntensors; t++) {
+        if (e->foff[t] != SIZE_MAX)
+            e->fbuf[t] = (char *)base + e->foff[t];
+        if (e->qoff[t] != SIZE_MAX)
+            e->qbuf[t] = (char *)base + e->qoff[t];
+    }
+}
 
 /* One buffer to place: tensor t's float (codes = false) or code buffer. */
 typedef struct {
@@ -64,16 +78,20 @@ static int plan_arena(ac_qexec *e)
             a.b[a.n++] = (ac_mem_block){.bytes = bytes, .first = a.first[t], .last = a.last[t]};
         }
     e->act_bytes = ac_mem_plan(a.b, a.n);
-    if (ac_bigbuf_alloc(&e->arena, e->act_bytes) != 0) {
-        e->arena = NULL;
+    e->foff = malloc(sizeof(size_t) * (size_t)(g->ntensors ? g->ntensors : 1));
+    e->qoff = malloc(sizeof(size_t) * (size_t)(g->ntensors ? g->ntensors : 1));
+    if (!e->foff || !e->qoff)
         goto done;
-    }
-    for (int k = 0; k < a.n; k++) {
-        void *at = (char *)e->arena + a.b[k].offset;
-        if (a.codes[k])
-            e->qbuf[a.tensor[k]] = at;
-        else
-            e->fbuf[a.tensor[k]] = at;
+    for (int t = 0; t < g->ntensors; t++)
+        e->foff[t] = e->qoff[t] = SIZE_MAX;
+    for (int k = 0; k < a.n; k++)
+        *(a.codes[k] ? &e->qoff[a.tensor[k]] : &e->foff[a.tensor[k]]) = a.b[k].offset;
+    if (!e->lent) {
+        if (ac_bigbuf_alloc(&e->arena, e->act_bytes) != 0) {
+            e->arena = NULL;
+            goto done;
+        }
+        bind_arena(e, e->arena);
     }
     rc = 0;
 done:
@@ -112,7 +130,8 @@ static int need_buf(const ac_qexec *e, void **b, size_t bytes, bool shared)
     return alloc_buf(b, bytes);
 }
 
-static ac_qexec *qexec_new(const ac_plan *p, bool shared, ac_err *err)
+/* lent: shared buffers in an arena the caller lends before each run. */
+static ac_qexec *qexec_new_mode(const ac_plan *p, bool shared, bool lent, ac_err *err)
 {
     const ac_graph *g = p->g;
     ac_qexec *e = calloc(1, sizeof *e);
@@ -122,6 +141,7 @@ static ac_qexec *qexec_new(const ac_plan *p, bool shared, ac_err *err)
     }
     e->p = p;
     e->g = g;
+    e->lent = lent;
     size_t nt = (size_t)(g->ntensors ? g->ntensors : 1);
     e->fbuf = calloc(nt, sizeof(void *));
     e->qbuf = calloc(nt, sizeof(void *));
@@ -194,6 +214,11 @@ nomem:
     return NULL;
 }
 
+static ac_qexec *qexec_new(const ac_plan *p, bool shared, ac_err *err)
+{
+    return qexec_new_mode(p, shared, false, err);
+}
+
 ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err)
 {
     return qexec_new(p, false, err);
@@ -216,12 +241,14 @@ void ac_qexec_destroy(ac_qexec **pp)
     ac_qexec *e = *pp;
     for (int t = 0; t < e->g->ntensors; t++) {
         /* shared mode: the buffers are the arena's, or still placeholders */
-        if (e->fbuf && e->fbuf[t] != &arena_mark && !e->arena)
+        if (e->fbuf && e->fbuf[t] != &arena_mark && !e->arena && !e->lent)
             free(e->fbuf[t]);
-        if (e->qbuf && e->qbuf[t] != &arena_mark && !e->arena)
+        if (e->qbuf && e->qbuf[t] != &arena_mark && !e->arena && !e->lent)
             free(e->qbuf[t]);
     }
     free(e->arena);
+    free(e->foff);
+    free(e->qoff);
     free(e->fbuf);
     free(e->qbuf);
     free(e->shadow_tensors);
@@ -363,10 +390,25 @@ static int run_int8(const ac_qexec *e, const ac_node *n, const ac_node_plan *np,
     }
 }
 
+ac_qexec *ac_qexec_new_lent(const ac_plan *p, ac_err *err)
+{
+    return qexec_new_mode(p, true, true, err);
+}
+
+void ac_qexec_lend(ac_qexec *e, void *mem)
+{
+    if (!e->lent || !mem)
+        return;
+    bind_arena(e, mem);
+    e->bound = true;
+}
+
 int ac_qexec_run(ac_qexec *e, const void *const *inputs, ac_err *err)
 {
     const ac_graph *g = e->g;
     const ac_plan *p = e->p;
+    if (e->lent && !e->bound)
+        return ac_err_set(err, AC_E_INTERNAL, "int8 executor of '%s': run before an arena was lent", g->name);
     for (int i = 0; i < g->ninputs; i++) {
         int t = g->inputs[i];
         if (!inputs[i])

@@ -23,6 +23,14 @@ ac_qexec *ac_qexec_new(const ac_plan *p, ac_err *err);
  * same results, a fraction of the memory; only the graph inputs and outputs
  * are readable after a run. */
 ac_qexec *ac_qexec_new_shared(const ac_plan *p, ac_err *err);
+/* Shared buffers in an arena the caller lends: one buffer for executors that
+ * never run at the same time (a worker's candidates), so each new candidate
+ * does not touch fresh memory. ac_qexec_lend(e, mem) before a run binds mem
+ * (at least ac_qexec_activation_bytes(e) bytes, 64-byte aligned); a run
+ * before any lend is an error. Outputs read after a run stay valid until
+ * another executor runs in the same memory. */
+ac_qexec *ac_qexec_new_lent(const ac_plan *p, ac_err *err);
+void ac_qexec_lend(ac_qexec *e, void *mem);
 /* Bytes of activation buffers (float and codes) the executor holds. */
 size_t ac_qexec_activation_bytes(const ac_qexec *e);
 void ac_qexec_destroy(ac_qexec **p);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "ac_backend.h"
+#include "ac_bigbuf.h"
 #include "ac_exec.h"
 #include "ac_qexec.h"
 
@@ -9,6 +10,32 @@ typedef struct {
     ac_exec *fp32;  /* plan NULL */
     ac_qexec *int8; /* plan given */
 } cpu_handle;
+
+/* The backend with the activation memory its int8 handles share: a worker
+ * runs one at a time, and a fresh arena per candidate cost a quarter of the
+ * subset screen in first touches. It grows to the largest plan's need. */
+typedef struct {
+    ac_backend b; /* first: the ac_backend * the worker holds */
+    void *pool;
+    size_t pool_bytes;
+} cpu_backend;
+
+static int lend_pool(cpu_backend *cb, ac_qexec *q, ac_err *err)
+{
+    const size_t need = ac_qexec_activation_bytes(q);
+    if (need > cb->pool_bytes || !cb->pool) {
+        free(cb->pool);
+        cb->pool = NULL;
+        cb->pool_bytes = 0;
+        if (ac_bigbuf_alloc(&cb->pool, need) != 0) {
+            cb->pool = NULL;
+            return ac_err_set(err, AC_E_NOMEM, "out of memory for %zu bytes of int8 activations", need);
+        }
+        cb->pool_bytes = need;
+    }
+    ac_qexec_lend(q, cb->pool);
+    return 0;
+}
 
 static void *cpu_prepare(ac_backend *b, const ac_graph *g, const ac_plan *plan, ac_err *err)
 {
@@ -19,7 +46,7 @@ static void *cpu_prepare(ac_backend *b, const ac_graph *g, const ac_plan *plan, 
     }
     /* Only the graph outputs are read after a run: activations share memory. */
     if (plan) {
-        h->int8 = ac_qexec_new_shared(plan, err);
+        h->int8 = ac_qexec_new_lent(plan, err);
         if (h->int8)
             ac_qexec_set_threads(h->int8, b->threads);
     } else {
@@ -37,7 +64,8 @@ static void *cpu_prepare(ac_backend *b, const ac_graph *g, const ac_plan *plan, 
 static int cpu_run(ac_backend *b, void *hv, const void *const *inputs, ac_err *err)
 {
     cpu_handle *h = hv;
-    (void)b;
+    if (h->int8 && lend_pool((cpu_backend *)b, h->int8, err))
+        return -1;
     return h->int8 ? ac_qexec_run(h->int8, inputs, err) : ac_exec_run(h->fp32, inputs, err);
 }
 
@@ -61,12 +89,15 @@ static void cpu_release(ac_backend *b, void *hv)
 
 static void cpu_destroy(ac_backend *b)
 {
-    free(b);
+    cpu_backend *cb = (cpu_backend *)b;
+    free(cb->pool);
+    free(cb);
 }
 
 ac_backend *ac_backend_cpu_new(int threads, ac_err *err)
 {
-    ac_backend *b = calloc(1, sizeof *b);
+    cpu_backend *cb = calloc(1, sizeof *cb);
+    ac_backend *b = cb ? &cb->b : NULL;
     if (!b) {
         ac_err_set(err, AC_E_NOMEM, "out of memory");
         return NULL;
