@@ -24,9 +24,11 @@
 void ac_unary_f32(const ac_unary_params *p, const float *x, float *y, int64_t n, int ith, int nth);
 
 /* Add, Sub, Mul and Div with a loop per operand layout of the innermost dim
- * (both contiguous, or one of them broadcast); PRELU and other strides run
- * __ref. Same row split as __ref; y may be a or b. A NaN result is a NaN, but
- * with two NaN operands which payload comes out is the instruction's choice. */
+ * (both contiguous, or one of them broadcast); same-shape operands as one
+ * flat run split evenly over the threads; PRELU and other strides run __ref.
+ * Every element is __ref's, computed by one thread; y may be a or b. A NaN
+ * result is a NaN, but with two NaN operands which payload comes out is the
+ * instruction's choice. */
 void ac_binary_f32(ac_binary_kind k, const ac_bcast_shape *s, const float *a, const float *b, float *y, int ith,
                    int nth);
 
