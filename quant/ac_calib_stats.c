@@ -293,6 +293,18 @@ static bool have_avx512(void)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 }
 
+/* Folds the buckets touched since the last fold (their range is kept per
+ * lane in vlo/vhi) and starts the ranges again. */
+AVX512_TARGET static void fold_lanes(ac_calib_stats *st, buckets *b, __m512i *vlo, __m512i *vhi)
+{
+    const unsigned lo = _mm512_reduce_min_epu32(*vlo), hi = _mm512_reduce_max_epu32(*vhi);
+    b->lo = lo < b->lo ? lo : b->lo;
+    b->hi = hi > b->hi ? hi : b->hi;
+    fold_buckets(st, b);
+    *vlo = _mm512_set1_epi32(NSHIFT);
+    *vhi = _mm512_setzero_si512();
+}
+
 /* The adds since the last fold stay below a bucket block (bucket sums < 2^64). */
 AVX512_TARGET static void observe_avx512(ac_calib_stats *st, const float *x, size_t n)
 {
@@ -310,7 +322,7 @@ AVX512_TARGET static void observe_avx512(ac_calib_stats *st, const float *x, siz
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         if (adds > OBSERVE_BLOCK - 16) {
-            fold_buckets(st, &b);
+            fold_lanes(st, &b, &vlo, &vhi);
             adds = 0;
         }
         const __m512i bits = _mm512_loadu_si512((const void *)(x + i));
@@ -341,11 +353,7 @@ AVX512_TARGET static void observe_avx512(ac_calib_stats *st, const float *x, siz
         }
         adds += (size_t)_mm_popcnt_u32(nz);
     }
-    /* the lanes' ranges of touched buckets, then the tail one value at a time */
-    const unsigned lo = _mm512_reduce_min_epu32(vlo), hi = _mm512_reduce_max_epu32(vhi);
-    b.lo = lo < b.lo ? lo : b.lo;
-    b.hi = hi > b.hi ? hi : b.hi;
-    fold_buckets(st, &b);
+    fold_lanes(st, &b, &vlo, &vhi); /* then the tail, one value at a time */
     st->n_nonfinite += nonfinite;
     if (finite) {
         const float mn = _mm512_reduce_min_ps(vmin), mx = _mm512_reduce_max_ps(vmax);

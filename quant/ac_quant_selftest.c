@@ -163,6 +163,24 @@ static void test_moments(void)
             free(d);
         }
 
+    /* Many values in one bucket, largest mantissa: their squares overflow a
+     * bucket unless it is folded every block (300 000 x ~2^48 > 2^64). */
+    {
+        const size_t nsame = 300000;
+        float *same = malloc(nsame * sizeof *same);
+        for (size_t i = 0; i < nsame; i++)
+            same[i] = i % 3 ? 1.99999988f : -1.99999988f;
+        ac_calib_stats *fast = ac_calib_stats_new(0), *ref = ac_calib_stats_new(0);
+        ac_calib_stats_observe(fast, same, nsame);
+        ac_calib_stats_observe__ref(ref, same, nsame);
+        CHECK(ac_calib_stats_equal(fast, ref));
+        const double sq = (double)1.99999988f * (double)1.99999988f;
+        CHECK(fabs(ac_calib_stats_mean_sq(fast) - sq) <= 1e-15 * sq);
+        ac_calib_stats_destroy(&fast);
+        ac_calib_stats_destroy(&ref);
+        free(same);
+    }
+
     /* Empty statistics. */
     st = ac_calib_stats_new(16);
     CHECK(ac_calib_stats_count(st) == 0 && ac_calib_stats_absmax(st) == 0.0f);
