@@ -4,13 +4,12 @@
 #include <libdeflate.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
 #include "ac_bigbuf.h"
+#include "ac_image.h"
 
 static int parse_header(const uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err *err, bool header_only);
 
@@ -178,28 +177,6 @@ int ac_idx_parse(uint8_t *buf, size_t len, const char *name, ac_idx *out, ac_err
     return AC_OK;
 }
 
-/* The file's bytes in one buffer (huge pages when large); non-zero on any failure. */
-static int read_whole(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f)
-        return -1;
-    void *b = NULL;
-    int rc = -1;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && ac_bigbuf_alloc(&b, (size_t)st.st_size) == 0) {
-        if (fread(b, 1, (size_t)st.st_size, f) == (size_t)st.st_size && !ferror(f)) {
-            *buf = b;
-            *len = (size_t)st.st_size;
-            b = NULL;
-            rc = 0;
-        }
-        free(b);
-    }
-    fclose(f);
-    return rc;
-}
-
 /* The whole file in one call: a plain idx file as it is, a single-member
  * gzip by libdeflate (2-3x zlib's speed on Fashion-MNIST's 26 MB training
  * images, read on every run). Returns 1 when it does not apply (several
@@ -209,8 +186,9 @@ static int load_whole(const char *path, ac_idx *out, ac_err *err)
 {
     uint8_t *file;
     size_t flen;
-    if (read_whole(path, &file, &flen))
-        return 1;
+    ac_err ferr = {0};
+    if (ac_file_read(path, &file, &flen, &ferr))
+        return 1; /* the stream below says what is wrong */
     if (flen < 18 || file[0] != 0x1f || file[1] != 0x8b)
         return ac_idx_parse(file, flen, path, out, err);
     /* ISIZE: the uncompressed size mod 2^32, last 4 bytes (little-endian) */
